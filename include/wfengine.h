@@ -1,0 +1,239 @@
+/*
+ * wfengine.h — public C API of wfengine, an embeddable durable workflow engine:
+ * transactional outbox, relay to effect providers, dead letters.
+ *
+ * Conventions (see docs/abi.md and docs/errors.md):
+ *  - Every fallible function returns WF_OK (0) or a negative WF_E* code.
+ *    wf_last_error() then describes the failure on the calling thread.
+ *  - Documents (options, jobs, filters, policies) are UTF-8 JSON strings.
+ *  - Strings returned through `char **out` belong to the caller: free them with
+ *    wf_free(). Pointers passed to callbacks are borrowed, valid as documented.
+ *  - All functions are thread-safe on one engine, except that one wf_tx belongs
+ *    to one thread at a time.
+ *  - Times are integers in milliseconds since the Unix epoch (`*_ms`), or
+ *    RFC 3339 strings inside JSON documents.
+ */
+#ifndef WFENGINE_H
+#define WFENGINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32)
+#if defined(WF_BUILDING)
+#define WF_API __declspec(dllexport)
+#else
+#define WF_API
+#endif
+#elif defined(__GNUC__)
+#define WF_API __attribute__((visibility("default")))
+#else
+#define WF_API
+#endif
+
+#define WF_VERSION_MAJOR 0
+#define WF_VERSION_MINOR 1
+#define WF_VERSION_PATCH 0
+
+/* ------------------------------------------------------------------ status */
+
+#define WF_OK 0
+#define WF_EINVAL (-1)       /* bad argument, malformed or invalid document */
+#define WF_ENOTFOUND (-2)    /* no such job, key, dead letter, ... */
+#define WF_EEXIST (-3)       /* idempotency key already seen; existing id returned */
+#define WF_EBUSY (-4)        /* resource busy (running job, tx open on thread) */
+#define WF_ECLOSED (-5)      /* engine draining or closed */
+#define WF_EIO (-6)          /* I/O error from the database */
+#define WF_ECORRUPT (-7)     /* database file is corrupt or not a wfengine file */
+#define WF_ENOMEM (-8)       /* out of memory */
+#define WF_ETIMEDOUT (-9)    /* operation timed out */
+#define WF_ETOOBIG (-10)     /* over a size or depth limit */
+#define WF_ESTATE (-11)      /* object already finished (e.g. late completion) */
+#define WF_EUNSUPPORTED (-12) /* feature not available in this build */
+#define WF_EINTERNAL (-13)   /* bug: please report */
+
+/* Log levels for wf_set_logger. */
+#define WF_LOG_DEBUG 0
+#define WF_LOG_INFO 1
+#define WF_LOG_WARN 2
+#define WF_LOG_ERROR 3
+
+typedef struct wf_engine wf_engine;
+typedef struct wf_job wf_job;
+typedef struct wf_tx wf_tx;
+
+/* ------------------------------------------------------------------- misc */
+
+/* "MAJOR.MINOR.PATCH" of the loaded library. Static string. */
+WF_API const char *wf_version(void);
+
+/* Static English text for a status code. Never NULL. */
+WF_API const char *wf_strerror(int status);
+
+/* Thread-local human message about the last failure on the calling thread
+ * (names the field, key or limit that was wrong). Valid until the next wf_*
+ * call on this thread. Never NULL ("" when there is nothing to say). */
+WF_API const char *wf_last_error(void);
+
+/* Frees a string returned by the library through `char **out`. NULL ok. */
+WF_API void wf_free(void *p);
+
+/* ----------------------------------------------------------------- engine */
+
+/* Opens (creating if needed, mode 0600) the SQLite database at `path` in WAL
+ * mode, applies schema migrations and recovers jobs leased by engines that are
+ * gone. `options_json` may be NULL or "{}"; unknown keys are an error (see
+ * docs/options.md). The writer thread starts here, so enqueueing works before
+ * wf_start. On success *out is the engine; free it with wf_close. */
+WF_API int wf_open(const char *path, const char *options_json, wf_engine **out);
+
+/* Starts the relay loop thread: claims ready jobs, dispatches them to
+ * registered providers, arms timers, handles timeouts. WF_ESTATE if already
+ * started. */
+WF_API int wf_start(wf_engine *e);
+
+/* Stops claiming new jobs and waits up to `timeout_ms` (real time) for the
+ * in-flight ones to complete. Afterwards new enqueues return WF_ECLOSED.
+ * WF_ETIMEDOUT if jobs are still in flight at the deadline (they stay leased
+ * and are released by wf_close). WF_EBUSY when called from a provider
+ * callback (it would wait for itself). */
+WF_API int wf_drain(wf_engine *e, int64_t timeout_ms);
+
+/* Drains (bounded by the `drain_timeout_ms` option), returns leases of jobs
+ * still in flight to the queue, stops the threads and closes the database.
+ * Handles of jobs not completed by then become invalid. NULL is ok.
+ * WF_EBUSY (and nothing is closed) when called from a provider callback. */
+WF_API int wf_close(wf_engine *e);
+
+/* Injectable clock (tests, simulations): the engine reads "now" from `fn`
+ * instead of the system clock. NULL restores the system clock. Call
+ * wf_wake after moving the clock so timers are re-evaluated. */
+typedef int64_t (*wf_clock_fn)(void *user);
+WF_API int wf_set_clock(wf_engine *e, wf_clock_fn fn, void *user);
+
+/* Makes the relay re-evaluate due jobs, timeouts and timers now (after moving
+ * an injected clock, or after another process wrote to the database). */
+WF_API int wf_wake(wf_engine *e);
+
+/* ------------------------------------------------------ effect providers */
+
+/* Called on the engine's loop thread for each attempt of a job. `job` stays
+ * valid until it is completed with exactly one of wf_job_complete, wf_job_retry
+ * or wf_job_fail (from any thread, now or later); afterwards it is gone. The
+ * callback must not block: hand slow work to your own threads. */
+typedef void (*wf_effect_fn)(void *user, wf_job *job);
+
+/* Registers the host callback serving `effect`. `policy_json` (NULL ok):
+ * {"timeout_ms", "max_attempts", "backoff": {"base_ms","cap_ms","multiplier",
+ * "jitter": "full"|"none"}, "concurrency", "tenant_concurrency",
+ * "circuit": {"failure_ratio","window","min_attempts","cooldown_ms"}}.
+ * Registering an effect twice is WF_EEXIST. May be called before or after
+ * wf_start. Jobs for effects that nobody registered wait, they are not burnt. */
+WF_API int wf_effect_register(wf_engine *e, const char *effect, const char *policy_json,
+                              wf_effect_fn fn, void *user);
+
+/* Built-in providers ({"type":"http",...} / {"type":"nats",...}). Not in this
+ * release: returns WF_EUNSUPPORTED. */
+WF_API int wf_effect_register_builtin(wf_engine *e, const char *effect, const char *config_json);
+
+/* Accessors: borrowed strings, valid while `j` is valid. */
+WF_API const char *wf_job_id(const wf_job *j);
+WF_API const char *wf_job_key(const wf_job *j); /* same on every attempt; "" if none */
+WF_API const char *wf_job_tenant(const wf_job *j);
+WF_API const char *wf_job_effect(const wf_job *j);
+WF_API const char *wf_job_payload(const wf_job *j, size_t *len); /* JSON text */
+WF_API const char *wf_job_metadata(const wf_job *j);              /* JSON object */
+WF_API int wf_job_attempt(const wf_job *j);                       /* 1-based */
+
+/* Completes the attempt successfully. `result_json` may be NULL. Returns
+ * WF_ESTATE if the attempt had already timed out (the job was or will be
+ * retried); `j` is gone either way. The outcome is committed asynchronously
+ * (batched); if the process dies first, the job is delivered again. */
+WF_API int wf_job_complete(wf_job *j, const char *result_json);
+
+/* Transient failure: the job runs again after `delay_ms`, or after the policy's
+ * backoff when `delay_ms` < 0, unless its attempts are exhausted, in which case
+ * it becomes a dead letter. `j` is gone afterwards. */
+WF_API int wf_job_retry(wf_job *j, const char *error, int64_t delay_ms);
+
+/* Permanent failure: the job becomes a dead letter with `error`. */
+WF_API int wf_job_fail(wf_job *j, const char *error);
+
+/* ------------------------------------------------------------------ outbox */
+
+/* Enqueues one job: {"effect", "payload"?, "tenant"?, "key"?, "run_at"? |
+ * "delay_ms"?, "priority"?, "max_attempts"?, "metadata"?}. Returns after the
+ * commit is durable. *id_out (may be NULL) receives the job id; with
+ * WF_EEXIST it receives the id of the job that already holds the key. */
+WF_API int wf_enqueue(wf_engine *e, const char *job_json, char **id_out);
+
+/* Enqueues a JSON array of jobs in one transaction: all or nothing. Jobs whose
+ * key already exists are not inserted and do not fail the batch;
+ * *ids_json_out (may be NULL) receives a JSON array with one entry per input:
+ * {"id": "...", "existing": bool}. */
+WF_API int wf_enqueue_batch(wf_engine *e, const char *jobs_json_array, char **ids_json_out);
+
+/* Cancels a job that is not running, by id or else by key, in `tenant` (NULL
+ * means ""). WF_ENOTFOUND if there is none, WF_EBUSY if it is running. */
+WF_API int wf_cancel(wf_engine *e, const char *tenant, const char *id_or_key);
+
+/* ------------------------------------------------------ host transaction */
+
+/* Begins a write transaction on the engine's database that the calling thread
+ * owns until wf_tx_commit or wf_tx_rollback. While it is open, other writers
+ * queue behind it: keep it short, and do not call non-tx write functions of
+ * the same engine from this thread (they return WF_EBUSY). */
+WF_API int wf_tx_begin(wf_engine *e, wf_tx **out);
+
+/* Executes one SQL statement with bound parameters `params_json` (a JSON
+ * array, NULL ok). Result rows (NULL ok) come back as a JSON array of objects.
+ * Writing or creating the engine's own tables (wf_*), transaction control,
+ * ATTACH and PRAGMA are refused with WF_EINVAL. */
+WF_API int wf_tx_exec(wf_tx *t, const char *sql, const char *params_json, char **rows_json_out);
+
+/* Enqueues a job inside the transaction (same document as wf_enqueue). */
+WF_API int wf_tx_enqueue(wf_tx *t, const char *job_json, char **id_out);
+
+/* Commits durably. Frees `t`, whether it succeeds or not. */
+WF_API int wf_tx_commit(wf_tx *t);
+
+/* Rolls back. Frees `t`. NULL ok. */
+WF_API int wf_tx_rollback(wf_tx *t);
+
+/* ------------------------------------------------------------- operations */
+
+/* Statistics as JSON (see docs/operations.md). `filter_json` NULL or
+ * {"tenant"?, "effect"?}. Reads a committed snapshot; never blocks writers. */
+WF_API int wf_stats(wf_engine *e, const char *filter_json, char **json_out);
+
+/* Prometheus text exposition of the same figures. */
+WF_API int wf_metrics(wf_engine *e, char **text_out);
+
+/* Dead letters matching the filter {"tenant"?, "effect"?, "ids"?: [...],
+ * "since"?, "until"? (dead_at, ms or RFC 3339), "limit"?}, newest first, each
+ * with its attempt history. */
+WF_API int wf_dead_list(wf_engine *e, const char *filter_json, char **json_out);
+
+/* Moves matching dead letters back to the queue (ready now, failure count
+ * reset). A dead letter whose key is held again by a pending job stays dead.
+ * *count_out (may be NULL) receives how many were re-queued. */
+WF_API int wf_dead_requeue(wf_engine *e, const char *filter_json, int64_t *count_out);
+
+/* Deletes matching dead letters and their history. */
+WF_API int wf_dead_purge(wf_engine *e, const char *filter_json, int64_t *count_out);
+
+/* Receives one JSON object per line at `min_level` or above, from engine
+ * threads (serialised; never concurrently). `json_line` is borrowed for the
+ * call. fn NULL removes the logger. Do not call wf_set_logger from it. */
+typedef void (*wf_log_fn)(void *user, int level, const char *json_line);
+WF_API int wf_set_logger(wf_engine *e, int min_level, wf_log_fn fn, void *user);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* WFENGINE_H */
