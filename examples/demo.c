@@ -1,0 +1,101 @@
+/* End-to-end demo: enqueue work, run effects (one succeeds at once, one needs a
+ * retry, one fails for good and becomes a dead letter), print the outcome and
+ * the engine's stats. Usage: wf_demo [db-path] */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "wfengine.h"
+
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
+static int finished; /* jobs that reached a final outcome */
+
+static void done_one(void) {
+  pthread_mutex_lock(&mu);
+  finished++;
+  pthread_cond_signal(&cv);
+  pthread_mutex_unlock(&mu);
+}
+
+static void send_email(void *user, wf_job *job) {
+  (void)user;
+  size_t len;
+  const char *payload = wf_job_payload(job, &len);
+  printf("  email   job %s attempt %d payload %.*s\n", wf_job_id(job), wf_job_attempt(job),
+         (int)len, payload);
+  wf_job_complete(job, NULL);
+  done_one();
+}
+
+/* A flaky webhook: fails the first attempt, succeeds on the second. */
+static void call_webhook(void *user, wf_job *job) {
+  (void)user;
+  int attempt = wf_job_attempt(job);
+  printf("  webhook job %s attempt %d -> %s\n", wf_job_id(job), attempt,
+         attempt == 1 ? "503, retry" : "200");
+  if (attempt == 1) {
+    wf_job_retry(job, "HTTP 503 from sink", 50); /* retry in 50 ms */
+  } else {
+    wf_job_complete(job, "{\"status\":200}");
+    done_one();
+  }
+}
+
+static void charge_card(void *user, wf_job *job) {
+  (void)user;
+  printf("  charge  job %s attempt %d -> card declined (permanent)\n", wf_job_id(job),
+         wf_job_attempt(job));
+  wf_job_fail(job, "card declined");
+  done_one();
+}
+
+#define CHECK(call)                                                                      \
+  do {                                                                                   \
+    int rc_ = (call);                                                                    \
+    if (rc_ != WF_OK && rc_ != WF_EEXIST) {                                              \
+      fprintf(stderr, "%s failed: %s: %s\n", #call, wf_strerror(rc_), wf_last_error()); \
+      exit(1);                                                                           \
+    }                                                                                    \
+  } while (0)
+
+int main(int argc, char **argv) {
+  const char *path = argc > 1 ? argv[1] : "wf_demo.db";
+  wf_engine *e;
+  printf("wfengine %s, database %s\n", wf_version(), path);
+  CHECK(wf_open(path, "{\"durability\":\"full\"}", &e));
+  CHECK(wf_effect_register(e, "email", NULL, send_email, NULL));
+  CHECK(wf_effect_register(e, "webhook", "{\"max_attempts\":5}", call_webhook, NULL));
+  CHECK(wf_effect_register(e, "charge", NULL, charge_card, NULL));
+
+  char *id = NULL;
+  CHECK(wf_enqueue(e, "{\"effect\":\"email\",\"key\":\"welcome-42\",\"payload\":{\"to\":\"a@example.com\"}}", &id));
+  printf("enqueued email job %s\n", id);
+  wf_free(id);
+  int rc = wf_enqueue(e, "{\"effect\":\"email\",\"key\":\"welcome-42\",\"payload\":{}}", &id);
+  printf("enqueue with the same key again -> %s (existing job %s)\n", wf_strerror(rc), id);
+  wf_free(id);
+  CHECK(wf_enqueue(e, "{\"effect\":\"webhook\",\"payload\":{\"url\":\"https://example.com/hook\"}}", NULL));
+  CHECK(wf_enqueue(e, "{\"effect\":\"charge\",\"payload\":{\"amount\":1999},\"priority\":5}", NULL));
+  rc = wf_enqueue(e, "{\"payload\":1}", NULL);
+  printf("enqueue without an effect -> %s: %s\n", wf_strerror(rc), wf_last_error());
+
+  printf("starting the relay\n");
+  CHECK(wf_start(e));
+  pthread_mutex_lock(&mu);
+  while (finished < 3) pthread_cond_wait(&cv, &mu);
+  pthread_mutex_unlock(&mu);
+  CHECK(wf_drain(e, 5000));
+
+  char *dead = NULL;
+  CHECK(wf_dead_list(e, NULL, &dead));
+  printf("dead letters: %s\n", dead);
+  wf_free(dead);
+  char *stats = NULL;
+  CHECK(wf_stats(e, NULL, &stats));
+  printf("stats: %s\n", stats);
+  wf_free(stats);
+  CHECK(wf_close(e));
+  return 0;
+}

@@ -1,0 +1,341 @@
+// The C ABI: every entry point catches everything and maps it to a status
+// and a thread-local message (wf_last_error).
+#include <cstdlib>
+#include <cstring>
+
+#include "outbox.h"
+
+struct wf_engine {
+  wf::Engine *e;
+};
+
+namespace {
+
+template <typename F>
+int guard(F &&f) {
+  try {
+    return f();
+  } catch (const wf::Error &ex) {
+    wf::set_last_error(ex.what());
+    return ex.code();
+  } catch (const std::bad_alloc &) {
+    wf::set_last_error("out of memory");
+    return WF_ENOMEM;
+  } catch (const std::exception &ex) {
+    wf::set_last_error(std::string("internal error: ") + ex.what());
+    return WF_EINTERNAL;
+  } catch (...) {
+    wf::set_last_error("internal error");
+    return WF_EINTERNAL;
+  }
+}
+
+char *dup(const std::string &s) {
+  char *p = static_cast<char *>(std::malloc(s.size() + 1));
+  if (!p) throw std::bad_alloc();
+  std::memcpy(p, s.data(), s.size());
+  p[s.size()] = 0;
+  return p;
+}
+
+wf::Engine &eng(wf_engine *h) {
+  if (!h || !h->e) wf::fail(WF_EINVAL, "engine handle is NULL");
+  return *h->e;
+}
+
+wf::JobCtx *job(wf_job *j) {
+  if (!j) wf::fail(WF_EINVAL, "job handle is NULL");
+  return reinterpret_cast<wf::JobCtx *>(j);
+}
+const wf::JobCtx *cjob(const wf_job *j) { return reinterpret_cast<const wf::JobCtx *>(j); }
+
+wf::HostTx *htx(wf_tx *t) {
+  if (!t) wf::fail(WF_EINVAL, "transaction handle is NULL");
+  return reinterpret_cast<wf::HostTx *>(t);
+}
+
+}  // namespace
+
+extern "C" {
+
+WF_API const char *wf_version(void) { return "0.1.0"; }
+
+WF_API const char *wf_strerror(int status) {
+  switch (status) {
+    case WF_OK: return "ok";
+    case WF_EINVAL: return "invalid argument or document";
+    case WF_ENOTFOUND: return "not found";
+    case WF_EEXIST: return "already exists";
+    case WF_EBUSY: return "busy";
+    case WF_ECLOSED: return "engine draining or closed";
+    case WF_EIO: return "I/O error";
+    case WF_ECORRUPT: return "database corrupt or not a wfengine database";
+    case WF_ENOMEM: return "out of memory";
+    case WF_ETIMEDOUT: return "timed out";
+    case WF_ETOOBIG: return "over a size or depth limit";
+    case WF_ESTATE: return "object already finished or in the wrong state";
+    case WF_EUNSUPPORTED: return "not supported";
+    case WF_EINTERNAL: return "internal error";
+    default: return "unknown status";
+  }
+}
+
+WF_API const char *wf_last_error(void) { return wf::last_error(); }
+
+WF_API void wf_free(void *p) { std::free(p); }
+
+WF_API int wf_open(const char *path, const char *options_json, wf_engine **out) {
+  return guard([&] {
+    if (!out) wf::fail(WF_EINVAL, "wf_open: out is NULL");
+    *out = nullptr;
+    if (!path || !*path) wf::fail(WF_EINVAL, "wf_open: path is empty");
+    wf::Options o = wf::parse_options(options_json);
+    auto *h = new wf_engine{nullptr};
+    try {
+      h->e = new wf::Engine(path, o);
+    } catch (...) {
+      delete h;
+      throw;
+    }
+    *out = h;
+    return WF_OK;
+  });
+}
+
+WF_API int wf_start(wf_engine *e) {
+  return guard([&] {
+    wf::start(eng(e));
+    return WF_OK;
+  });
+}
+
+WF_API int wf_drain(wf_engine *e, int64_t timeout_ms) {
+  return guard([&] { return wf::drain(eng(e), timeout_ms); });
+}
+
+WF_API int wf_close(wf_engine *e) {
+  if (!e) return WF_OK;
+  return guard([&] {
+    wf::close_engine(e->e);
+    e->e = nullptr;
+    delete e;
+    return WF_OK;
+  });
+}
+
+WF_API int wf_set_clock(wf_engine *e, wf_clock_fn fn, void *user) {
+  return guard([&] {
+    wf::Engine &en = eng(e);
+    {
+      std::lock_guard<std::mutex> g(en.clock_mu);
+      en.clock_fn = fn;
+      en.clock_user = user;
+    }
+    en.notify_loop([](wf::Engine::Inbox &in) { in.wake = true; });
+    return WF_OK;
+  });
+}
+
+WF_API int wf_wake(wf_engine *e) {
+  return guard([&] {
+    eng(e).notify_loop([](wf::Engine::Inbox &in) { in.wake = true; });
+    return WF_OK;
+  });
+}
+
+WF_API int wf_effect_register(wf_engine *e, const char *effect, const char *policy_json,
+                              wf_effect_fn fn, void *user) {
+  return guard([&] {
+    wf::register_effect(eng(e), effect, policy_json, fn, user);
+    return WF_OK;
+  });
+}
+
+WF_API int wf_effect_register_builtin(wf_engine *e, const char *effect, const char *config_json) {
+  return guard([&] {
+    eng(e);
+    (void)effect;
+    (void)config_json;
+    wf::fail(WF_EUNSUPPORTED,
+             "wf_effect_register_builtin: built-in HTTP and NATS providers are not in this "
+             "release");
+    return WF_OK;
+  });
+}
+
+WF_API const char *wf_job_id(const wf_job *j) { return j ? cjob(j)->id_str.c_str() : ""; }
+WF_API const char *wf_job_key(const wf_job *j) { return j ? cjob(j)->key.c_str() : ""; }
+WF_API const char *wf_job_tenant(const wf_job *j) { return j ? cjob(j)->tenant.c_str() : ""; }
+WF_API const char *wf_job_effect(const wf_job *j) { return j ? cjob(j)->effect.c_str() : ""; }
+WF_API const char *wf_job_payload(const wf_job *j, size_t *len) {
+  if (!j) {
+    if (len) *len = 0;
+    return "";
+  }
+  if (len) *len = cjob(j)->payload.size();
+  return cjob(j)->payload.c_str();
+}
+WF_API const char *wf_job_metadata(const wf_job *j) { return j ? cjob(j)->metadata.c_str() : "{}"; }
+WF_API int wf_job_attempt(const wf_job *j) { return j ? cjob(j)->attempt : 0; }
+
+WF_API int wf_job_complete(wf_job *j, const char *result_json) {
+  return guard([&] {
+    wf::JobCtx *c = job(j);
+    wf::Outcome o{wf::Outcome::kComplete, "", -1, ""};
+    if (result_json) {
+      // Validate so a bad result is reported, not stored; j stays valid then.
+      wf::parse_json(result_json, c->engine->opt.limits, "result",
+                     c->engine->opt.limits.max_payload_bytes);
+      o.result = result_json;
+    }
+    return c->engine->complete(c, std::move(o));
+  });
+}
+
+WF_API int wf_job_retry(wf_job *j, const char *error, int64_t delay_ms) {
+  return guard([&] {
+    wf::JobCtx *c = job(j);
+    return c->engine->complete(c, wf::Outcome{wf::Outcome::kRetry, error ? error : "retry",
+                                              delay_ms < 0 ? -1 : delay_ms, ""});
+  });
+}
+
+WF_API int wf_job_fail(wf_job *j, const char *error) {
+  return guard([&] {
+    wf::JobCtx *c = job(j);
+    return c->engine->complete(c, wf::Outcome{wf::Outcome::kFail, error ? error : "failed", -1, ""});
+  });
+}
+
+WF_API int wf_enqueue(wf_engine *e, const char *job_json, char **id_out) {
+  if (id_out) *id_out = nullptr;
+  return guard([&] {
+    std::string id;
+    bool existing = wf::enqueue(eng(e), job_json, &id);
+    if (id_out) *id_out = dup(id);
+    if (existing) {
+      wf::set_last_error("job key already exists (job " + id + ")");
+      return WF_EEXIST;
+    }
+    return WF_OK;
+  });
+}
+
+WF_API int wf_enqueue_batch(wf_engine *e, const char *jobs_json_array, char **ids_json_out) {
+  if (ids_json_out) *ids_json_out = nullptr;
+  return guard([&] {
+    std::string ids = wf::enqueue_batch(eng(e), jobs_json_array);
+    if (ids_json_out) *ids_json_out = dup(ids);
+    return WF_OK;
+  });
+}
+
+WF_API int wf_cancel(wf_engine *e, const char *tenant, const char *id_or_key) {
+  return guard([&] {
+    wf::cancel(eng(e), tenant, id_or_key);
+    return WF_OK;
+  });
+}
+
+WF_API int wf_tx_begin(wf_engine *e, wf_tx **out) {
+  if (out) *out = nullptr;
+  return guard([&] {
+    if (!out) wf::fail(WF_EINVAL, "wf_tx_begin: out is NULL");
+    *out = reinterpret_cast<wf_tx *>(wf::tx_begin(eng(e)));
+    return WF_OK;
+  });
+}
+
+WF_API int wf_tx_exec(wf_tx *t, const char *sql, const char *params_json, char **rows_json_out) {
+  if (rows_json_out) *rows_json_out = nullptr;
+  return guard([&] {
+    std::string rows = wf::tx_exec(htx(t), sql, params_json, rows_json_out != nullptr);
+    if (rows_json_out) *rows_json_out = dup(rows);
+    return WF_OK;
+  });
+}
+
+WF_API int wf_tx_enqueue(wf_tx *t, const char *job_json, char **id_out) {
+  if (id_out) *id_out = nullptr;
+  return guard([&] {
+    std::string id;
+    bool existing = wf::tx_enqueue(htx(t), job_json, &id);
+    if (id_out) *id_out = dup(id);
+    if (existing) {
+      wf::set_last_error("job key already exists (job " + id + ")");
+      return WF_EEXIST;
+    }
+    return WF_OK;
+  });
+}
+
+WF_API int wf_tx_commit(wf_tx *t) {
+  return guard([&] { return wf::tx_commit(htx(t)); });
+}
+
+WF_API int wf_tx_rollback(wf_tx *t) {
+  if (!t) return WF_OK;
+  return guard([&] {
+    wf::tx_rollback(htx(t));
+    return WF_OK;
+  });
+}
+
+WF_API int wf_stats(wf_engine *e, const char *filter_json, char **json_out) {
+  if (json_out) *json_out = nullptr;
+  return guard([&] {
+    if (!json_out) wf::fail(WF_EINVAL, "wf_stats: json_out is NULL");
+    *json_out = dup(wf::stats(eng(e), filter_json).dump(-1, ' ', false,
+                                                        wf::json::error_handler_t::replace));
+    return WF_OK;
+  });
+}
+
+WF_API int wf_metrics(wf_engine *e, char **text_out) {
+  if (text_out) *text_out = nullptr;
+  return guard([&] {
+    if (!text_out) wf::fail(WF_EINVAL, "wf_metrics: text_out is NULL");
+    *text_out = dup(wf::metrics(eng(e)));
+    return WF_OK;
+  });
+}
+
+WF_API int wf_dead_list(wf_engine *e, const char *filter_json, char **json_out) {
+  if (json_out) *json_out = nullptr;
+  return guard([&] {
+    if (!json_out) wf::fail(WF_EINVAL, "wf_dead_list: json_out is NULL");
+    *json_out = dup(wf::dead_list(eng(e), filter_json));
+    return WF_OK;
+  });
+}
+
+WF_API int wf_dead_requeue(wf_engine *e, const char *filter_json, int64_t *count_out) {
+  return guard([&] {
+    int64_t n = wf::dead_requeue(eng(e), filter_json);
+    if (count_out) *count_out = n;
+    return WF_OK;
+  });
+}
+
+WF_API int wf_dead_purge(wf_engine *e, const char *filter_json, int64_t *count_out) {
+  return guard([&] {
+    int64_t n = wf::dead_purge(eng(e), filter_json);
+    if (count_out) *count_out = n;
+    return WF_OK;
+  });
+}
+
+WF_API int wf_set_logger(wf_engine *e, int min_level, wf_log_fn fn, void *user) {
+  return guard([&] {
+    wf::Engine &en = eng(e);
+    if (min_level < WF_LOG_DEBUG || min_level > WF_LOG_ERROR)
+      wf::fail(WF_EINVAL, "wf_set_logger: min_level must be WF_LOG_DEBUG..WF_LOG_ERROR");
+    std::lock_guard<std::mutex> g(en.log_mu);
+    en.log_fn = fn;
+    en.log_user = user;
+    en.log_level = min_level;
+    return WF_OK;
+  });
+}
+
+}  // extern "C"

@@ -1,0 +1,466 @@
+// Engine construction, options, the writer thread (group commit), logging.
+#include "engine.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstring>
+
+namespace wf {
+
+// ------------------------------------------------------------- options
+
+static Backoff parse_backoff(const json &b, const Backoff &def, const char *what) {
+  check_keys(b, {"base_ms", "cap_ms", "multiplier", "jitter"}, what);
+  Backoff out = def;
+  out.base_ms = get_int(b, "base_ms", what, def.base_ms, 0, INT64_C(1) << 40);
+  out.cap_ms = get_int(b, "cap_ms", what, def.cap_ms, 0, INT64_C(1) << 40);
+  out.multiplier = get_double(b, "multiplier", what, def.multiplier, 1.0, 1000.0);
+  std::string j = get_string(b, "jitter", what, false, def.jitter ? "full" : "none");
+  if (j == "full")
+    out.jitter = true;
+  else if (j == "none")
+    out.jitter = false;
+  else
+    fail(WF_EINVAL, std::string(what) + ": \"jitter\" must be \"full\" or \"none\"");
+  if (out.cap_ms < out.base_ms) fail(WF_EINVAL, std::string(what) + ": cap_ms < base_ms");
+  return out;
+}
+
+int64_t Backoff::delay(int failures, std::mt19937_64 &rng) const {
+  double d = static_cast<double>(base_ms) * std::pow(multiplier, std::max(0, failures - 1));
+  if (!(d < static_cast<double>(cap_ms))) d = static_cast<double>(cap_ms);
+  int64_t ms = static_cast<int64_t>(d);
+  if (jitter && ms > 0) {
+    std::uniform_int_distribution<int64_t> dist(0, ms);
+    ms = dist(rng);
+  }
+  return ms;
+}
+
+Options parse_options(const char *options_json) {
+  Options o;
+  if (!options_json || !*options_json) return o;
+  Limits lim;
+  json doc = parse_json(options_json, lim, "options", 1 << 16);
+  const char *w = "options";
+  check_keys(doc,
+             {"durability", "busy_timeout_ms", "lease_ms", "max_attempts", "backoff",
+              "dedupe_window_ms", "max_payload_bytes", "max_json_depth", "max_inflight",
+              "poll_ms", "drain_timeout_ms"},
+             w);
+  std::string d = get_string(doc, "durability", w, false, "full");
+  if (d == "full")
+    o.durability_full = true;
+  else if (d == "normal")
+    o.durability_full = false;
+  else
+    fail(WF_EINVAL, "options: \"durability\" must be \"full\" or \"normal\", not \"" + d + "\"");
+  o.busy_timeout_ms = static_cast<int>(get_int(doc, "busy_timeout_ms", w, 5000, 0, 3600000));
+  o.lease_ms = get_int(doc, "lease_ms", w, 30000, 100, INT64_C(86400000) * 7);
+  o.max_attempts = static_cast<int>(get_int(doc, "max_attempts", w, 25, 1, 1000000));
+  if (doc.contains("backoff")) o.backoff = parse_backoff(doc["backoff"], o.backoff, "options.backoff");
+  o.dedupe_window_ms = get_int(doc, "dedupe_window_ms", w, 86400000, 0, INT64_C(1) << 42);
+  o.limits.max_payload_bytes = static_cast<size_t>(
+      get_int(doc, "max_payload_bytes", w, 1 << 20, 16, INT64_C(256) << 20));
+  o.limits.max_depth = static_cast<int>(get_int(doc, "max_json_depth", w, 64, 2, 1024));
+  o.max_inflight = static_cast<int>(get_int(doc, "max_inflight", w, 1000, 1, 1000000));
+  o.poll_ms = get_int(doc, "poll_ms", w, 500, 0, 3600000);
+  o.drain_timeout_ms = get_int(doc, "drain_timeout_ms", w, 10000, 0, 3600000);
+  return o;
+}
+
+EffectPolicy parse_policy(const char *policy_json, const Limits &lim) {
+  EffectPolicy p;
+  if (!policy_json || !*policy_json) return p;
+  const char *w = "policy";
+  json doc = parse_json(policy_json, lim, w, 1 << 16);
+  check_keys(doc,
+             {"timeout_ms", "max_attempts", "backoff", "concurrency", "tenant_concurrency",
+              "circuit"},
+             w);
+  p.timeout_ms = get_int(doc, "timeout_ms", w, 30000, 0, INT64_C(86400000) * 7);
+  p.max_attempts = static_cast<int>(get_int(doc, "max_attempts", w, 0, 1, 1000000));
+  if (doc.contains("backoff")) p.backoff = parse_backoff(doc["backoff"], Backoff{}, "policy.backoff");
+  p.concurrency = static_cast<int>(get_int(doc, "concurrency", w, 0, 0, 1000000));
+  p.tenant_concurrency = static_cast<int>(get_int(doc, "tenant_concurrency", w, 0, 0, 1000000));
+  if (doc.contains("circuit")) {
+    const json &c = doc["circuit"];
+    const char *cw = "policy.circuit";
+    check_keys(c, {"failure_ratio", "window", "min_attempts", "cooldown_ms"}, cw);
+    p.circuit.enabled = true;
+    p.circuit.failure_ratio = get_double(c, "failure_ratio", cw, 0.5, 0.0001, 1.0);
+    p.circuit.window = static_cast<int>(get_int(c, "window", cw, 20, 1, 100000));
+    p.circuit.min_attempts = static_cast<int>(get_int(c, "min_attempts", cw, 10, 1, 100000));
+    p.circuit.cooldown_ms = get_int(c, "cooldown_ms", cw, 30000, 0, INT64_C(86400000));
+    if (p.circuit.min_attempts > p.circuit.window) p.circuit.min_attempts = p.circuit.window;
+  }
+  return p;
+}
+
+int resolve_max_attempts(const Engine &e, const EffectPolicy *p,
+                         const std::optional<int64_t> &job) {
+  if (job) return static_cast<int>(*job);
+  if (p && p->max_attempts > 0) return p->max_attempts;
+  return e.opt.max_attempts;
+}
+
+// ------------------------------------------------------------ job docs
+
+NewJob decode_job(const json &doc, const Options &opt, int64_t now, const char *what) {
+  if (!doc.is_object()) fail(WF_EINVAL, std::string(what) + " must be a JSON object");
+  NewJob j;
+  j.effect = get_string(doc, "effect", what, true);
+  if (j.effect.empty() || j.effect.size() > 200)
+    fail(WF_EINVAL, std::string(what) + ": \"effect\" must be 1 to 200 bytes");
+  j.tenant = get_string(doc, "tenant", what, false, "");
+  if (j.tenant.size() > 200)
+    fail(WF_EINVAL, std::string(what) + ": \"tenant\" is longer than 200 bytes");
+  if (doc.contains("key") && !doc["key"].is_null()) {
+    j.key = get_string(doc, "key", what, true);
+    if (j.key->empty() || j.key->size() > 1024)
+      fail(WF_EINVAL, std::string(what) + ": \"key\" must be 1 to 1024 bytes");
+  }
+  auto pit = doc.find("payload");
+  j.payload = (pit == doc.end()) ? "null" : pit->dump();
+  if (j.payload.size() > opt.limits.max_payload_bytes)
+    fail(WF_ETOOBIG, std::string(what) + ": \"payload\" is " + std::to_string(j.payload.size()) +
+                         " bytes, over max_payload_bytes " +
+                         std::to_string(opt.limits.max_payload_bytes));
+  json meta = json::object();
+  auto mit = doc.find("metadata");
+  if (mit != doc.end() && !mit->is_null()) {
+    if (!mit->is_object())
+      fail(WF_EINVAL, std::string(what) + ": \"metadata\" must be a JSON object");
+    meta = *mit;
+  }
+  // Forward compatibility: unknown top-level fields are kept in metadata.
+  static const char *known[] = {"effect",   "payload",      "tenant",  "key", "run_at",
+                                "delay_ms", "max_attempts", "priority", "metadata"};
+  for (auto it = doc.begin(); it != doc.end(); ++it) {
+    bool k = false;
+    for (const char *n : known)
+      if (it.key() == n) k = true;
+    if (!k && !meta.contains(it.key())) meta[it.key()] = it.value();
+  }
+  j.metadata = meta.dump();
+  if (j.metadata.size() > 65536)
+    fail(WF_ETOOBIG, std::string(what) + ": \"metadata\" is over 65536 bytes");
+  j.priority = get_int(doc, "priority", what, 0, -1000000000, 1000000000);
+  if (doc.contains("run_at") && doc.contains("delay_ms") && !doc["run_at"].is_null() &&
+      !doc["delay_ms"].is_null())
+    fail(WF_EINVAL, std::string(what) + ": give either \"run_at\" or \"delay_ms\", not both");
+  int64_t delay = get_int(doc, "delay_ms", what, 0, 0, INT64_C(1) << 45);
+  j.run_at = get_time(doc, "run_at", what, now + delay);
+  if (doc.contains("max_attempts") && !doc["max_attempts"].is_null())
+    j.max_attempts = get_int(doc, "max_attempts", what, 0, 1, 1000000);
+  return j;
+}
+
+// -------------------------------------------------------------- engine
+
+namespace {
+std::mutex g_live_mu;
+std::set<std::string> g_live_boots;  // boots alive in this process
+}  // namespace
+
+bool boot_alive_in_process(const std::string &boot) {
+  std::lock_guard<std::mutex> g(g_live_mu);
+  return g_live_boots.count(boot) != 0;
+}
+
+Engine::Engine(const std::string &p, Options o) : path(p), opt(std::move(o)) {
+  boot_id = random_hex(12);
+  write_db = std::make_unique<Db>(path, false, opt.busy_timeout_ms);
+  {
+    // WAL must be set outside a transaction; it is persistent in the file.
+    auto st = write_db->prepare("PRAGMA journal_mode=WAL");
+    if (!st->step() || st->col_text(0) != "wal")
+      fail(WF_EIO, "cannot switch \"" + path + "\" to WAL mode");
+  }
+  write_db->exec("PRAGMA trusted_schema=OFF");
+  write_db->exec("PRAGMA foreign_keys=OFF");
+  write_db->exec(opt.durability_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
+  sync_full_now = opt.durability_full;
+  migrate(*write_db);
+  read_db = std::make_unique<Db>(path, true, opt.busy_timeout_ms);
+  read_db->exec("PRAGMA trusted_schema=OFF");
+  {
+    std::lock_guard<std::mutex> g(g_live_mu);
+    g_live_boots.insert(boot_id);
+  }
+  recover_on_open();
+  writer = std::thread([this] { writer_main(); });
+}
+
+Engine::~Engine() {
+  {
+    std::lock_guard<std::mutex> g(wq_mu);
+    writer_stop = true;
+  }
+  wq_cv.notify_all();
+  if (writer.joinable()) writer.join();
+  {
+    std::lock_guard<std::mutex> g(g_live_mu);
+    g_live_boots.erase(boot_id);
+  }
+  read_db.reset();
+  write_db.reset();
+}
+
+int64_t Engine::now() const {
+  auto *self = const_cast<Engine *>(this);
+  std::lock_guard<std::mutex> g(self->clock_mu);
+  if (clock_fn) return clock_fn(clock_user);
+  return system_now_ms();
+}
+
+void Engine::log(int level, const std::string &msg, json fields) {
+  if (level < log_level.load(std::memory_order_relaxed)) return;
+  std::lock_guard<std::mutex> g(log_mu);
+  if (!log_fn) return;
+  static const char *names[] = {"debug", "info", "warn", "error"};
+  json line = json::object();
+  line["ts"] = format_rfc3339(system_now_ms());
+  line["level"] = names[std::clamp(level, 0, 3)];
+  line["msg"] = msg;
+  line["boot_id"] = boot_id;
+  for (auto it = fields.begin(); it != fields.end(); ++it) line[it.key()] = it.value();
+  std::string s = line.dump(-1, ' ', false, json::error_handler_t::replace);
+  log_fn(log_user, level, s.c_str());
+}
+
+// Jobs leased by boots that are gone return to ready; their attempt is
+// recorded as interrupted and not counted against max_attempts.
+void Engine::recover_on_open() {
+  Db &db = *write_db;
+  int64_t t = now();
+  char host[256] = {0};
+  gethostname(host, sizeof host - 1);
+  db.exec("BEGIN IMMEDIATE");
+  try {
+    std::vector<std::string> gone;
+    {
+      auto st = db.prepare("SELECT boot_id, pid, hostname, heartbeat_at FROM wf_boots");
+      while (st->step()) {
+        std::string b = st->col_text(0);
+        pid_t pid = static_cast<pid_t>(st->col_int(1));
+        bool same_host = st->col_text(2) == host;
+        bool stale = st->col_int(3) < t - opt.lease_ms;
+        bool dead = false;
+        if (same_host) {
+          if (pid == getpid())
+            dead = !boot_alive_in_process(b);
+          else
+            dead = (kill(pid, 0) != 0 && errno == ESRCH);
+        }
+        if (dead || stale) gone.push_back(b);
+      }
+    }
+    int64_t reclaimed = 0;
+    for (const auto &b : gone) {
+      {
+        auto st = db.prepare(
+            "INSERT INTO wf_attempts(job_id, n, started_at, ended_at, outcome, error) "
+            "SELECT id, attempts, started_at, ?1, 'interrupted', 'engine ' || lease_owner || ' "
+            "stopped during the attempt' FROM wf_jobs WHERE state = 1 AND lease_owner = ?2");
+        st->bind(1, t).bind(2, b).exec();
+      }
+      {
+        auto st = db.prepare(
+            "UPDATE wf_jobs SET state = 0, lease_owner = NULL, lease_until = NULL, "
+            "run_at = min(run_at, ?1) WHERE state = 1 AND lease_owner = ?2");
+        st->bind(1, t).bind(2, b).exec();
+        reclaimed += db.changes();
+      }
+      auto st = db.prepare("DELETE FROM wf_boots WHERE boot_id = ?1");
+      st->bind(1, b).exec();
+    }
+    auto st = db.prepare(
+        "INSERT INTO wf_boots(boot_id, pid, hostname, started_at, heartbeat_at) "
+        "VALUES(?1, ?2, ?3, ?4, ?4)");
+    st->bind(1, boot_id).bind(2, static_cast<int64_t>(getpid())).bind(3, host).bind(4, t).exec();
+    db.exec("COMMIT");
+    if (reclaimed) {
+      json f;
+      f["jobs"] = reclaimed;
+      f["boots"] = gone;
+      log(WF_LOG_WARN, "recovered jobs leased by stopped engines", f);
+    }
+  } catch (...) {
+    if (db.in_txn()) db.exec("ROLLBACK");
+    throw;
+  }
+}
+
+// ------------------------------------------------------------- writer
+
+void Engine::submit(WriteReq req) {
+  {
+    std::lock_guard<std::mutex> g(wq_mu);
+    wq.push_back(std::move(req));
+  }
+  wq_cv.notify_one();
+}
+
+namespace {
+struct Waiter {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+  int rc = WF_OK;
+  std::string err;
+};
+}  // namespace
+
+int Engine::submit_wait(std::function<void(WriteCtx &)> fn, bool savepoint) {
+  Waiter w;
+  WriteReq r;
+  r.fn = std::move(fn);
+  r.durable = true;
+  r.savepoint = savepoint;
+  r.after = [&w](int rc, const std::string &err) {
+    std::lock_guard<std::mutex> g(w.mu);
+    w.rc = rc;
+    w.err = err;
+    w.done = true;
+    w.cv.notify_one();
+  };
+  submit(std::move(r));
+  std::unique_lock<std::mutex> lk(w.mu);
+  w.cv.wait(lk, [&] { return w.done; });
+  if (w.rc != WF_OK) set_last_error(w.err);
+  return w.rc;
+}
+
+void Engine::writer_main() {
+  std::vector<WriteReq> batch;
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lk(wq_mu);
+      wq_cv.wait(lk, [&] { return writer_stop || !wq.empty(); });
+      if (wq.empty() && writer_stop) return;
+      // Take everything up to the first host transaction (which runs alone).
+      while (!wq.empty() && batch.size() < 8192) {
+        if (wq.front().host_tx) {
+          if (batch.empty()) {
+            batch.push_back(std::move(wq.front()));
+            wq.pop_front();
+          }
+          break;
+        }
+        batch.push_back(std::move(wq.front()));
+        wq.pop_front();
+      }
+    }
+    if (batch.size() == 1 && batch[0].host_tx)
+      run_host_tx(batch[0]);
+    else
+      run_batch(batch);
+    batch.clear();
+  }
+}
+
+void Engine::run_batch(std::vector<WriteReq> &batch) {
+  Db &db = *write_db;
+  bool want_full = false;
+  if (opt.durability_full)
+    for (auto &r : batch)
+      if (r.durable) want_full = true;
+  std::vector<int> rcs(batch.size(), WF_OK);
+  std::vector<std::string> errs(batch.size());
+  WriteCtx w{db, now()};
+  int batch_rc = WF_OK;
+  std::string batch_err;
+  try {
+    if (want_full != sync_full_now) {
+      db.exec(want_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
+      sync_full_now = want_full;
+    }
+    db.exec("BEGIN IMMEDIATE");
+    for (size_t i = 0; i < batch.size(); ++i) {
+      WriteReq &r = batch[i];
+      if (!r.savepoint) {
+        r.fn(w);  // failures here doom the batch
+        continue;
+      }
+      db.exec("SAVEPOINT r");
+      WriteCtx sub{db, w.now};
+      try {
+        r.fn(sub);
+        db.exec("RELEASE r");
+        w.ready_now |= sub.ready_now;
+        w.next_due = std::min(w.next_due, sub.next_due);
+      } catch (const Error &e) {
+        rcs[i] = e.code();
+        errs[i] = e.what();
+        db.exec("ROLLBACK TO r");
+        db.exec("RELEASE r");
+      } catch (const std::bad_alloc &) {
+        rcs[i] = WF_ENOMEM;
+        errs[i] = "out of memory";
+        db.exec("ROLLBACK TO r");
+        db.exec("RELEASE r");
+      }
+    }
+    db.exec("COMMIT");
+    n_commits.fetch_add(1, std::memory_order_relaxed);
+  } catch (const Error &e) {
+    batch_rc = e.code();
+    batch_err = e.what();
+  } catch (const std::exception &e) {
+    batch_rc = WF_EINTERNAL;
+    batch_err = e.what();
+  }
+  if (batch_rc != WF_OK) {
+    if (db.in_txn()) {
+      try {
+        db.exec("ROLLBACK");
+      } catch (...) {
+      }
+    }
+    log(WF_LOG_ERROR, "write transaction failed", json{{"error", batch_err}});
+    for (size_t i = 0; i < batch.size(); ++i) {
+      rcs[i] = batch_rc;
+      errs[i] = batch_err;
+    }
+  } else if (w.ready_now || w.next_due != INT64_MAX) {
+    bool rn = w.ready_now;
+    int64_t nd = w.next_due;
+    notify_loop([&](Inbox &in) {
+      in.ready_now |= rn;
+      in.next_due = std::min(in.next_due, nd);
+    });
+  }
+  for (size_t i = 0; i < batch.size(); ++i)
+    if (batch[i].after) batch[i].after(rcs[i], errs[i]);
+}
+
+void Engine::run_host_tx(WriteReq &req) {
+  std::shared_ptr<HostTx> tx = req.tx;
+  Db &db = *write_db;
+  int rc = WF_OK;
+  std::string err;
+  try {
+    if (opt.durability_full && !sync_full_now) {
+      db.exec("PRAGMA synchronous=FULL");
+      sync_full_now = true;
+    }
+    db.exec("BEGIN IMMEDIATE");
+  } catch (const Error &e) {
+    rc = e.code();
+    err = e.what();
+  }
+  std::unique_lock<std::mutex> lk(tx->mu);
+  tx->granted = true;
+  tx->grant_rc = rc;
+  tx->grant_err = err;
+  tx->cv.notify_all();
+  if (rc != WF_OK) return;
+  // The host thread commits or rolls back, tells the loop what changed, then
+  // releases the connection back to us.
+  tx->cv.wait(lk, [&] { return tx->released; });
+}
+
+}  // namespace wf

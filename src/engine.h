@@ -1,0 +1,278 @@
+// engine: the writer thread (group commit), the relay loop thread (libuv) and
+// the state they share. See src/README.md for the threading model.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "store.h"
+#include "util.h"
+
+struct uv_loop_s;
+struct uv_async_s;
+struct uv_timer_s;
+
+namespace wf {
+
+struct Backoff {
+  int64_t base_ms = 1000;
+  int64_t cap_ms = 3600000;
+  double multiplier = 2.0;
+  bool jitter = true;  // full jitter: uniform in [0, computed]
+  int64_t delay(int failures, std::mt19937_64 &rng) const;
+};
+
+struct Circuit {
+  bool enabled = false;
+  double failure_ratio = 0.5;
+  int window = 20;
+  int min_attempts = 10;
+  int64_t cooldown_ms = 30000;
+};
+
+struct EffectPolicy {
+  int64_t timeout_ms = 30000;
+  int max_attempts = 0;  // 0: engine default
+  std::optional<Backoff> backoff;
+  int concurrency = 0;         // 0: unlimited (bounded by max_inflight)
+  int tenant_concurrency = 0;  // 0: unlimited
+  Circuit circuit;
+};
+
+struct Options {
+  bool durability_full = true;
+  int busy_timeout_ms = 5000;
+  int64_t lease_ms = 30000;
+  int max_attempts = 25;
+  Backoff backoff;
+  int64_t dedupe_window_ms = 86400000;
+  Limits limits;
+  int max_inflight = 1000;
+  int64_t poll_ms = 500;
+  int64_t drain_timeout_ms = 10000;
+};
+
+Options parse_options(const char *options_json);
+EffectPolicy parse_policy(const char *policy_json, const Limits &lim);
+
+// A job document decoded and validated at the API boundary.
+struct NewJob {
+  std::string tenant, effect, payload, metadata;
+  std::optional<std::string> key;
+  int64_t priority = 0;
+  int64_t run_at = 0;
+  std::optional<int64_t> max_attempts;
+};
+NewJob decode_job(const json &doc, const Options &opt, int64_t now, const char *what);
+
+struct Engine;
+
+// One attempt handed to a provider (the C API's wf_job).
+struct JobCtx {
+  Engine *engine;
+  int64_t id;
+  std::string id_str, tenant, effect, key, payload, metadata;
+  int attempt;    // deliveries including this one (1-based)
+  int failures;   // counted failures before this attempt
+  std::optional<int64_t> max_attempts;
+  int64_t started_at;
+  int64_t deadline;
+  int priority;
+  int64_t run_at;
+  std::string origin;
+  // 0 dispatched, 1 completed by the host, 2 timed out by the engine.
+  std::atomic<int> state{0};
+};
+
+struct ClaimResult {
+  std::vector<std::shared_ptr<JobCtx>> jobs;
+  bool any_full = false;  // some effect got all it asked for: claim again
+};
+
+// Writer-side context of one transaction.
+struct WriteCtx {
+  Db &db;
+  int64_t now;
+  bool ready_now = false;  // a job became ready (due now)
+  int64_t next_due = INT64_MAX;
+};
+
+struct WriteReq {
+  std::function<void(WriteCtx &)> fn;
+  std::function<void(int rc, const std::string &err)> after;  // after commit/rollback
+  bool durable = false;    // needs a durable commit before `after`
+  bool savepoint = false;  // isolate failures of this request from the batch
+  bool host_tx = false;    // hand the connection to a host transaction
+  std::shared_ptr<struct HostTx> tx;
+};
+
+// A host transaction owning the write connection.
+struct HostTx {
+  Engine *engine;
+  std::mutex mu;
+  std::condition_variable cv;
+  bool granted = false;
+  int grant_rc = WF_OK;
+  std::string grant_err;
+  bool released = false;
+  bool ready_now = false;          // host thread only
+  int64_t next_due = INT64_MAX;    // host thread only
+  bool failed = false;             // a statement failed with the tx doomed
+  std::shared_ptr<HostTx> owner_ref;  // the C handle's reference
+};
+
+struct EffectState {
+  std::string name;
+  EffectPolicy policy;
+  wf_effect_fn fn = nullptr;
+  void *user = nullptr;
+  // Written by the loop thread only; atomics so stats can read them.
+  std::atomic<int> inflight{0};
+  std::atomic<int> circuit_state{0};  // 0 closed, 1 open, 2 half-open
+  std::atomic<int64_t> dispatched{0}, completed{0}, retried{0}, dead{0}, timeouts{0};
+  // Loop thread only:
+  std::unordered_map<std::string, int> tenant_inflight;
+  std::deque<bool> window;  // recent outcomes, true = failure
+  int64_t open_until = 0;
+  bool probe_inflight = false;
+};
+
+// Outcome of an attempt, produced by the host or the engine.
+struct Outcome {
+  enum Kind { kComplete, kRetry, kFail, kTimeout, kZombieRelease } kind;
+  std::string error;
+  int64_t delay_ms = -1;
+  std::string result;
+  explicit Outcome(Kind k, std::string err = "", int64_t delay = -1, std::string res = "")
+      : kind(k), error(std::move(err)), delay_ms(delay), result(std::move(res)) {}
+};
+
+struct Engine {
+  explicit Engine(const std::string &path, Options opt);
+  ~Engine();
+
+  // --- clock
+  int64_t now() const;
+  std::mutex clock_mu;
+  wf_clock_fn clock_fn = nullptr;  // GUARDED_BY(clock_mu)
+  void *clock_user = nullptr;      // GUARDED_BY(clock_mu)
+
+  std::string path;
+  Options opt;
+  std::string boot_id;
+  std::atomic<bool> draining{false};
+  std::atomic<bool> closed{false};
+
+  // --- writer (group commit). write_db is used by the writer thread, or by a
+  // host transaction while the writer waits for it.
+  std::unique_ptr<Db> write_db;
+  std::mutex wq_mu;
+  std::condition_variable wq_cv;
+  std::deque<WriteReq> wq;  // GUARDED_BY(wq_mu)
+  bool writer_stop = false;  // GUARDED_BY(wq_mu)
+  std::thread writer;
+  bool sync_full_now = true;  // writer thread only
+  void writer_main();
+  void run_batch(std::vector<WriteReq> &batch);
+  void run_host_tx(WriteReq &req);
+  // Queues a request; returns at once.
+  void submit(WriteReq req);
+  // Queues a request and waits for its durable commit.
+  int submit_wait(std::function<void(WriteCtx &)> fn, bool savepoint = true);
+
+  // --- reader connection for stats and listings
+  std::unique_ptr<Db> read_db;
+  std::mutex read_mu;
+
+  // --- effects registry
+  std::mutex reg_mu;
+  std::map<std::string, std::shared_ptr<EffectState>> effects;  // GUARDED_BY(reg_mu)
+
+  // --- relay loop
+  std::thread loop_thread;
+  std::thread::id loop_tid;
+  uv_loop_s *loop = nullptr;
+  uv_async_s *async = nullptr;
+  uv_timer_s *timer = nullptr;
+  std::atomic<bool> started{false};
+  std::mutex inbox_mu;
+  struct Inbox {
+    bool wake = false;
+    bool stop = false;
+    bool ready_now = false;
+    int64_t next_due = INT64_MAX;
+    std::vector<std::shared_ptr<struct ClaimResult>> claimed;
+    bool claim_failed = false;
+    std::vector<std::pair<JobCtx *, Outcome>> outcomes;
+  } inbox;  // GUARDED_BY(inbox_mu)
+  bool loop_alive = false;  // GUARDED_BY(inbox_mu): async handle may be used
+  void notify_loop(const std::function<void(Inbox &)> &fill);
+
+  // Loop thread only:
+  std::unordered_map<int64_t, std::shared_ptr<JobCtx>> inflight;
+  std::set<std::pair<int64_t, int64_t>> deadlines;  // (deadline, id)
+  std::unordered_map<int64_t, std::shared_ptr<JobCtx>> zombies;  // timed out, host still holds
+  std::unordered_map<int64_t, std::shared_ptr<JobCtx>> deferred;  // waiting for its zombie
+  bool claim_outstanding = false;
+  bool maybe_ready = true;  // a claim may find something
+  bool stopping = false;
+  int64_t known_next_due = INT64_MAX;
+  int64_t next_renew = 0;
+  int64_t next_poll = 0;
+  int64_t last_data_version = -1;
+  unsigned rr = 0;  // round-robin start over effects
+  std::mt19937_64 rng{std::random_device{}()};
+  void loop_main();
+  void on_async();
+  void pump();
+  void arm_timer();
+  void dispatch(const std::shared_ptr<JobCtx> &j);
+  void finish_attempt(const std::shared_ptr<JobCtx> &j, const Outcome &o);
+  void on_claimed(const struct ClaimResult &r);
+  void release_jobs(std::vector<std::shared_ptr<JobCtx>> jobs);
+  void circuit_record(EffectState &eff, bool failure);
+  void check_timeouts();
+  void renew_and_reclaim();
+  void refresh_next_due();
+  std::shared_ptr<EffectState> find_effect(const std::string &name);
+
+  // Inflight count visible to other threads (drain, stats).
+  std::atomic<int> inflight_count{0};
+  std::mutex drain_mu;
+  std::condition_variable drain_cv;
+
+  // --- completion from any thread
+  int complete(JobCtx *j, Outcome o);
+
+  // --- logging
+  std::mutex log_mu;
+  wf_log_fn log_fn = nullptr;  // GUARDED_BY(log_mu)
+  void *log_user = nullptr;    // GUARDED_BY(log_mu)
+  std::atomic<int> log_level{WF_LOG_INFO};
+  void log(int level, const std::string &msg, json fields = json::object());
+
+  // --- counters
+  std::atomic<int64_t> n_enqueued{0}, n_completed{0}, n_retried{0}, n_dead{0}, n_timeouts{0},
+      n_commits{0}, n_dispatched{0};
+
+  // --- API operations (outbox.cpp, ops.cpp)
+  void insert_job(WriteCtx &w, const NewJob &j, std::string *id, bool *existing);
+  void recover_on_open();
+  void release_inflight_on_close();
+};
+
+// Returns how an attempt's failure resolves: dead or retry at run_at.
+int resolve_max_attempts(const Engine &e, const EffectPolicy *p, const std::optional<int64_t> &job);
+
+}  // namespace wf

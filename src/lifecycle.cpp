@@ -1,0 +1,92 @@
+// Engine life cycle: start, drain, close, effect registration.
+#include <chrono>
+
+#include "outbox.h"
+
+namespace wf {
+
+void start(Engine &e) {
+  if (e.closed || e.draining) fail(WF_ECLOSED, "engine is draining or closed");
+  bool expected = false;
+  if (!e.started.compare_exchange_strong(expected, true))
+    fail(WF_ESTATE, "wf_start: the engine is already started");
+  e.loop_thread = std::thread([&e] { e.loop_main(); });
+  e.log(WF_LOG_INFO, "engine started", json{{"path", e.path}});
+}
+
+int drain(Engine &e, int64_t timeout_ms) {
+  if (e.started && std::this_thread::get_id() == e.loop_tid)
+    fail(WF_EBUSY, "wf_drain cannot be called from a provider callback");
+  e.draining = true;
+  if (e.started) {
+    e.notify_loop([](Engine::Inbox &in) { in.wake = true; });
+    std::unique_lock<std::mutex> lk(e.drain_mu);
+    bool done = e.drain_cv.wait_for(lk, std::chrono::milliseconds(std::max<int64_t>(0, timeout_ms)),
+                                    [&] { return e.inflight_count.load() == 0; });
+    if (!done) {
+      set_last_error("wf_drain: " + std::to_string(e.inflight_count.load()) +
+                     " jobs still in flight after " + std::to_string(timeout_ms) + " ms");
+      return WF_ETIMEDOUT;
+    }
+  }
+  // Outcomes are committed asynchronously: wait until everything queued
+  // before this point is durable.
+  int rc = e.submit_wait([](WriteCtx &) {});
+  if (rc != WF_OK) fail(rc, last_error());
+  return WF_OK;
+}
+
+void close_engine(Engine *e) {
+  if (e->started && std::this_thread::get_id() == e->loop_tid)
+    fail(WF_EBUSY, "wf_close cannot be called from a provider callback");
+  try {
+    drain(*e, e->opt.drain_timeout_ms);
+  } catch (const Error &) {
+  }
+  if (e->started) {
+    e->notify_loop([](Engine::Inbox &in) { in.stop = true; });
+    if (e->loop_thread.joinable()) e->loop_thread.join();
+  }
+  e->closed = true;
+  // Jobs still leased by this engine go back to the queue now rather than
+  // after their lease expires; the attempt is recorded as interrupted.
+  std::string boot = e->boot_id;
+  e->submit_wait([boot](WriteCtx &w) {
+    auto a = w.db.prepare(
+        "INSERT INTO wf_attempts(job_id, n, started_at, ended_at, outcome, error) "
+        "SELECT id, attempts, started_at, ?1, 'interrupted', 'engine closed during the attempt' "
+        "FROM wf_jobs WHERE state = 1 AND lease_owner = ?2");
+    a->bind(1, w.now).bind(2, boot).exec();
+    auto u = w.db.prepare(
+        "UPDATE wf_jobs SET state = 0, lease_owner = NULL, lease_until = NULL "
+        "WHERE state = 1 AND lease_owner = ?1");
+    u->bind(1, boot).exec();
+    auto b = w.db.prepare("DELETE FROM wf_boots WHERE boot_id = ?1");
+    b->bind(1, boot).exec();
+  });
+  e->log(WF_LOG_INFO, "engine closed");
+  delete e;
+}
+
+void register_effect(Engine &e, const char *effect, const char *policy_json, wf_effect_fn fn,
+                     void *user) {
+  if (e.closed) fail(WF_ECLOSED, "engine is closed");
+  if (!effect || !*effect || strlen(effect) > 200)
+    fail(WF_EINVAL, "wf_effect_register: effect name must be 1 to 200 bytes");
+  if (!fn) fail(WF_EINVAL, "wf_effect_register: callback is NULL");
+  auto st = std::make_shared<EffectState>();
+  st->name = effect;
+  st->policy = parse_policy(policy_json, e.opt.limits);
+  st->fn = fn;
+  st->user = user;
+  {
+    std::lock_guard<std::mutex> g(e.reg_mu);
+    if (e.effects.count(st->name))
+      fail(WF_EEXIST, std::string("wf_effect_register: effect \"") + effect +
+                          "\" is already registered");
+    e.effects[st->name] = st;
+  }
+  e.notify_loop([](Engine::Inbox &in) { in.wake = true; });
+}
+
+}  // namespace wf

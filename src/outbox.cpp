@@ -1,0 +1,598 @@
+// Outbox writes (enqueue, cancel, dead-letter re-queue/purge), host
+// transactions, and the reads behind stats, metrics and dead-letter listings.
+#include "outbox.h"
+
+#include <cstring>
+
+namespace wf {
+
+void Engine::insert_job(WriteCtx &w, const NewJob &j, std::string *id, bool *existing) {
+  *existing = false;
+  if (j.key) {
+    {
+      auto st = w.db.prepare("SELECT id FROM wf_jobs WHERE tenant = ?1 AND key = ?2");
+      st->bind(1, j.tenant).bind(2, *j.key);
+      if (st->step()) {
+        *id = std::to_string(st->col_int(0));
+        *existing = true;
+        return;
+      }
+    }
+    auto st = w.db.prepare(
+        "SELECT job_id FROM wf_done_keys WHERE tenant = ?1 AND key = ?2 AND expires_at > ?3");
+    st->bind(1, j.tenant).bind(2, *j.key).bind(3, w.now);
+    if (st->step()) {
+      *id = std::to_string(st->col_int(0));
+      *existing = true;
+      return;
+    }
+  }
+  auto st = w.db.prepare(
+      "INSERT INTO wf_jobs(tenant, effect, key, payload, metadata, priority, run_at, "
+      "max_attempts, created_at) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
+  st->bind(1, j.tenant).bind(2, j.effect);
+  if (j.key)
+    st->bind(3, *j.key);
+  else
+    st->bind_null(3);
+  st->bind(4, j.payload).bind(5, j.metadata).bind(6, j.priority).bind(7, j.run_at);
+  if (j.max_attempts)
+    st->bind(8, *j.max_attempts);
+  else
+    st->bind_null(8);
+  st->bind(9, w.now).exec();
+  *id = std::to_string(w.db.last_rowid());
+  n_enqueued.fetch_add(1, std::memory_order_relaxed);
+  if (j.run_at <= w.now)
+    w.ready_now = true;
+  else
+    w.next_due = std::min(w.next_due, j.run_at);
+}
+
+namespace {
+thread_local HostTx *t_open_tx = nullptr;  // host transaction owned by this thread
+
+void check_writable(Engine &e) {
+  if (e.closed || e.draining) fail(WF_ECLOSED, "engine is draining or closed");
+  if (t_open_tx && t_open_tx->engine == &e)
+    fail(WF_EBUSY,
+         "this thread has an open wf_tx on the engine: use the wf_tx_* functions or commit first");
+}
+
+int submit_or_raise(Engine &e, std::function<void(WriteCtx &)> fn) {
+  int rc = e.submit_wait(std::move(fn));
+  if (rc != WF_OK) fail(rc, last_error());
+  return rc;
+}
+}  // namespace
+
+bool enqueue(Engine &e, const char *job_json, std::string *id) {
+  check_writable(e);
+  if (!job_json) fail(WF_EINVAL, "job: NULL document");
+  json doc = parse_json(job_json, e.opt.limits, "job", e.opt.limits.max_payload_bytes + 65536 + 1024);
+  NewJob j = decode_job(doc, e.opt, e.now(), "job");
+  bool existing = false;
+  submit_or_raise(e, [&](WriteCtx &w) {
+    // The document's run_at was computed from the caller's clock reading;
+    // keep it. Dedupe uses the commit's clock.
+    e.insert_job(w, j, id, &existing);
+  });
+  return existing;
+}
+
+std::string enqueue_batch(Engine &e, const char *jobs_json) {
+  check_writable(e);
+  if (!jobs_json) fail(WF_EINVAL, "jobs: NULL document");
+  size_t cap = std::max<size_t>(strlen(jobs_json), 1);
+  json doc = parse_json(jobs_json, e.opt.limits, "jobs", std::max(cap, size_t(1)));
+  if (!doc.is_array()) fail(WF_EINVAL, "jobs: must be a JSON array of job objects");
+  if (doc.size() > 100000) fail(WF_ETOOBIG, "jobs: more than 100000 jobs in one batch");
+  std::vector<NewJob> jobs;
+  jobs.reserve(doc.size());
+  int64_t t = e.now();
+  for (size_t i = 0; i < doc.size(); ++i) {
+    std::string what = "jobs[" + std::to_string(i) + "]";
+    jobs.push_back(decode_job(doc[i], e.opt, t, what.c_str()));
+  }
+  json out = json::array();
+  submit_or_raise(e, [&](WriteCtx &w) {
+    out = json::array();
+    for (auto &j : jobs) {
+      std::string id;
+      bool existing;
+      e.insert_job(w, j, &id, &existing);
+      out.push_back(json{{"id", id}, {"existing", existing}});
+    }
+  });
+  return out.dump();
+}
+
+void cancel(Engine &e, const char *tenant, const char *id_or_key) {
+  check_writable(e);
+  if (!id_or_key || !*id_or_key) fail(WF_EINVAL, "cancel: id_or_key is empty");
+  std::string ten = tenant ? tenant : "";
+  std::string ik = id_or_key;
+  bool numeric = ik.size() < 19 && ik.find_first_not_of("0123456789") == std::string::npos;
+  submit_or_raise(e, [&](WriteCtx &w) {
+    int64_t id = -1;
+    int state = -1;
+    if (numeric) {
+      auto st = w.db.prepare("SELECT id, state FROM wf_jobs WHERE id = ?1 AND tenant = ?2");
+      st->bind(1, static_cast<int64_t>(std::stoll(ik))).bind(2, ten);
+      if (st->step()) {
+        id = st->col_int(0);
+        state = static_cast<int>(st->col_int(1));
+      }
+    }
+    if (id < 0) {
+      auto st = w.db.prepare("SELECT id, state FROM wf_jobs WHERE tenant = ?1 AND key = ?2");
+      st->bind(1, ten).bind(2, ik);
+      if (st->step()) {
+        id = st->col_int(0);
+        state = static_cast<int>(st->col_int(1));
+      }
+    }
+    if (id < 0) fail(WF_ENOTFOUND, "cancel: no pending job \"" + ik + "\" in tenant \"" + ten + "\"");
+    if (state == 1) fail(WF_EBUSY, "cancel: job " + std::to_string(id) + " is running");
+    auto d = w.db.prepare("DELETE FROM wf_jobs WHERE id = ?1 AND state = 0");
+    d->bind(1, id).exec();
+    auto a = w.db.prepare("DELETE FROM wf_attempts WHERE job_id = ?1");
+    a->bind(1, id).exec();
+  });
+}
+
+// ------------------------------------------------------- host transaction
+
+HostTx *tx_begin(Engine &e) {
+  check_writable(e);
+  auto tx = std::make_shared<HostTx>();
+  tx->engine = &e;
+  WriteReq r;
+  r.host_tx = true;
+  r.tx = tx;
+  e.submit(std::move(r));
+  std::unique_lock<std::mutex> lk(tx->mu);
+  tx->cv.wait(lk, [&] { return tx->granted; });
+  if (tx->grant_rc != WF_OK) fail(tx->grant_rc, "wf_tx_begin: " + tx->grant_err);
+  lk.unlock();
+  // The handle keeps the shared state alive until commit/rollback.
+  tx->owner_ref = tx;
+  t_open_tx = tx.get();
+  return tx.get();
+}
+
+static void tx_release(HostTx *tx) {
+  auto keep = tx->owner_ref;  // keep alive until we are done
+  tx->owner_ref.reset();
+  if (t_open_tx == tx) t_open_tx = nullptr;
+  Engine &e = *tx->engine;
+  bool rn = tx->ready_now;
+  int64_t nd = tx->next_due;
+  if (rn || nd != INT64_MAX)
+    e.notify_loop([&](Engine::Inbox &in) {
+      in.ready_now |= rn;
+      in.next_due = std::min(in.next_due, nd);
+    });
+  std::lock_guard<std::mutex> g(tx->mu);
+  tx->released = true;
+  tx->cv.notify_all();
+}
+
+std::string tx_exec(HostTx *tx, const char *sql, const char *params_json, bool want_rows) {
+  Engine &e = *tx->engine;
+  if (!sql) fail(WF_EINVAL, "wf_tx_exec: sql is NULL");
+  if (tx->failed) fail(WF_ESTATE, "wf_tx_exec: the transaction failed earlier; roll it back");
+  json params = json::array();
+  if (params_json && *params_json) {
+    params = parse_json(params_json, e.opt.limits, "params", e.opt.limits.max_payload_bytes);
+    if (!params.is_array()) fail(WF_EINVAL, "params: must be a JSON array");
+  }
+  Db &db = *e.write_db;
+  std::string_view tail;
+  db.set_authorizer(true);
+  std::unique_ptr<sqlite3_stmt, void (*)(sqlite3_stmt *)> holder(nullptr, nullptr);
+  try {
+    holder = db.prepare_once(sql, &tail);
+  } catch (const Error &err) {
+    db.set_authorizer(false);
+    std::string m = err.what();
+    if (m.find("not authorized") != std::string::npos)
+      fail(WF_EINVAL,
+           "wf_tx_exec: statement refused: it may not write engine tables (wf_*), control "
+           "transactions, ATTACH/DETACH or run PRAGMA");
+    throw;
+  }
+  db.set_authorizer(false);
+  if (!holder) fail(WF_EINVAL, "wf_tx_exec: empty SQL");
+  for (char c : tail)
+    if (c != ';' && c != ' ' && c != '\n' && c != '\t' && c != '\r')
+      fail(WF_EINVAL, "wf_tx_exec: only one statement per call");
+  Stmt st(holder.get());
+  for (size_t i = 0; i < params.size(); ++i) st.bind_json(static_cast<int>(i + 1), params[i]);
+  json rows = json::array();
+  try {
+    while (st.step()) {
+      if (!want_rows) continue;
+      json row = json::object();
+      for (int c = 0; c < st.columns(); ++c) row[st.col_name(c)] = st.col_json_value(c);
+      rows.push_back(std::move(row));
+    }
+  } catch (const Error &) {
+    if (!db.in_txn()) tx->failed = true;  // SQLite rolled the transaction back
+    throw;
+  }
+  return rows.dump();
+}
+
+bool tx_enqueue(HostTx *tx, const char *job_json, std::string *id) {
+  Engine &e = *tx->engine;
+  if (tx->failed) fail(WF_ESTATE, "wf_tx_enqueue: the transaction failed earlier; roll it back");
+  if (!job_json) fail(WF_EINVAL, "job: NULL document");
+  json doc = parse_json(job_json, e.opt.limits, "job", e.opt.limits.max_payload_bytes + 65536 + 1024);
+  int64_t t = e.now();
+  NewJob j = decode_job(doc, e.opt, t, "job");
+  Db &db = *e.write_db;
+  WriteCtx w{db, t};
+  bool existing = false;
+  db.exec("SAVEPOINT tx_enqueue");
+  try {
+    e.insert_job(w, j, id, &existing);
+    db.exec("RELEASE tx_enqueue");
+  } catch (...) {
+    db.exec("ROLLBACK TO tx_enqueue");
+    db.exec("RELEASE tx_enqueue");
+    throw;
+  }
+  tx->ready_now |= w.ready_now;
+  tx->next_due = std::min(tx->next_due, w.next_due);
+  return existing;
+}
+
+int tx_commit(HostTx *tx) {
+  Engine &e = *tx->engine;
+  Db &db = *e.write_db;
+  int rc = WF_OK;
+  std::string err;
+  if (tx->failed) {
+    rc = WF_ESTATE;
+    err = "wf_tx_commit: the transaction failed earlier and was rolled back";
+  } else {
+    try {
+      db.exec("COMMIT");
+      e.n_commits.fetch_add(1, std::memory_order_relaxed);
+    } catch (const Error &ex) {
+      rc = ex.code();
+      err = ex.what();
+    }
+  }
+  if (db.in_txn()) {
+    try {
+      db.exec("ROLLBACK");
+    } catch (...) {
+    }
+  }
+  if (rc != WF_OK) {
+    tx->ready_now = false;
+    tx->next_due = INT64_MAX;
+  }
+  tx_release(tx);
+  if (rc != WF_OK) set_last_error(err);
+  return rc;
+}
+
+void tx_rollback(HostTx *tx) {
+  Engine &e = *tx->engine;
+  Db &db = *e.write_db;
+  if (db.in_txn()) {
+    try {
+      db.exec("ROLLBACK");
+    } catch (...) {
+    }
+  }
+  tx->ready_now = false;
+  tx->next_due = INT64_MAX;
+  tx_release(tx);
+}
+
+// ------------------------------------------------------------ dead letters
+
+namespace {
+struct Filter {
+  std::optional<std::string> tenant, effect, ids;
+  std::optional<int64_t> since, until;
+  int64_t limit = -1;
+};
+
+Filter parse_filter(Engine &e, const char *filter_json) {
+  Filter f;
+  if (!filter_json || !*filter_json) return f;
+  json doc = parse_json(filter_json, e.opt.limits, "filter", 1 << 20);
+  check_keys(doc, {"tenant", "effect", "ids", "since", "until", "limit"}, "filter");
+  if (doc.contains("tenant") && !doc["tenant"].is_null())
+    f.tenant = get_string(doc, "tenant", "filter", true);
+  if (doc.contains("effect") && !doc["effect"].is_null())
+    f.effect = get_string(doc, "effect", "filter", true);
+  if (doc.contains("ids") && !doc["ids"].is_null()) {
+    if (!doc["ids"].is_array()) fail(WF_EINVAL, "filter: \"ids\" must be an array of job ids");
+    json ids = json::array();
+    for (auto &v : doc["ids"]) {
+      if (v.is_string()) {
+        const std::string &s = v.get_ref<const std::string &>();
+        if (s.empty() || s.size() > 18 || s.find_first_not_of("0123456789") != std::string::npos)
+          fail(WF_EINVAL, "filter: \"ids\" entry \"" + s + "\" is not a job id");
+        ids.push_back(std::stoll(s));
+      } else if (v.is_number_integer()) {
+        ids.push_back(v.get<int64_t>());
+      } else {
+        fail(WF_EINVAL, "filter: \"ids\" entries must be job id strings");
+      }
+    }
+    f.ids = ids.dump();
+  }
+  if (doc.contains("since") && !doc["since"].is_null()) f.since = get_time(doc, "since", "filter", 0);
+  if (doc.contains("until") && !doc["until"].is_null()) f.until = get_time(doc, "until", "filter", 0);
+  f.limit = get_int(doc, "limit", "filter", -1, 0, INT64_C(1) << 40);
+  return f;
+}
+
+const char *kDeadSelect =
+    "SELECT id, tenant, effect, key, payload, metadata, priority, attempts, failures, "
+    "max_attempts, origin, created_at, reason, dead_at FROM wf_dead "
+    "WHERE (?1 IS NULL OR tenant = ?1) AND (?2 IS NULL OR effect = ?2) AND "
+    "(?3 IS NULL OR id IN (SELECT value FROM json_each(?3))) AND "
+    "(?4 IS NULL OR dead_at >= ?4) AND (?5 IS NULL OR dead_at < ?5) "
+    "ORDER BY dead_at DESC, id DESC LIMIT ?6";
+
+void bind_filter(Stmt &st, const Filter &f) {
+  if (f.tenant) st.bind(1, *f.tenant);
+  if (f.effect) st.bind(2, *f.effect);
+  if (f.ids) st.bind(3, *f.ids);
+  if (f.since) st.bind(4, *f.since);
+  if (f.until) st.bind(5, *f.until);
+  st.bind(6, f.limit);
+}
+
+json parse_or_text(const std::string &s) {
+  json v = json::parse(s, nullptr, false);
+  return v.is_discarded() ? json(s) : v;
+}
+
+std::vector<int64_t> select_dead_ids(Db &db, const Filter &f) {
+  std::vector<int64_t> ids;
+  auto st = db.prepare(kDeadSelect);
+  bind_filter(*st, f);
+  while (st->step()) ids.push_back(st->col_int(0));
+  return ids;
+}
+}  // namespace
+
+std::string dead_list(Engine &e, const char *filter_json) {
+  Filter f = parse_filter(e, filter_json);
+  std::lock_guard<std::mutex> g(e.read_mu);
+  Db &db = *e.read_db;
+  db.exec("BEGIN");
+  json out = json::array();
+  try {
+    auto st = db.prepare(kDeadSelect);
+    bind_filter(*st, f);
+    while (st->step()) {
+      json d;
+      int64_t id = st->col_int(0);
+      d["id"] = std::to_string(id);
+      d["tenant"] = st->col_text(1);
+      d["effect"] = st->col_text(2);
+      d["key"] = st->col_null(3) ? json(nullptr) : json(st->col_text(3));
+      d["payload"] = parse_or_text(st->col_text(4));
+      d["metadata"] = parse_or_text(st->col_text(5));
+      d["priority"] = st->col_int(6);
+      d["attempts"] = st->col_int(7);
+      d["failures"] = st->col_int(8);
+      d["max_attempts"] = st->col_null(9) ? json(nullptr) : json(st->col_int(9));
+      d["created_at"] = st->col_int(11);
+      d["reason"] = st->col_text(12);
+      d["dead_at"] = st->col_int(13);
+      json hist = json::array();
+      auto h = db.prepare(
+          "SELECT n, started_at, ended_at, outcome, error FROM wf_attempts WHERE job_id = ?1 "
+          "ORDER BY rowid");
+      h->bind(1, id);
+      while (h->step())
+        hist.push_back(json{{"attempt", h->col_int(0)},
+                            {"started_at", h->col_null(1) ? json(nullptr) : json(h->col_int(1))},
+                            {"ended_at", h->col_int(2)},
+                            {"outcome", h->col_text(3)},
+                            {"error", h->col_null(4) ? json(nullptr) : json(h->col_text(4))}});
+      d["history"] = std::move(hist);
+      out.push_back(std::move(d));
+    }
+    db.exec("COMMIT");
+  } catch (...) {
+    db.exec("ROLLBACK");
+    throw;
+  }
+  return out.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+int64_t dead_requeue(Engine &e, const char *filter_json) {
+  check_writable(e);
+  Filter f = parse_filter(e, filter_json);
+  int64_t count = 0;
+  submit_or_raise(e, [&](WriteCtx &w) {
+    count = 0;
+    for (int64_t id : select_dead_ids(w.db, f)) {
+      // A key held again by a pending or recently completed job stays dead.
+      auto c = w.db.prepare(
+          "SELECT 1 FROM wf_dead d WHERE d.id = ?1 AND d.key IS NOT NULL AND ("
+          "EXISTS (SELECT 1 FROM wf_jobs j WHERE j.tenant = d.tenant AND j.key = d.key) OR "
+          "EXISTS (SELECT 1 FROM wf_done_keys k WHERE k.tenant = d.tenant AND k.key = d.key "
+          "AND k.expires_at > ?2))");
+      c->bind(1, id).bind(2, w.now);
+      if (c->step()) continue;
+      auto ins = w.db.prepare(
+          "INSERT INTO wf_jobs(id, tenant, effect, key, payload, metadata, priority, run_at, "
+          "state, attempts, failures, max_attempts, origin, created_at) "
+          "SELECT id, tenant, effect, key, payload, metadata, priority, ?2, 0, attempts, 0, "
+          "max_attempts, origin, created_at FROM wf_dead WHERE id = ?1");
+      ins->bind(1, id).bind(2, w.now).exec();
+      auto del = w.db.prepare("DELETE FROM wf_dead WHERE id = ?1");
+      del->bind(1, id).exec();
+      ++count;
+      w.ready_now = true;
+    }
+  });
+  if (count) e.log(WF_LOG_INFO, "dead letters re-queued", json{{"count", count}});
+  return count;
+}
+
+int64_t dead_purge(Engine &e, const char *filter_json) {
+  check_writable(e);
+  Filter f = parse_filter(e, filter_json);
+  int64_t count = 0;
+  submit_or_raise(e, [&](WriteCtx &w) {
+    count = 0;
+    for (int64_t id : select_dead_ids(w.db, f)) {
+      auto a = w.db.prepare("DELETE FROM wf_attempts WHERE job_id = ?1");
+      a->bind(1, id).exec();
+      auto d = w.db.prepare("DELETE FROM wf_dead WHERE id = ?1");
+      d->bind(1, id).exec();
+      count += w.db.changes();
+    }
+  });
+  if (count) e.log(WF_LOG_INFO, "dead letters purged", json{{"count", count}});
+  return count;
+}
+
+// ------------------------------------------------------------------ stats
+
+json stats(Engine &e, const char *filter_json) {
+  Filter f = parse_filter(e, filter_json);
+  int64_t t = e.now();
+  json out;
+  json outbox{{"ready", 0},         {"scheduled", 0},      {"running", 0},
+              {"oldest_ready_age_ms", 0}, {"by_effect", json::object()},
+              {"by_tenant", json::object()}};
+  int64_t dead = 0;
+  {
+    std::lock_guard<std::mutex> g(e.read_mu);
+    Db &db = *e.read_db;
+    db.exec("BEGIN");
+    try {
+      auto st = db.prepare(
+          "SELECT effect, tenant, state, run_at <= ?3 AS due, count(*), min(run_at) FROM wf_jobs "
+          "WHERE (?1 IS NULL OR tenant = ?1) AND (?2 IS NULL OR effect = ?2) "
+          "GROUP BY effect, tenant, state, due");
+      if (f.tenant) st->bind(1, *f.tenant);
+      if (f.effect) st->bind(2, *f.effect);
+      st->bind(3, t);
+      int64_t oldest = INT64_MAX;
+      while (st->step()) {
+        std::string eff = st->col_text(0), ten = st->col_text(1);
+        int state = static_cast<int>(st->col_int(2));
+        bool due = st->col_int(3) != 0;
+        int64_t n = st->col_int(4);
+        const char *bucket = state == 1 ? "running" : due ? "ready" : "scheduled";
+        outbox[bucket] = outbox[bucket].get<int64_t>() + n;
+        for (auto *grp : {&outbox["by_effect"][eff], &outbox["by_tenant"][ten]}) {
+          json &g2 = *grp;
+          for (const char *k : {"ready", "scheduled", "running"})
+            if (!g2.contains(k)) g2[k] = 0;
+          g2[bucket] = g2[bucket].get<int64_t>() + n;
+        }
+        if (state == 0 && due) oldest = std::min(oldest, st->col_int(5));
+      }
+      if (oldest != INT64_MAX) outbox["oldest_ready_age_ms"] = std::max<int64_t>(0, t - oldest);
+      auto d = db.prepare(
+          "SELECT count(*) FROM wf_dead WHERE (?1 IS NULL OR tenant = ?1) AND "
+          "(?2 IS NULL OR effect = ?2)");
+      if (f.tenant) d->bind(1, *f.tenant);
+      if (f.effect) d->bind(2, *f.effect);
+      d->step();
+      dead = d->col_int(0);
+      db.exec("COMMIT");
+    } catch (...) {
+      db.exec("ROLLBACK");
+      throw;
+    }
+  }
+  out["outbox"] = std::move(outbox);
+  out["dead"] = dead;
+  // The scheduler and saga runtime are not in this release; their sections
+  // are present (always zero) so consumers can rely on the document's shape.
+  out["schedules"] = json{{"pending", 0}, {"next_due_ms", nullptr}};
+  out["sagas"] = json{{"active", 0}, {"done", 0}};
+  out["events"] = json{{"pending", 0}};
+  json eng;
+  eng["boot_id"] = e.boot_id;
+  eng["started"] = e.started.load();
+  eng["draining"] = e.draining.load();
+  eng["inflight"] = e.inflight_count.load();
+  eng["enqueued"] = e.n_enqueued.load();
+  eng["dispatched"] = e.n_dispatched.load();
+  eng["completed"] = e.n_completed.load();
+  eng["retried"] = e.n_retried.load();
+  eng["dead_lettered"] = e.n_dead.load();
+  eng["timeouts"] = e.n_timeouts.load();
+  eng["commits"] = e.n_commits.load();
+  json effs = json::object();
+  {
+    std::lock_guard<std::mutex> g(e.reg_mu);
+    for (auto &[name, eff] : e.effects) {
+      static const char *cs[] = {"closed", "open", "half_open"};
+      effs[name] = json{{"inflight", eff->inflight.load()},
+                        {"circuit", cs[eff->circuit_state.load()]},
+                        {"dispatched", eff->dispatched.load()},
+                        {"completed", eff->completed.load()},
+                        {"retried", eff->retried.load()},
+                        {"dead_lettered", eff->dead.load()},
+                        {"timeouts", eff->timeouts.load()}};
+    }
+  }
+  eng["effects"] = std::move(effs);
+  out["engine"] = std::move(eng);
+  return out;
+}
+
+std::string metrics(Engine &e) {
+  json s = stats(e, nullptr);
+  std::string o;
+  auto esc = [](const std::string &v) {
+    std::string r;
+    for (char c : v) {
+      if (c == '\\' || c == '"') r.push_back('\\');
+      if (c == '\n') {
+        r += "\\n";
+        continue;
+      }
+      r.push_back(c);
+    }
+    return r;
+  };
+  auto gauge = [&](const char *name, const char *help, const char *type) {
+    o += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n";
+  };
+  gauge("wf_outbox_jobs", "Jobs in the outbox by effect and state.", "gauge");
+  for (auto &[eff, v] : s["outbox"]["by_effect"].items())
+    for (const char *st : {"ready", "scheduled", "running"})
+      o += "wf_outbox_jobs{effect=\"" + esc(eff) + "\",state=\"" + st + "\"} " +
+           std::to_string(v[st].get<int64_t>()) + "\n";
+  gauge("wf_outbox_oldest_ready_age_ms", "Age of the oldest ready job.", "gauge");
+  o += "wf_outbox_oldest_ready_age_ms " +
+       std::to_string(s["outbox"]["oldest_ready_age_ms"].get<int64_t>()) + "\n";
+  gauge("wf_dead_letters", "Jobs in the dead-letter table.", "gauge");
+  o += "wf_dead_letters " + std::to_string(s["dead"].get<int64_t>()) + "\n";
+  gauge("wf_inflight", "Attempts in flight in this engine.", "gauge");
+  o += "wf_inflight " + std::to_string(s["engine"]["inflight"].get<int64_t>()) + "\n";
+  for (const char *c : {"enqueued", "dispatched", "completed", "retried", "dead_lettered",
+                        "timeouts", "commits"}) {
+    std::string name = std::string("wf_") + c + "_total";
+    gauge(name.c_str(), "Counter since this engine was opened.", "counter");
+    o += name + " " + std::to_string(s["engine"][c].get<int64_t>()) + "\n";
+  }
+  gauge("wf_circuit_open", "1 when the effect's circuit breaker is open or half-open.", "gauge");
+  for (auto &[eff, v] : s["engine"]["effects"].items())
+    o += "wf_circuit_open{effect=\"" + esc(eff) + "\"} " +
+         (v["circuit"] == "closed" ? "0" : "1") + "\n";
+  return o;
+}
+
+}  // namespace wf

@@ -1,0 +1,35 @@
+// Operations behind the C API that read or write the outbox. Each throws
+// wf::Error on failure; capi.cpp maps that to a status and wf_last_error().
+#pragma once
+
+#include <string>
+
+#include "engine.h"
+
+namespace wf {
+
+// Returns true when the key already existed (*id is then the holder's id).
+bool enqueue(Engine &e, const char *job_json, std::string *id);
+std::string enqueue_batch(Engine &e, const char *jobs_json);
+void cancel(Engine &e, const char *tenant, const char *id_or_key);
+
+HostTx *tx_begin(Engine &e);
+std::string tx_exec(HostTx *tx, const char *sql, const char *params_json, bool want_rows);
+bool tx_enqueue(HostTx *tx, const char *job_json, std::string *id);
+int tx_commit(HostTx *tx);  // releases tx; status, last error set on failure
+void tx_rollback(HostTx *tx);
+
+std::string dead_list(Engine &e, const char *filter_json);
+int64_t dead_requeue(Engine &e, const char *filter_json);
+int64_t dead_purge(Engine &e, const char *filter_json);
+json stats(Engine &e, const char *filter_json);
+std::string metrics(Engine &e);
+
+// Lifecycle (lifecycle.cpp).
+void start(Engine &e);
+int drain(Engine &e, int64_t timeout_ms);
+void close_engine(Engine *e);
+void register_effect(Engine &e, const char *effect, const char *policy_json, wf_effect_fn fn,
+                     void *user);
+
+}  // namespace wf

@@ -1,0 +1,589 @@
+// The relay: an engine-owned libuv loop that claims ready jobs (through the
+// writer), dispatches them to providers, takes completions from any thread,
+// enforces timeouts, concurrency limits and circuit breakers, and keeps one
+// timer armed for the earliest instant that matters. Everything here runs on
+// the loop thread unless it says otherwise.
+#include <uv.h>
+
+#include <climits>
+
+#include "engine.h"
+
+namespace wf {
+
+namespace {
+void on_wake_cb(uv_async_t *a) { static_cast<Engine *>(a->data)->on_async(); }
+void on_timer_cb(uv_timer_t *t) { static_cast<Engine *>(t->data)->on_async(); }
+void on_close_cb(uv_handle_t *) {}
+
+const char *kClaimSql =
+    "UPDATE wf_jobs SET state = 1, lease_owner = ?1, lease_until = ?2, attempts = attempts + 1, "
+    "started_at = ?3 WHERE id IN (SELECT id FROM wf_jobs WHERE state = 0 AND effect = ?4 AND "
+    "run_at <= ?3 ORDER BY priority DESC, run_at, id LIMIT ?5) RETURNING id, tenant, effect, key, "
+    "payload, metadata, attempts, failures, max_attempts, priority, run_at, origin";
+const char *kClaimExclSql =
+    "UPDATE wf_jobs SET state = 1, lease_owner = ?1, lease_until = ?2, attempts = attempts + 1, "
+    "started_at = ?3 WHERE id IN (SELECT id FROM wf_jobs WHERE state = 0 AND effect = ?4 AND "
+    "run_at <= ?3 AND tenant NOT IN (SELECT value FROM json_each(?6)) ORDER BY priority DESC, "
+    "run_at, id LIMIT ?5) RETURNING id, tenant, effect, key, payload, metadata, attempts, "
+    "failures, max_attempts, priority, run_at, origin";
+
+struct ClaimSpec {
+  std::string effect;
+  int limit;
+  std::string excluded;  // JSON array of tenants at their limit, or empty
+};
+}  // namespace
+
+// Any thread.
+void Engine::notify_loop(const std::function<void(Inbox &)> &fill) {
+  std::lock_guard<std::mutex> g(inbox_mu);
+  fill(inbox);
+  if (loop_alive) uv_async_send(async);
+}
+
+std::shared_ptr<EffectState> Engine::find_effect(const std::string &name) {
+  std::lock_guard<std::mutex> g(reg_mu);
+  auto it = effects.find(name);
+  return it == effects.end() ? nullptr : it->second;
+}
+
+void Engine::loop_main() {
+  uv_loop_t lp;
+  uv_async_t as;
+  uv_timer_t tm;
+  uv_loop_init(&lp);
+  uv_async_init(&lp, &as, on_wake_cb);
+  uv_timer_init(&lp, &tm);
+  as.data = this;
+  tm.data = this;
+  loop = &lp;
+  async = &as;
+  timer = &tm;
+  loop_tid = std::this_thread::get_id();
+  int64_t t = now();
+  next_renew = t + opt.lease_ms / 3;
+  next_poll = t + opt.poll_ms;
+  maybe_ready = true;
+  refresh_next_due();
+  {
+    std::lock_guard<std::mutex> g(inbox_mu);
+    loop_alive = true;
+  }
+  on_async();
+  uv_run(&lp, UV_RUN_DEFAULT);
+  uv_loop_close(&lp);
+  loop = nullptr;
+}
+
+void Engine::on_async() {
+  if (stopping) return;
+  Inbox in;
+  {
+    std::lock_guard<std::mutex> g(inbox_mu);
+    std::swap(in, inbox);
+    if (in.stop) loop_alive = false;
+  }
+  if (in.stop) {
+    stopping = true;
+    uv_timer_stop(timer);
+    uv_close(reinterpret_cast<uv_handle_t *>(async), on_close_cb);
+    uv_close(reinterpret_cast<uv_handle_t *>(timer), on_close_cb);
+    return;
+  }
+  for (auto &[j, o] : in.outcomes) {
+    if (o.kind == Outcome::kZombieRelease) {
+      zombies.erase(j->id);
+      auto d = deferred.find(j->id);
+      if (d != deferred.end()) {
+        auto sp = d->second;
+        deferred.erase(d);
+        if (draining)
+          release_jobs({sp});
+        else
+          dispatch(sp);
+      }
+      continue;
+    }
+    auto it = inflight.find(j->id);
+    if (it == inflight.end()) continue;  // cannot happen: state CAS guards it
+    auto sp = it->second;
+    finish_attempt(sp, o);
+  }
+  for (auto &r : in.claimed) on_claimed(*r);
+  if (in.claim_failed) {
+    claim_outstanding = false;
+    // Try again soon rather than spin on a failing database.
+    known_next_due = std::min(known_next_due, now() + 100);
+  }
+  if (in.ready_now) maybe_ready = true;
+  if (in.next_due < known_next_due) known_next_due = in.next_due;
+  if (in.wake) {
+    maybe_ready = true;
+    refresh_next_due();
+  }
+  check_timeouts();
+  int64_t t = now();
+  if (known_next_due <= t) {
+    known_next_due = INT64_MAX;
+    maybe_ready = true;
+  }
+  if (t >= next_renew) {
+    renew_and_reclaim();
+    next_renew = t + opt.lease_ms / 3;
+  }
+  if (opt.poll_ms > 0 && t >= next_poll) {
+    next_poll = t + opt.poll_ms;
+    int64_t v;
+    {
+      std::lock_guard<std::mutex> g(read_mu);
+      auto st = read_db->prepare("PRAGMA data_version");
+      st->step();
+      v = st->col_int(0);
+    }
+    if (v != last_data_version) {
+      last_data_version = v;
+      maybe_ready = true;
+      refresh_next_due();
+    }
+  }
+  {
+    std::lock_guard<std::mutex> g(reg_mu);
+    for (auto &[name, eff] : effects)
+      if (eff->circuit_state.load() == 1 && eff->open_until <= t) {
+        eff->circuit_state = 2;  // half-open: one probe
+        eff->probe_inflight = false;
+        maybe_ready = true;
+      }
+  }
+  if (draining) {
+    if (!deferred.empty()) {
+      std::vector<std::shared_ptr<JobCtx>> d;
+      for (auto &kv : deferred) d.push_back(kv.second);
+      deferred.clear();
+      release_jobs(d);
+    }
+    if (inflight.empty()) {
+      std::lock_guard<std::mutex> g(drain_mu);
+      drain_cv.notify_all();
+    }
+  }
+  pump();
+  arm_timer();
+}
+
+void Engine::pump() {
+  if (!maybe_ready || claim_outstanding || draining || stopping) return;
+  int global_free = opt.max_inflight - static_cast<int>(inflight.size());
+  if (global_free <= 0) return;  // an outcome frees a slot and pumps again
+  std::vector<std::shared_ptr<EffectState>> effs;
+  {
+    std::lock_guard<std::mutex> g(reg_mu);
+    for (auto &kv : effects) effs.push_back(kv.second);
+  }
+  std::vector<ClaimSpec> specs;
+  size_t n = effs.size();
+  for (size_t k = 0; k < n; ++k) {
+    auto &eff = effs[(k + rr) % n];
+    int cs = eff->circuit_state.load();
+    if (cs == 1) continue;
+    if (cs == 2 && eff->probe_inflight) continue;
+    int free = eff->policy.concurrency > 0 ? eff->policy.concurrency - eff->inflight.load()
+                                           : INT_MAX;
+    if (free <= 0) continue;
+    if (cs == 2) free = 1;
+    ClaimSpec s{eff->name, free, ""};
+    if (eff->policy.tenant_concurrency > 0) {
+      json ex = json::array();
+      for (auto &[t, c] : eff->tenant_inflight)
+        if (c >= eff->policy.tenant_concurrency) ex.push_back(t);
+      if (!ex.empty()) s.excluded = ex.dump();
+    }
+    specs.push_back(std::move(s));
+  }
+  rr++;
+  maybe_ready = false;
+  if (specs.empty()) return;
+  int share = std::max(1, global_free / static_cast<int>(specs.size()));
+  for (auto &s : specs) s.limit = std::min(s.limit, share);
+  claim_outstanding = true;
+  auto result = std::make_shared<ClaimResult>();
+  WriteReq r;
+  int64_t lease = opt.lease_ms;
+  r.fn = [this, specs = std::move(specs), result, lease](WriteCtx &w) {
+    for (const auto &s : specs) {
+      auto st = w.db.prepare(s.excluded.empty() ? kClaimSql : kClaimExclSql);
+      st->bind(1, boot_id).bind(2, w.now + lease).bind(3, w.now).bind(4, s.effect).bind(5, s.limit);
+      if (!s.excluded.empty()) st->bind(6, s.excluded);
+      int got = 0;
+      while (st->step()) {
+        auto j = std::make_shared<JobCtx>();
+        j->engine = this;
+        j->id = st->col_int(0);
+        j->id_str = std::to_string(j->id);
+        j->tenant = st->col_text(1);
+        j->effect = st->col_text(2);
+        j->key = st->col_text(3);
+        j->payload = st->col_text(4);
+        j->metadata = st->col_text(5);
+        j->attempt = static_cast<int>(st->col_int(6));
+        j->failures = static_cast<int>(st->col_int(7));
+        if (!st->col_null(8)) j->max_attempts = st->col_int(8);
+        j->priority = static_cast<int>(st->col_int(9));
+        j->run_at = st->col_int(10);
+        j->origin = st->col_text(11);
+        j->started_at = w.now;
+        result->jobs.push_back(std::move(j));
+        ++got;
+      }
+      if (got >= s.limit) result->any_full = true;
+    }
+  };
+  r.after = [this, result](int rc, const std::string &) {
+    notify_loop([&](Inbox &in) {
+      if (rc == WF_OK)
+        in.claimed.push_back(result);
+      else
+        in.claim_failed = true;
+    });
+  };
+  submit(std::move(r));
+}
+
+void Engine::on_claimed(const ClaimResult &r) {
+  claim_outstanding = false;
+  std::vector<JobCtx *> order;
+  std::vector<std::shared_ptr<JobCtx>> jobs = r.jobs;
+  // RETURNING does not keep the subquery's order: restore it.
+  std::sort(jobs.begin(), jobs.end(), [](const auto &a, const auto &b) {
+    if (a->priority != b->priority) return a->priority > b->priority;
+    if (a->run_at != b->run_at) return a->run_at < b->run_at;
+    return a->id < b->id;
+  });
+  if (draining || stopping) {
+    release_jobs(jobs);
+    return;
+  }
+  std::vector<std::shared_ptr<JobCtx>> over;
+  for (auto &j : jobs) {
+    auto eff = find_effect(j->effect);
+    if (eff && eff->policy.tenant_concurrency > 0 &&
+        eff->tenant_inflight[j->tenant] >= eff->policy.tenant_concurrency) {
+      over.push_back(j);
+      continue;
+    }
+    dispatch(j);
+  }
+  if (!over.empty()) release_jobs(over);
+  if (r.any_full) {
+    maybe_ready = true;
+  } else {
+    refresh_next_due();
+  }
+}
+
+void Engine::dispatch(const std::shared_ptr<JobCtx> &j) {
+  if (zombies.count(j->id)) {
+    // The previous attempt timed out but its callback still holds the job:
+    // never run the same job twice at once; wait for the host to let go.
+    deferred[j->id] = j;
+    return;
+  }
+  auto eff = find_effect(j->effect);
+  if (!eff) {
+    release_jobs({j});
+    return;
+  }
+  j->started_at = now();
+  j->deadline = eff->policy.timeout_ms > 0 ? j->started_at + eff->policy.timeout_ms : INT64_MAX;
+  inflight[j->id] = j;
+  if (j->deadline != INT64_MAX) deadlines.insert({j->deadline, j->id});
+  inflight_count.store(static_cast<int>(inflight.size()));
+  eff->inflight++;
+  eff->tenant_inflight[j->tenant]++;
+  eff->dispatched++;
+  if (eff->circuit_state.load() == 2) eff->probe_inflight = true;
+  n_dispatched.fetch_add(1, std::memory_order_relaxed);
+  try {
+    eff->fn(eff->user, reinterpret_cast<wf_job *>(j.get()));
+  } catch (const std::exception &ex) {
+    complete(j.get(), Outcome{Outcome::kRetry, std::string("provider threw: ") + ex.what()});
+  } catch (...) {
+    complete(j.get(), Outcome{Outcome::kRetry, "provider threw an exception"});
+  }
+}
+
+void Engine::release_jobs(std::vector<std::shared_ptr<JobCtx>> jobs) {
+  if (jobs.empty()) return;
+  WriteReq r;
+  r.fn = [this, jobs = std::move(jobs)](WriteCtx &w) {
+    for (auto &j : jobs) {
+      auto st = w.db.prepare(
+          "UPDATE wf_jobs SET state = 0, lease_owner = NULL, lease_until = NULL, "
+          "attempts = attempts - 1 WHERE id = ?1 AND state = 1 AND lease_owner = ?2 AND "
+          "attempts = ?3");
+      st->bind(1, j->id).bind(2, boot_id).bind(3, j->attempt).exec();
+    }
+  };
+  submit(std::move(r));
+}
+
+void Engine::circuit_record(EffectState &eff, bool failure) {
+  const Circuit &c = eff.policy.circuit;
+  if (!c.enabled) return;
+  int cs = eff.circuit_state.load();
+  if (cs == 2) {
+    eff.probe_inflight = false;
+    if (failure) {
+      eff.circuit_state = 1;
+      eff.open_until = now() + c.cooldown_ms;
+      log(WF_LOG_WARN, "circuit re-opened after failed probe", json{{"effect", eff.name}});
+    } else {
+      eff.circuit_state = 0;
+      eff.window.clear();
+      log(WF_LOG_INFO, "circuit closed", json{{"effect", eff.name}});
+    }
+    return;
+  }
+  eff.window.push_back(failure);
+  while (static_cast<int>(eff.window.size()) > c.window) eff.window.pop_front();
+  if (cs != 0 || static_cast<int>(eff.window.size()) < c.min_attempts) return;
+  int fails = 0;
+  for (bool f : eff.window) fails += f;
+  if (static_cast<double>(fails) / static_cast<double>(eff.window.size()) >= c.failure_ratio) {
+    eff.circuit_state = 1;
+    eff.open_until = now() + c.cooldown_ms;
+    log(WF_LOG_WARN, "circuit opened",
+        json{{"effect", eff.name}, {"failures", fails}, {"window", eff.window.size()}});
+  }
+}
+
+void Engine::finish_attempt(const std::shared_ptr<JobCtx> &j, const Outcome &o) {
+  inflight.erase(j->id);
+  deadlines.erase({j->deadline, j->id});
+  inflight_count.store(static_cast<int>(inflight.size()));
+  maybe_ready = true;  // a slot is free
+  auto eff = find_effect(j->effect);
+  if (eff) {
+    eff->inflight--;
+    if (--eff->tenant_inflight[j->tenant] <= 0) eff->tenant_inflight.erase(j->tenant);
+    circuit_record(*eff, o.kind != Outcome::kComplete);
+  }
+  int64_t t = now();
+  WriteReq r;
+  std::string boot = boot_id;
+  if (o.kind == Outcome::kComplete) {
+    if (eff) eff->completed++;
+    n_completed.fetch_add(1, std::memory_order_relaxed);
+    int64_t expires = t + opt.dedupe_window_ms;
+    r.fn = [j, boot, expires](WriteCtx &w) {
+      auto st = w.db.prepare(
+          "DELETE FROM wf_jobs WHERE id = ?1 AND state = 1 AND lease_owner = ?2 AND attempts = ?3");
+      st->bind(1, j->id).bind(2, boot).bind(3, j->attempt).exec();
+      if (w.db.changes() != 1) return;  // lease lost: someone else owns the job now
+      if (!j->key.empty()) {
+        auto k = w.db.prepare(
+            "INSERT OR REPLACE INTO wf_done_keys(tenant, key, job_id, expires_at) "
+            "VALUES(?1, ?2, ?3, ?4)");
+        k->bind(1, j->tenant).bind(2, j->key).bind(3, j->id).bind(4, expires).exec();
+      }
+      if (j->attempt > 1) {
+        auto a = w.db.prepare("DELETE FROM wf_attempts WHERE job_id = ?1");
+        a->bind(1, j->id).exec();
+      }
+    };
+    submit(std::move(r));
+    if (draining && inflight.empty()) {
+      std::lock_guard<std::mutex> g(drain_mu);
+      drain_cv.notify_all();
+    }
+    return;
+  }
+  const char *outcome = o.kind == Outcome::kTimeout ? "timeout"
+                        : o.kind == Outcome::kFail  ? "failed"
+                                                    : "retry";
+  int max = resolve_max_attempts(*this, eff ? &eff->policy : nullptr, j->max_attempts);
+  bool dead = o.kind == Outcome::kFail || j->failures + 1 >= max;
+  std::string error = o.error.empty() ? std::string(outcome) : o.error;
+  if (o.kind == Outcome::kTimeout && eff) eff->timeouts++;
+  if (o.kind == Outcome::kTimeout) n_timeouts.fetch_add(1, std::memory_order_relaxed);
+  json lf{{"job_id", j->id_str},     {"effect", j->effect}, {"tenant", j->tenant},
+          {"attempt", j->attempt}, {"outcome", outcome},  {"error", error}};
+  if (dead) {
+    if (eff) eff->dead++;
+    n_dead.fetch_add(1, std::memory_order_relaxed);
+    std::string reason = o.kind == Outcome::kFail
+                             ? error
+                             : error + " (attempts exhausted: " + std::to_string(j->failures + 1) +
+                                   " of " + std::to_string(max) + ")";
+    log(WF_LOG_WARN, "job dead-lettered", lf);
+    r.fn = [j, boot, t, outcome, error, reason](WriteCtx &w) {
+      auto st = w.db.prepare(
+          "INSERT OR REPLACE INTO wf_dead(id, tenant, effect, key, payload, metadata, priority, "
+          "attempts, failures, max_attempts, origin, created_at, reason, dead_at) "
+          "SELECT id, tenant, effect, key, payload, metadata, priority, attempts, failures + 1, "
+          "max_attempts, origin, created_at, ?4, ?5 FROM wf_jobs "
+          "WHERE id = ?1 AND state = 1 AND lease_owner = ?2 AND attempts = ?3");
+      st->bind(1, j->id).bind(2, boot).bind(3, j->attempt).bind(4, reason).bind(5, t).exec();
+      if (w.db.changes() != 1) return;
+      auto d = w.db.prepare("DELETE FROM wf_jobs WHERE id = ?1");
+      d->bind(1, j->id).exec();
+      auto a = w.db.prepare(
+          "INSERT INTO wf_attempts(job_id, n, started_at, ended_at, outcome, error) "
+          "VALUES(?1, ?2, ?3, ?4, ?5, ?6)");
+      a->bind(1, j->id).bind(2, j->attempt).bind(3, j->started_at).bind(4, t).bind(5, outcome);
+      a->bind(6, error).exec();
+    };
+  } else {
+    if (eff) eff->retried++;
+    n_retried.fetch_add(1, std::memory_order_relaxed);
+    int64_t delay = o.delay_ms;
+    if (delay < 0) {
+      const Backoff &b = (eff && eff->policy.backoff) ? *eff->policy.backoff : opt.backoff;
+      delay = b.delay(j->failures + 1, rng);
+    }
+    int64_t run_at = t + delay;
+    lf["retry_in_ms"] = delay;
+    log(WF_LOG_INFO, "job attempt failed; will retry", lf);
+    r.fn = [j, boot, t, outcome, error, run_at](WriteCtx &w) {
+      auto st = w.db.prepare(
+          "UPDATE wf_jobs SET state = 0, lease_owner = NULL, lease_until = NULL, "
+          "failures = failures + 1, run_at = ?4, last_error = ?5 "
+          "WHERE id = ?1 AND state = 1 AND lease_owner = ?2 AND attempts = ?3");
+      st->bind(1, j->id).bind(2, boot).bind(3, j->attempt).bind(4, run_at).bind(5, error).exec();
+      if (w.db.changes() != 1) return;
+      auto a = w.db.prepare(
+          "INSERT INTO wf_attempts(job_id, n, started_at, ended_at, outcome, error) "
+          "VALUES(?1, ?2, ?3, ?4, ?5, ?6)");
+      a->bind(1, j->id).bind(2, j->attempt).bind(3, j->started_at).bind(4, t).bind(5, outcome);
+      a->bind(6, error).exec();
+      if (run_at <= w.now)
+        w.ready_now = true;
+      else
+        w.next_due = std::min(w.next_due, run_at);
+    };
+  }
+  submit(std::move(r));
+  if (draining && inflight.empty()) {
+    std::lock_guard<std::mutex> g(drain_mu);
+    drain_cv.notify_all();
+  }
+}
+
+void Engine::check_timeouts() {
+  int64_t t = now();
+  while (!deadlines.empty() && deadlines.begin()->first <= t) {
+    int64_t id = deadlines.begin()->second;
+    deadlines.erase(deadlines.begin());
+    auto it = inflight.find(id);
+    if (it == inflight.end()) continue;
+    auto sp = it->second;
+    int expected = 0;
+    if (!sp->state.compare_exchange_strong(expected, 2)) continue;  // host just completed it
+    zombies[id] = sp;
+    auto eff = find_effect(sp->effect);
+    int64_t limit = eff ? eff->policy.timeout_ms : 0;
+    finish_attempt(sp, Outcome{Outcome::kTimeout,
+                               "timed out after " + std::to_string(limit) + " ms"});
+  }
+}
+
+void Engine::renew_and_reclaim() {
+  WriteReq r;
+  int64_t lease = opt.lease_ms;
+  int64_t window_sweep = 1000;
+  r.fn = [this, lease, window_sweep](WriteCtx &w) {
+    {
+      auto st = w.db.prepare(
+          "UPDATE wf_jobs SET lease_until = ?1 WHERE state = 1 AND lease_owner = ?2");
+      st->bind(1, w.now + lease).bind(2, boot_id).exec();
+    }
+    {
+      auto st = w.db.prepare("UPDATE wf_boots SET heartbeat_at = ?1 WHERE boot_id = ?2");
+      st->bind(1, w.now).bind(2, boot_id).exec();
+    }
+    // Leases whose owner stopped renewing them: the owner is gone or stuck.
+    {
+      auto st = w.db.prepare(
+          "INSERT INTO wf_attempts(job_id, n, started_at, ended_at, outcome, error) "
+          "SELECT id, attempts, started_at, ?1, 'interrupted', 'lease of engine ' || lease_owner "
+          "|| ' expired' FROM wf_jobs WHERE state = 1 AND lease_until < ?1 AND lease_owner != ?2");
+      st->bind(1, w.now).bind(2, boot_id).exec();
+    }
+    {
+      auto st = w.db.prepare(
+          "UPDATE wf_jobs SET state = 0, lease_owner = NULL, lease_until = NULL "
+          "WHERE state = 1 AND lease_until < ?1 AND lease_owner != ?2");
+      st->bind(1, w.now).bind(2, boot_id).exec();
+      if (w.db.changes() > 0) w.ready_now = true;
+    }
+    {
+      auto st = w.db.prepare(
+          "DELETE FROM wf_done_keys WHERE (tenant, key) IN (SELECT tenant, key FROM wf_done_keys "
+          "WHERE expires_at < ?1 LIMIT ?2)");
+      st->bind(1, w.now).bind(2, window_sweep).exec();
+    }
+  };
+  submit(std::move(r));
+}
+
+void Engine::refresh_next_due() {
+  json names = json::array();
+  {
+    std::lock_guard<std::mutex> g(reg_mu);
+    for (auto &kv : effects) names.push_back(kv.first);
+  }
+  if (names.empty()) {
+    known_next_due = INT64_MAX;
+    return;
+  }
+  int64_t t = now();
+  std::string ns = names.dump();
+  std::lock_guard<std::mutex> g(read_mu);
+  {
+    auto st = read_db->prepare(
+        "SELECT run_at FROM wf_jobs INDEXED BY wf_jobs_due WHERE state = 0 AND run_at <= ?1 AND "
+        "effect IN (SELECT value FROM json_each(?2)) LIMIT 1");
+    st->bind(1, t).bind(2, ns);
+    if (st->step()) maybe_ready = true;
+  }
+  auto st = read_db->prepare(
+      "SELECT run_at FROM wf_jobs INDEXED BY wf_jobs_due WHERE state = 0 AND run_at > ?1 AND "
+      "effect IN (SELECT value FROM json_each(?2)) ORDER BY run_at LIMIT 1");
+  st->bind(1, t).bind(2, ns);
+  known_next_due = st->step() ? st->col_int(0) : INT64_MAX;
+}
+
+void Engine::arm_timer() {
+  if (stopping) return;
+  int64_t next = known_next_due;
+  if (!deadlines.empty()) next = std::min(next, deadlines.begin()->first);
+  next = std::min(next, next_renew);
+  if (opt.poll_ms > 0) next = std::min(next, next_poll);
+  {
+    std::lock_guard<std::mutex> g(reg_mu);
+    for (auto &kv : effects)
+      if (kv.second->circuit_state.load() == 1) next = std::min(next, kv.second->open_until);
+  }
+  int64_t delay = std::max<int64_t>(0, next - now());
+  uv_timer_start(timer, on_timer_cb, static_cast<uint64_t>(delay), 0);
+}
+
+// Any thread.
+int Engine::complete(JobCtx *j, Outcome o) {
+  int expected = 0;
+  if (!j->state.compare_exchange_strong(expected, 1)) {
+    if (expected == 2) {
+      set_last_error("job " + j->id_str + " attempt " + std::to_string(j->attempt) +
+                     " had already timed out; the outcome is ignored");
+      notify_loop([&](Inbox &in) { in.outcomes.push_back({j, Outcome{Outcome::kZombieRelease}}); });
+    } else {
+      set_last_error("job " + j->id_str + " was already completed");
+    }
+    return WF_ESTATE;
+  }
+  notify_loop([&](Inbox &in) { in.outcomes.push_back({j, std::move(o)}); });
+  return WF_OK;
+}
+
+}  // namespace wf

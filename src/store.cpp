@@ -1,0 +1,333 @@
+#include "store.h"
+
+#include <fcntl.h>
+#include <sqlite3.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include <cstring>
+
+namespace wf {
+
+int map_sqlite_error(int rc) {
+  switch (rc & 0xff) {
+    case SQLITE_OK:
+      return WF_OK;
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+      return WF_EBUSY;
+    case SQLITE_NOMEM:
+      return WF_ENOMEM;
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+      return WF_ECORRUPT;
+    case SQLITE_TOOBIG:
+      return WF_ETOOBIG;
+    case SQLITE_CONSTRAINT:
+    case SQLITE_MISMATCH:
+    case SQLITE_RANGE:
+    case SQLITE_ERROR:
+    case SQLITE_AUTH:
+      return WF_EINVAL;
+    default:
+      return WF_EIO;
+  }
+}
+
+// ---------------------------------------------------------------- Stmt
+
+Stmt &Stmt::bind(int i, int64_t v) {
+  sqlite3_bind_int64(s_, i, v);
+  return *this;
+}
+Stmt &Stmt::bind(int i, double v) {
+  sqlite3_bind_double(s_, i, v);
+  return *this;
+}
+Stmt &Stmt::bind(int i, std::string_view v) {
+  sqlite3_bind_text64(s_, i, v.data(), v.size(), SQLITE_TRANSIENT, SQLITE_UTF8);
+  return *this;
+}
+Stmt &Stmt::bind_null(int i) {
+  sqlite3_bind_null(s_, i);
+  return *this;
+}
+Stmt &Stmt::bind_json(int i, const json &v) {
+  if (v.is_null()) return bind_null(i);
+  if (v.is_boolean()) return bind(i, static_cast<int64_t>(v.get<bool>() ? 1 : 0));
+  if (v.is_number_integer()) return bind(i, v.get<int64_t>());
+  if (v.is_number_unsigned()) return bind(i, static_cast<int64_t>(v.get<uint64_t>()));
+  if (v.is_number_float()) return bind(i, v.get<double>());
+  if (v.is_string()) return bind(i, v.get_ref<const std::string &>());
+  return bind(i, v.dump());
+}
+
+bool Stmt::step() {
+  int rc = sqlite3_step(s_);
+  if (rc == SQLITE_ROW) return true;
+  if (rc == SQLITE_DONE) return false;
+  sqlite3 *db = sqlite3_db_handle(s_);
+  std::string msg = std::string("database: ") + sqlite3_errmsg(db);
+  sqlite3_reset(s_);
+  fail(map_sqlite_error(rc), msg);
+}
+
+void Stmt::reset() {
+  sqlite3_reset(s_);
+  sqlite3_clear_bindings(s_);
+}
+int64_t Stmt::col_int(int i) const { return sqlite3_column_int64(s_, i); }
+double Stmt::col_double(int i) const { return sqlite3_column_double(s_, i); }
+std::string Stmt::col_text(int i) const {
+  const unsigned char *t = sqlite3_column_text(s_, i);
+  if (!t) return std::string();
+  return std::string(reinterpret_cast<const char *>(t), sqlite3_column_bytes(s_, i));
+}
+bool Stmt::col_null(int i) const { return sqlite3_column_type(s_, i) == SQLITE_NULL; }
+int Stmt::col_type(int i) const { return sqlite3_column_type(s_, i); }
+int Stmt::columns() const { return sqlite3_column_count(s_); }
+const char *Stmt::col_name(int i) const { return sqlite3_column_name(s_, i); }
+
+json Stmt::col_json_value(int i) const {
+  switch (sqlite3_column_type(s_, i)) {
+    case SQLITE_INTEGER:
+      return json(col_int(i));
+    case SQLITE_FLOAT:
+      return json(col_double(i));
+    case SQLITE_TEXT:
+      return json(col_text(i));
+    case SQLITE_BLOB: {
+      static const char *hex = "0123456789abcdef";
+      const unsigned char *p = static_cast<const unsigned char *>(sqlite3_column_blob(s_, i));
+      int n = sqlite3_column_bytes(s_, i);
+      std::string out;
+      for (int k = 0; k < n; ++k) {
+        out.push_back(hex[p[k] >> 4]);
+        out.push_back(hex[p[k] & 15]);
+      }
+      return json(out);
+    }
+    default:
+      return json(nullptr);
+  }
+}
+
+// ------------------------------------------------------------------ Db
+
+Db::Db(const std::string &path, bool readonly, int busy_timeout_ms) {
+  if (!readonly) {
+    // Create the file ourselves so it is 0600 from its first instant; SQLite
+    // gives -wal and -shm the same mode as the database file.
+    int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) fail(WF_EIO, "cannot open or create \"" + path + "\": " + std::strerror(errno));
+    ::close(fd);
+  }
+  int flags = (readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE) | SQLITE_OPEN_NOMUTEX |
+              SQLITE_OPEN_PRIVATECACHE;
+  int rc = sqlite3_open_v2(path.c_str(), &db_, flags, nullptr);
+  if (rc != SQLITE_OK) {
+    std::string msg = db_ ? sqlite3_errmsg(db_) : "out of memory";
+    sqlite3_close_v2(db_);
+    db_ = nullptr;
+    fail(map_sqlite_error(rc), "cannot open \"" + path + "\": " + msg);
+  }
+  sqlite3_extended_result_codes(db_, 1);
+  sqlite3_busy_timeout(db_, busy_timeout_ms);
+  sqlite3_db_config(db_, SQLITE_DBCONFIG_DEFENSIVE, 1, nullptr);
+  sqlite3_db_config(db_, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, nullptr);
+  sqlite3_db_config(db_, SQLITE_DBCONFIG_ENABLE_LOAD_EXTENSION, 0, nullptr);
+}
+
+Db::~Db() {
+  for (auto &kv : cache_) sqlite3_finalize(kv.second);
+  sqlite3_close_v2(db_);
+}
+
+void Db::raise(int rc, const char *what) const {
+  fail(map_sqlite_error(rc), std::string(what) + ": " + sqlite3_errmsg(db_));
+}
+
+void Db::exec(const char *sql) {
+  char *err = nullptr;
+  int rc = sqlite3_exec(db_, sql, nullptr, nullptr, &err);
+  if (rc != SQLITE_OK) {
+    std::string msg = err ? err : sqlite3_errstr(rc);
+    sqlite3_free(err);
+    fail(map_sqlite_error(rc), std::string("database: ") + msg);
+  }
+}
+
+StmtRef Db::prepare(const char *sql) {
+  auto it = cache_.find(sql);
+  if (it != cache_.end()) return StmtRef(it->second);
+  sqlite3_stmt *s = nullptr;
+  int rc = sqlite3_prepare_v3(db_, sql, -1, SQLITE_PREPARE_PERSISTENT, &s, nullptr);
+  if (rc != SQLITE_OK) raise(rc, "prepare");
+  cache_[sql] = s;
+  return StmtRef(s);
+}
+
+std::unique_ptr<sqlite3_stmt, void (*)(sqlite3_stmt *)> Db::prepare_once(std::string_view sql,
+                                                                         std::string_view *tail) {
+  sqlite3_stmt *s = nullptr;
+  const char *t = nullptr;
+  int rc = sqlite3_prepare_v2(db_, sql.data(), static_cast<int>(sql.size()), &s, &t);
+  auto holder = std::unique_ptr<sqlite3_stmt, void (*)(sqlite3_stmt *)>(
+      s, [](sqlite3_stmt *p) { sqlite3_finalize(p); });
+  if (rc != SQLITE_OK) fail(WF_EINVAL, std::string("sql: ") + sqlite3_errmsg(db_));
+  if (tail) *tail = std::string_view(t, sql.data() + sql.size() - t);
+  return holder;
+}
+
+int64_t Db::changes() const { return sqlite3_changes64(db_); }
+int64_t Db::last_rowid() const { return sqlite3_last_insert_rowid(db_); }
+bool Db::in_txn() const { return !sqlite3_get_autocommit(db_); }
+
+namespace {
+bool engine_table(const char *name) {
+  return name && (strncasecmp(name, "wf_", 3) == 0 || strncasecmp(name, "sqlite_", 7) == 0);
+}
+
+int host_authorizer(void *, int action, const char *a1, const char *a2, const char *, const char *) {
+  switch (action) {
+    case SQLITE_INSERT:
+    case SQLITE_UPDATE:
+    case SQLITE_DELETE:
+    case SQLITE_DROP_TABLE:
+    case SQLITE_CREATE_TABLE:
+    case SQLITE_CREATE_TEMP_TABLE:
+    case SQLITE_DROP_TEMP_TABLE:
+      return engine_table(a1) ? SQLITE_DENY : SQLITE_OK;
+    case SQLITE_CREATE_INDEX:
+    case SQLITE_DROP_INDEX:
+    case SQLITE_CREATE_TRIGGER:
+    case SQLITE_DROP_TRIGGER:
+    case SQLITE_CREATE_TEMP_TRIGGER:
+    case SQLITE_CREATE_TEMP_INDEX:
+      return (engine_table(a1) || engine_table(a2)) ? SQLITE_DENY : SQLITE_OK;
+    case SQLITE_ALTER_TABLE:
+      return engine_table(a2) ? SQLITE_DENY : SQLITE_OK;
+    case SQLITE_CREATE_VIEW:
+    case SQLITE_DROP_VIEW:
+    case SQLITE_CREATE_VTABLE:
+    case SQLITE_DROP_VTABLE:
+      return engine_table(a1) ? SQLITE_DENY : SQLITE_OK;
+    case SQLITE_TRANSACTION:
+    case SQLITE_SAVEPOINT:
+    case SQLITE_ATTACH:
+    case SQLITE_DETACH:
+    case SQLITE_PRAGMA:
+      return SQLITE_DENY;
+    default:
+      return SQLITE_OK;
+  }
+}
+}  // namespace
+
+void Db::set_authorizer(bool host_mode) {
+  sqlite3_set_authorizer(db_, host_mode ? host_authorizer : nullptr, nullptr);
+}
+
+// ----------------------------------------------------------- migrations
+
+static const char *kSchemaV1 = R"sql(
+CREATE TABLE wf_meta(k TEXT PRIMARY KEY, v TEXT) WITHOUT ROWID;
+CREATE TABLE wf_jobs(
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  tenant TEXT NOT NULL,
+  effect TEXT NOT NULL,
+  key TEXT,
+  payload TEXT NOT NULL,
+  metadata TEXT NOT NULL,
+  priority INTEGER NOT NULL DEFAULT 0,
+  run_at INTEGER NOT NULL,
+  state INTEGER NOT NULL DEFAULT 0,      -- 0 ready, 1 running
+  attempts INTEGER NOT NULL DEFAULT 0,   -- deliveries so far
+  failures INTEGER NOT NULL DEFAULT 0,   -- counted against max_attempts
+  max_attempts INTEGER,                  -- NULL: effect policy / engine default
+  lease_owner TEXT,
+  lease_until INTEGER,
+  started_at INTEGER,
+  last_error TEXT,
+  origin TEXT,
+  created_at INTEGER NOT NULL
+);
+CREATE INDEX wf_jobs_claim ON wf_jobs(effect, priority DESC, run_at, id) WHERE state = 0;
+CREATE INDEX wf_jobs_due ON wf_jobs(run_at) WHERE state = 0;
+CREATE INDEX wf_jobs_lease ON wf_jobs(lease_until) WHERE state = 1;
+CREATE UNIQUE INDEX wf_jobs_key ON wf_jobs(tenant, key) WHERE key IS NOT NULL;
+CREATE TABLE wf_attempts(
+  job_id INTEGER NOT NULL,
+  n INTEGER NOT NULL,
+  started_at INTEGER,
+  ended_at INTEGER NOT NULL,
+  outcome TEXT NOT NULL,                 -- retry | failed | timeout | interrupted
+  error TEXT
+);
+CREATE INDEX wf_attempts_job ON wf_attempts(job_id);
+CREATE TABLE wf_done_keys(
+  tenant TEXT NOT NULL,
+  key TEXT NOT NULL,
+  job_id INTEGER NOT NULL,
+  expires_at INTEGER NOT NULL,
+  PRIMARY KEY(tenant, key)
+) WITHOUT ROWID;
+CREATE INDEX wf_done_keys_exp ON wf_done_keys(expires_at);
+CREATE TABLE wf_dead(
+  id INTEGER PRIMARY KEY,
+  tenant TEXT NOT NULL,
+  effect TEXT NOT NULL,
+  key TEXT,
+  payload TEXT NOT NULL,
+  metadata TEXT NOT NULL,
+  priority INTEGER NOT NULL,
+  attempts INTEGER NOT NULL,
+  failures INTEGER NOT NULL,
+  max_attempts INTEGER,
+  origin TEXT,
+  created_at INTEGER NOT NULL,
+  reason TEXT NOT NULL,
+  dead_at INTEGER NOT NULL
+);
+CREATE INDEX wf_dead_at ON wf_dead(dead_at);
+CREATE TABLE wf_boots(
+  boot_id TEXT PRIMARY KEY,
+  pid INTEGER NOT NULL,
+  hostname TEXT NOT NULL,
+  started_at INTEGER NOT NULL,
+  heartbeat_at INTEGER NOT NULL
+) WITHOUT ROWID;
+)sql";
+
+void migrate(Db &db) {
+  db.exec("BEGIN IMMEDIATE");
+  try {
+    int version;
+    {
+      auto st = db.prepare("PRAGMA user_version");
+      st->step();
+      version = static_cast<int>(st->col_int(0));
+    }
+    if (version > kSchemaVersion)
+      fail(WF_ECORRUPT, "database schema version " + std::to_string(version) +
+                            " is newer than this library supports (" +
+                            std::to_string(kSchemaVersion) + ")");
+    if (version == 0) {
+      // A non-empty database without our version is someone else's file.
+      auto st = db.prepare("SELECT count(*) FROM sqlite_schema WHERE name LIKE 'wf\\_%' ESCAPE '\\'");
+      st->step();
+      if (st->col_int(0) != 0)
+        fail(WF_ECORRUPT, "database has wfengine tables but no schema version");
+      db.exec(kSchemaV1);
+      version = 1;
+    }
+    // Future migrations: if (version == 1) { ...; version = 2; }
+    if (version == 1) db.exec("PRAGMA user_version = 1");
+    db.exec("COMMIT");
+  } catch (...) {
+    if (db.in_txn()) sqlite3_exec(db.raw(), "ROLLBACK", nullptr, nullptr, nullptr);
+    throw;
+  }
+}
+
+}  // namespace wf

@@ -1,0 +1,96 @@
+// store: the only module that includes sqlite3.h. A thin RAII wrapper over a
+// connection with a prepared-statement cache, the schema and its migrations.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "util.h"
+
+struct sqlite3;
+struct sqlite3_stmt;
+
+namespace wf {
+
+class Stmt {
+ public:
+  explicit Stmt(sqlite3_stmt *s) : s_(s) {}
+  Stmt &bind(int i, int64_t v);
+  Stmt &bind(int i, int v) { return bind(i, static_cast<int64_t>(v)); }
+  Stmt &bind(int i, double v);
+  Stmt &bind(int i, std::string_view v);
+  Stmt &bind(int i, const char *v) { return v ? bind(i, std::string_view(v)) : bind_null(i); }
+  Stmt &bind(int i, const std::string &v) { return bind(i, std::string_view(v)); }
+  Stmt &bind_null(int i);
+  Stmt &bind_json(int i, const json &v);  // null/int/real/text/bool; others as JSON text
+  bool step();                            // true: a row is ready
+  void exec() {
+    while (step()) {
+    }
+  }
+  void reset();
+  int64_t col_int(int i) const;
+  double col_double(int i) const;
+  std::string col_text(int i) const;
+  bool col_null(int i) const;
+  int col_type(int i) const;
+  int columns() const;
+  const char *col_name(int i) const;
+  json col_json_value(int i) const;  // column as a JSON scalar
+  sqlite3_stmt *raw() const { return s_; }
+
+ private:
+  sqlite3_stmt *s_;
+};
+
+// Scoped use of a cached statement: resets and clears bindings on exit.
+class StmtRef {
+ public:
+  explicit StmtRef(sqlite3_stmt *s) : st_(s) {}
+  ~StmtRef() { st_.reset(); }
+  StmtRef(const StmtRef &) = delete;
+  StmtRef &operator=(const StmtRef &) = delete;
+  Stmt *operator->() { return &st_; }
+  Stmt &operator*() { return st_; }
+
+ private:
+  Stmt st_;
+};
+
+class Db {
+ public:
+  // Opens `path`, creating it with mode 0600 when `create` is set.
+  Db(const std::string &path, bool readonly, int busy_timeout_ms);
+  ~Db();
+  Db(const Db &) = delete;
+  Db &operator=(const Db &) = delete;
+
+  void exec(const char *sql);
+  StmtRef prepare(const char *sql);  // cached by pointer identity of `sql`
+  // Uncached statement (host SQL). Caller finalizes via the returned holder.
+  std::unique_ptr<sqlite3_stmt, void (*)(sqlite3_stmt *)> prepare_once(std::string_view sql,
+                                                                       std::string_view *tail);
+  int64_t changes() const;
+  int64_t last_rowid() const;
+  bool in_txn() const;
+  void set_authorizer(bool host_mode);
+  sqlite3 *raw() const { return db_; }
+
+  // Throws Error with a status mapped from the SQLite result code.
+  [[noreturn]] void raise(int rc, const char *what) const;
+
+ private:
+  sqlite3 *db_ = nullptr;
+  std::map<const char *, sqlite3_stmt *> cache_;
+};
+
+int map_sqlite_error(int rc);
+
+// Applies migrations up to the current schema version in one transaction.
+void migrate(Db &db);
+constexpr int kSchemaVersion = 1;
+
+}  // namespace wf

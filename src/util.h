@@ -1,0 +1,62 @@
+// util: errors, JSON decoding with limits, time helpers, ids. Depends on nothing
+// of ours; everything else depends on it.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+
+#include "wfengine.h"
+
+namespace wf {
+
+using json = nlohmann::json;
+
+// Error carried inside the library; converted to a status + wf_last_error()
+// at the C boundary.
+class Error : public std::runtime_error {
+ public:
+  Error(int code, std::string msg) : std::runtime_error(std::move(msg)), code_(code) {}
+  int code() const { return code_; }
+
+ private:
+  int code_;
+};
+
+[[noreturn]] inline void fail(int code, std::string msg) { throw Error(code, std::move(msg)); }
+
+// Thread-local last error message (wf_last_error).
+void set_last_error(std::string msg);
+const char *last_error();
+
+struct Limits {
+  size_t max_payload_bytes = 1 << 20;
+  int max_depth = 64;
+};
+
+// Parses `text` as JSON, enforcing the depth limit while parsing and a size
+// limit before it. `what` names the document in error messages.
+json parse_json(std::string_view text, const Limits &lim, const char *what, size_t max_bytes);
+
+// Typed field access with errors that name the field.
+std::string get_string(const json &o, const char *field, const char *what, bool required,
+                       const std::string &def = "");
+int64_t get_int(const json &o, const char *field, const char *what, int64_t def, int64_t lo,
+                int64_t hi);
+double get_double(const json &o, const char *field, const char *what, double def, double lo,
+                  double hi);
+// Time value: integer ms since epoch or RFC 3339 string.
+int64_t get_time(const json &o, const char *field, const char *what, int64_t def);
+int64_t parse_rfc3339(const std::string &s);  // throws Error(WF_EINVAL)
+std::string format_rfc3339(int64_t ms);
+// Rejects keys not in `allowed`.
+void check_keys(const json &o, std::initializer_list<const char *> allowed, const char *what);
+
+int64_t system_now_ms();
+std::string random_hex(size_t bytes);
+
+}  // namespace wf
