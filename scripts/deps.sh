@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs the system packages wfengine builds and tests with (Debian).
+# Only installs what is missing; needs root (or sudo) when something is.
+set -euo pipefail
+PKGS=(build-essential cmake ninja-build pkg-config libsqlite3-dev sqlite3 libuv1-dev
+      nlohmann-json3-dev libmbedtls-dev libcurl4-openssl-dev googletest libgtest-dev
+      libbenchmark-dev clang-format)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "installing: ${missing[*]}"
+  SUDO=""
+  if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
