@@ -119,6 +119,11 @@ WF_API int wf_set_clock(wf_engine *e, wf_clock_fn fn, void *user);
  * an injected clock, or after another process wrote to the database). */
 WF_API int wf_wake(wf_engine *e);
 
+/* Barrier: returns once every job outcome reported (wf_job_complete/retry/
+ * fail) and every write queued before this call is committed. Useful before
+ * reading wf_stats in tests and before a planned shutdown of the host. */
+WF_API int wf_sync(wf_engine *e);
+
 /* ------------------------------------------------------ effect providers */
 
 /* Called on the engine's loop thread for each attempt of a job. `job` stays

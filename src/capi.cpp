@@ -143,6 +143,13 @@ WF_API int wf_wake(wf_engine *e) {
   });
 }
 
+WF_API int wf_sync(wf_engine *e) {
+  return guard([&] {
+    wf::sync(eng(e));
+    return WF_OK;
+  });
+}
+
 WF_API int wf_effect_register(wf_engine *e, const char *effect, const char *policy_json,
                               wf_effect_fn fn, void *user) {
   return guard([&] {

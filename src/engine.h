@@ -215,6 +215,7 @@ struct Engine {
     std::vector<std::shared_ptr<struct ClaimResult>> claimed;
     bool claim_failed = false;
     std::vector<std::pair<JobCtx *, Outcome>> outcomes;
+    std::vector<std::function<void()>> barriers;  // run after outcomes are queued
   } inbox;  // GUARDED_BY(inbox_mu)
   bool loop_alive = false;  // GUARDED_BY(inbox_mu): async handle may be used
   void notify_loop(const std::function<void(Inbox &)> &fill);

@@ -36,6 +36,45 @@ int drain(Engine &e, int64_t timeout_ms) {
   return WF_OK;
 }
 
+void sync(Engine &e) {
+  if (e.started && std::this_thread::get_id() == e.loop_tid)
+    fail(WF_EBUSY, "wf_sync cannot be called from a provider callback");
+  bool via_loop = false;
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+  int rc = WF_OK;
+  std::string err;
+  auto barrier = [&] {
+    WriteReq r;
+    r.fn = [](WriteCtx &) {};
+    r.durable = true;
+    r.after = [&](int c, const std::string &m) {
+      std::lock_guard<std::mutex> g(mu);
+      rc = c;
+      err = m;
+      done = true;
+      cv.notify_all();
+    };
+    e.submit(std::move(r));
+  };
+  {
+    std::lock_guard<std::mutex> g(e.inbox_mu);
+    if (e.loop_alive) {
+      e.inbox.barriers.push_back(barrier);
+      e.inbox.wake = true;
+      via_loop = true;
+    }
+  }
+  if (via_loop)
+    e.notify_loop([](Engine::Inbox &) {});
+  else
+    barrier();
+  std::unique_lock<std::mutex> lk(mu);
+  cv.wait(lk, [&] { return done; });
+  if (rc != WF_OK) fail(rc, err);
+}
+
 void close_engine(Engine *e) {
   if (e->started && std::this_thread::get_id() == e->loop_tid)
     fail(WF_EBUSY, "wf_close cannot be called from a provider callback");

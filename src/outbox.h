@@ -29,6 +29,7 @@ std::string metrics(Engine &e);
 void start(Engine &e);
 int drain(Engine &e, int64_t timeout_ms);
 void close_engine(Engine *e);
+void sync(Engine &e);
 void register_effect(Engine &e, const char *effect, const char *policy_json, wf_effect_fn fn,
                      void *user);
 

@@ -85,6 +85,7 @@ void Engine::on_async() {
     if (in.stop) loop_alive = false;
   }
   if (in.stop) {
+    for (auto &b : in.barriers) b();
     stopping = true;
     uv_timer_stop(timer);
     uv_close(reinterpret_cast<uv_handle_t *>(async), on_close_cb);
@@ -111,6 +112,7 @@ void Engine::on_async() {
     finish_attempt(sp, o);
   }
   for (auto &r : in.claimed) on_claimed(*r);
+  for (auto &b : in.barriers) b();
   if (in.claim_failed) {
     claim_outstanding = false;
     // Try again soon rather than spin on a failing database.

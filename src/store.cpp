@@ -184,9 +184,10 @@ int64_t Db::last_rowid() const { return sqlite3_last_insert_rowid(db_); }
 bool Db::in_txn() const { return !sqlite3_get_autocommit(db_); }
 
 namespace {
-bool engine_table(const char *name) {
-  return name && (strncasecmp(name, "wf_", 3) == 0 || strncasecmp(name, "sqlite_", 7) == 0);
-}
+// SQLite itself refuses direct writes to its schema table (defensive mode);
+// CREATE TABLE and AUTOINCREMENT write sqlite_schema/sqlite_sequence
+// internally, so only our own tables are protected here.
+bool engine_table(const char *name) { return name && strncasecmp(name, "wf_", 3) == 0; }
 
 int host_authorizer(void *, int action, const char *a1, const char *a2, const char *, const char *) {
   switch (action) {

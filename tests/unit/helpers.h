@@ -1,0 +1,147 @@
+// Shared fixtures for the engine tests: temp databases, an injectable clock,
+// a sink that records deliveries and lets tests wait on conditions (never on
+// sleeps).
+#pragma once
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "wfengine.h"
+
+namespace wft {
+
+using json = nlohmann::json;
+
+inline std::string temp_dir() {
+  char tmpl[] = "/tmp/wftest-XXXXXX";
+  char *d = mkdtemp(tmpl);
+  if (!d) abort();
+  return d;
+}
+
+struct ManualClock {
+  std::atomic<int64_t> now{1700000000000};
+  static int64_t fn(void *u) { return static_cast<ManualClock *>(u)->now.load(); }
+};
+
+// Records deliveries; each job is handled by `handler` (default: complete).
+struct Sink {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<json> seen;  // {"id","key","tenant","effect","attempt","payload"}
+  std::vector<wf_job *> held;
+  std::function<void(wf_job *)> handler;
+
+  static void cb(void *user, wf_job *j) {
+    auto *s = static_cast<Sink *>(user);
+    size_t len;
+    const char *p = wf_job_payload(j, &len);
+    json rec{{"id", wf_job_id(j)},         {"key", wf_job_key(j)},
+             {"tenant", wf_job_tenant(j)}, {"effect", wf_job_effect(j)},
+             {"attempt", wf_job_attempt(j)}, {"payload", json::parse(std::string(p, len))},
+             {"metadata", json::parse(wf_job_metadata(j))}};
+    std::function<void(wf_job *)> h;
+    {
+      std::lock_guard<std::mutex> g(s->mu);
+      s->seen.push_back(rec);
+      h = s->handler;
+    }
+    if (h)
+      h(j);
+    else
+      EXPECT_EQ(WF_OK, wf_job_complete(j, nullptr));
+    std::lock_guard<std::mutex> g(s->mu);
+    s->handled++;
+    s->cv.notify_all();
+  }
+  size_t handled = 0;  // callbacks that returned
+  void hold(wf_job *j) {
+    std::lock_guard<std::mutex> g(mu);
+    held.push_back(j);
+    cv.notify_all();
+  }
+  size_t count() {
+    std::lock_guard<std::mutex> g(mu);
+    return seen.size();
+  }
+  bool wait(const std::function<bool()> &pred, int ms = 10000) {
+    std::unique_lock<std::mutex> lk(mu);
+    return cv.wait_for(lk, std::chrono::milliseconds(ms), pred);
+  }
+  // Waits until n callbacks have returned (their outcome is reported).
+  bool wait_count(size_t n, int ms = 10000) {
+    return wait([&] { return handled >= n; }, ms);
+  }
+};
+
+class EngineTest : public ::testing::Test {
+ protected:
+  std::string dir, path;
+  wf_engine *e = nullptr;
+  ManualClock clock;
+
+  void SetUp() override {
+    dir = temp_dir();
+    path = dir + "/t.db";
+  }
+  void TearDown() override {
+    if (e) {
+      EXPECT_EQ(WF_OK, wf_close(e));
+    }
+    e = nullptr;
+    std::string cmd = "rm -rf '" + dir + "'";
+    if (system(cmd.c_str()) != 0) ADD_FAILURE() << "cleanup failed";
+  }
+  void open(const char *opts = "{\"durability\":\"normal\"}", bool manual_clock = true) {
+    ASSERT_EQ(WF_OK, wf_open(path.c_str(), opts, &e)) << wf_last_error();
+    if (manual_clock) {
+      ASSERT_EQ(WF_OK, wf_set_clock(e, ManualClock::fn, &clock));
+    }
+  }
+  std::string enqueue(const json &job, int expect = WF_OK) {
+    char *id = nullptr;
+    int rc = wf_enqueue(e, job.dump().c_str(), &id);
+    EXPECT_EQ(expect, rc) << wf_last_error();
+    std::string s = id ? id : "";
+    wf_free(id);
+    return s;
+  }
+  json stats(const char *filter = nullptr) {
+    char *out = nullptr;
+    EXPECT_EQ(WF_OK, wf_stats(e, filter, &out)) << wf_last_error();
+    json j = json::parse(out);
+    wf_free(out);
+    return j;
+  }
+  json dead(const char *filter = nullptr) {
+    char *out = nullptr;
+    EXPECT_EQ(WF_OK, wf_dead_list(e, filter, &out)) << wf_last_error();
+    json j = json::parse(out);
+    wf_free(out);
+    return j;
+  }
+  int64_t pending() {
+    json s = stats();
+    return s["outbox"]["ready"].get<int64_t>() + s["outbox"]["scheduled"].get<int64_t>() +
+           s["outbox"]["running"].get<int64_t>();
+  }
+  void advance(int64_t ms) {
+    clock.now += ms;
+    ASSERT_EQ(WF_OK, wf_wake(e));
+  }
+  // All outcomes reported so far are committed.
+  void sync() { ASSERT_EQ(WF_OK, wf_sync(e)) << wf_last_error(); }
+};
+
+}  // namespace wft
