@@ -94,8 +94,9 @@ void Engine::on_async() {
   }
   for (auto &[j, o] : in.outcomes) {
     if (o.kind == Outcome::kZombieRelease) {
-      zombies.erase(j->id);
-      auto d = deferred.find(j->id);
+      int64_t id = j->id;
+      zombies.erase(id);  // frees *j
+      auto d = deferred.find(id);
       if (d != deferred.end()) {
         auto sp = d->second;
         deferred.erase(d);
