@@ -51,13 +51,13 @@ static void charge_card(void *user, wf_job *job) {
   done_one();
 }
 
-#define CHECK(call)                                                                      \
-  do {                                                                                   \
-    int rc_ = (call);                                                                    \
-    if (rc_ != WF_OK && rc_ != WF_EEXIST) {                                              \
+#define CHECK(call)                                                                     \
+  do {                                                                                  \
+    int rc_ = (call);                                                                   \
+    if (rc_ != WF_OK && rc_ != WF_EEXIST) {                                             \
       fprintf(stderr, "%s failed: %s: %s\n", #call, wf_strerror(rc_), wf_last_error()); \
-      exit(1);                                                                           \
-    }                                                                                    \
+      exit(1);                                                                          \
+    }                                                                                   \
   } while (0)
 
 int main(int argc, char **argv) {
@@ -70,14 +70,18 @@ int main(int argc, char **argv) {
   CHECK(wf_effect_register(e, "charge", NULL, charge_card, NULL));
 
   char *id = NULL;
-  CHECK(wf_enqueue(e, "{\"effect\":\"email\",\"key\":\"welcome-42\",\"payload\":{\"to\":\"a@example.com\"}}", &id));
+  CHECK(wf_enqueue(
+      e, "{\"effect\":\"email\",\"key\":\"welcome-42\",\"payload\":{\"to\":\"a@example.com\"}}",
+      &id));
   printf("enqueued email job %s\n", id);
   wf_free(id);
   int rc = wf_enqueue(e, "{\"effect\":\"email\",\"key\":\"welcome-42\",\"payload\":{}}", &id);
   printf("enqueue with the same key again -> %s (existing job %s)\n", wf_strerror(rc), id);
   wf_free(id);
-  CHECK(wf_enqueue(e, "{\"effect\":\"webhook\",\"payload\":{\"url\":\"https://example.com/hook\"}}", NULL));
-  CHECK(wf_enqueue(e, "{\"effect\":\"charge\",\"payload\":{\"amount\":1999},\"priority\":5}", NULL));
+  CHECK(wf_enqueue(e, "{\"effect\":\"webhook\",\"payload\":{\"url\":\"https://example.com/hook\"}}",
+                   NULL));
+  CHECK(
+      wf_enqueue(e, "{\"effect\":\"charge\",\"payload\":{\"amount\":1999},\"priority\":5}", NULL));
   rc = wf_enqueue(e, "{\"payload\":1}", NULL);
   printf("enqueue without an effect -> %s: %s\n", wf_strerror(rc), wf_last_error());
 

@@ -42,19 +42,19 @@ extern "C" {
 /* ------------------------------------------------------------------ status */
 
 #define WF_OK 0
-#define WF_EINVAL (-1)       /* bad argument, malformed or invalid document */
-#define WF_ENOTFOUND (-2)    /* no such job, key, dead letter, ... */
-#define WF_EEXIST (-3)       /* idempotency key already seen; existing id returned */
-#define WF_EBUSY (-4)        /* resource busy (running job, tx open on thread) */
-#define WF_ECLOSED (-5)      /* engine draining or closed */
-#define WF_EIO (-6)          /* I/O error from the database */
-#define WF_ECORRUPT (-7)     /* database file is corrupt or not a wfengine file */
-#define WF_ENOMEM (-8)       /* out of memory */
-#define WF_ETIMEDOUT (-9)    /* operation timed out */
-#define WF_ETOOBIG (-10)     /* over a size or depth limit */
-#define WF_ESTATE (-11)      /* object already finished (e.g. late completion) */
+#define WF_EINVAL (-1)        /* bad argument, malformed or invalid document */
+#define WF_ENOTFOUND (-2)     /* no such job, key, dead letter, ... */
+#define WF_EEXIST (-3)        /* idempotency key already seen; existing id returned */
+#define WF_EBUSY (-4)         /* resource busy (running job, tx open on thread) */
+#define WF_ECLOSED (-5)       /* engine draining or closed */
+#define WF_EIO (-6)           /* I/O error from the database */
+#define WF_ECORRUPT (-7)      /* database file is corrupt or not a wfengine file */
+#define WF_ENOMEM (-8)        /* out of memory */
+#define WF_ETIMEDOUT (-9)     /* operation timed out */
+#define WF_ETOOBIG (-10)      /* over a size or depth limit */
+#define WF_ESTATE (-11)       /* object already finished (e.g. late completion) */
 #define WF_EUNSUPPORTED (-12) /* feature not available in this build */
-#define WF_EINTERNAL (-13)   /* bug: please report */
+#define WF_EINTERNAL (-13)    /* bug: please report */
 
 /* Log levels for wf_set_logger. */
 #define WF_LOG_DEBUG 0
@@ -151,8 +151,8 @@ WF_API const char *wf_job_key(const wf_job *j); /* same on every attempt; "" if 
 WF_API const char *wf_job_tenant(const wf_job *j);
 WF_API const char *wf_job_effect(const wf_job *j);
 WF_API const char *wf_job_payload(const wf_job *j, size_t *len); /* JSON text */
-WF_API const char *wf_job_metadata(const wf_job *j);              /* JSON object */
-WF_API int wf_job_attempt(const wf_job *j);                       /* 1-based */
+WF_API const char *wf_job_metadata(const wf_job *j);             /* JSON object */
+WF_API int wf_job_attempt(const wf_job *j);                      /* 1-based */
 
 /* Completes the attempt successfully. `result_json` may be NULL. Returns
  * WF_ESTATE if the attempt had already timed out (the job was or will be

@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Quick start 2: install what is missing, build, run every test suite:
-# the GoogleTest suites via ctest (unit, C API, header, symbols, crash),
+# clang-format check, the GoogleTest suites via ctest (unit, C API, header,
+# exported symbols, install consumers, crash test, fuzz corpus replay),
 # then the whole suite again under AddressSanitizer + UndefinedBehaviorSanitizer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/deps.sh
+
+echo "== clang-format"
+./scripts/format.sh --check
 
 echo "== build (RelWithDebInfo)"
 BUILD_DIR=build ./scripts/build.sh

@@ -62,21 +62,36 @@ WF_API const char *wf_version(void) { return "0.1.0"; }
 
 WF_API const char *wf_strerror(int status) {
   switch (status) {
-    case WF_OK: return "ok";
-    case WF_EINVAL: return "invalid argument or document";
-    case WF_ENOTFOUND: return "not found";
-    case WF_EEXIST: return "already exists";
-    case WF_EBUSY: return "busy";
-    case WF_ECLOSED: return "engine draining or closed";
-    case WF_EIO: return "I/O error";
-    case WF_ECORRUPT: return "database corrupt or not a wfengine database";
-    case WF_ENOMEM: return "out of memory";
-    case WF_ETIMEDOUT: return "timed out";
-    case WF_ETOOBIG: return "over a size or depth limit";
-    case WF_ESTATE: return "object already finished or in the wrong state";
-    case WF_EUNSUPPORTED: return "not supported";
-    case WF_EINTERNAL: return "internal error";
-    default: return "unknown status";
+    case WF_OK:
+      return "ok";
+    case WF_EINVAL:
+      return "invalid argument or document";
+    case WF_ENOTFOUND:
+      return "not found";
+    case WF_EEXIST:
+      return "already exists";
+    case WF_EBUSY:
+      return "busy";
+    case WF_ECLOSED:
+      return "engine draining or closed";
+    case WF_EIO:
+      return "I/O error";
+    case WF_ECORRUPT:
+      return "database corrupt or not a wfengine database";
+    case WF_ENOMEM:
+      return "out of memory";
+    case WF_ETIMEDOUT:
+      return "timed out";
+    case WF_ETOOBIG:
+      return "over a size or depth limit";
+    case WF_ESTATE:
+      return "object already finished or in the wrong state";
+    case WF_EUNSUPPORTED:
+      return "not supported";
+    case WF_EINTERNAL:
+      return "internal error";
+    default:
+      return "unknown status";
   }
 }
 
@@ -210,7 +225,8 @@ WF_API int wf_job_retry(wf_job *j, const char *error, int64_t delay_ms) {
 WF_API int wf_job_fail(wf_job *j, const char *error) {
   return guard([&] {
     wf::JobCtx *c = job(j);
-    return c->engine->complete(c, wf::Outcome{wf::Outcome::kFail, error ? error : "failed", -1, ""});
+    return c->engine->complete(c,
+                               wf::Outcome{wf::Outcome::kFail, error ? error : "failed", -1, ""});
   });
 }
 
@@ -292,8 +308,8 @@ WF_API int wf_stats(wf_engine *e, const char *filter_json, char **json_out) {
   if (json_out) *json_out = nullptr;
   return guard([&] {
     if (!json_out) wf::fail(WF_EINVAL, "wf_stats: json_out is NULL");
-    *json_out = dup(wf::stats(eng(e), filter_json).dump(-1, ' ', false,
-                                                        wf::json::error_handler_t::replace));
+    *json_out = dup(
+        wf::stats(eng(e), filter_json).dump(-1, ' ', false, wf::json::error_handler_t::replace));
     return WF_OK;
   });
 }

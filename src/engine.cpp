@@ -45,11 +45,11 @@ Options parse_options(const char *options_json) {
   Limits lim;
   json doc = parse_json(options_json, lim, "options", 1 << 16);
   const char *w = "options";
-  check_keys(doc,
-             {"durability", "busy_timeout_ms", "lease_ms", "max_attempts", "backoff",
-              "dedupe_window_ms", "max_payload_bytes", "max_json_depth", "max_inflight",
-              "poll_ms", "drain_timeout_ms"},
-             w);
+  check_keys(
+      doc,
+      {"durability", "busy_timeout_ms", "lease_ms", "max_attempts", "backoff", "dedupe_window_ms",
+       "max_payload_bytes", "max_json_depth", "max_inflight", "poll_ms", "drain_timeout_ms"},
+      w);
   std::string d = get_string(doc, "durability", w, false, "full");
   if (d == "full")
     o.durability_full = true;
@@ -60,10 +60,11 @@ Options parse_options(const char *options_json) {
   o.busy_timeout_ms = static_cast<int>(get_int(doc, "busy_timeout_ms", w, 5000, 0, 3600000));
   o.lease_ms = get_int(doc, "lease_ms", w, 30000, 100, INT64_C(86400000) * 7);
   o.max_attempts = static_cast<int>(get_int(doc, "max_attempts", w, 25, 1, 1000000));
-  if (doc.contains("backoff")) o.backoff = parse_backoff(doc["backoff"], o.backoff, "options.backoff");
+  if (doc.contains("backoff"))
+    o.backoff = parse_backoff(doc["backoff"], o.backoff, "options.backoff");
   o.dedupe_window_ms = get_int(doc, "dedupe_window_ms", w, 86400000, 0, INT64_C(1) << 42);
-  o.limits.max_payload_bytes = static_cast<size_t>(
-      get_int(doc, "max_payload_bytes", w, 1 << 20, 16, INT64_C(256) << 20));
+  o.limits.max_payload_bytes =
+      static_cast<size_t>(get_int(doc, "max_payload_bytes", w, 1 << 20, 16, INT64_C(256) << 20));
   o.limits.max_depth = static_cast<int>(get_int(doc, "max_json_depth", w, 64, 2, 1024));
   o.max_inflight = static_cast<int>(get_int(doc, "max_inflight", w, 1000, 1, 1000000));
   o.poll_ms = get_int(doc, "poll_ms", w, 500, 0, 3600000);
@@ -76,13 +77,13 @@ EffectPolicy parse_policy(const char *policy_json, const Limits &lim) {
   if (!policy_json || !*policy_json) return p;
   const char *w = "policy";
   json doc = parse_json(policy_json, lim, w, 1 << 16);
-  check_keys(doc,
-             {"timeout_ms", "max_attempts", "backoff", "concurrency", "tenant_concurrency",
-              "circuit"},
-             w);
+  check_keys(
+      doc,
+      {"timeout_ms", "max_attempts", "backoff", "concurrency", "tenant_concurrency", "circuit"}, w);
   p.timeout_ms = get_int(doc, "timeout_ms", w, 30000, 0, INT64_C(86400000) * 7);
   p.max_attempts = static_cast<int>(get_int(doc, "max_attempts", w, 0, 1, 1000000));
-  if (doc.contains("backoff")) p.backoff = parse_backoff(doc["backoff"], Backoff{}, "policy.backoff");
+  if (doc.contains("backoff"))
+    p.backoff = parse_backoff(doc["backoff"], Backoff{}, "policy.backoff");
   p.concurrency = static_cast<int>(get_int(doc, "concurrency", w, 0, 0, 1000000));
   p.tenant_concurrency = static_cast<int>(get_int(doc, "tenant_concurrency", w, 0, 0, 1000000));
   if (doc.contains("circuit")) {
@@ -136,7 +137,7 @@ NewJob decode_job(const json &doc, const Options &opt, int64_t now, const char *
     meta = *mit;
   }
   // Forward compatibility: unknown top-level fields are kept in metadata.
-  static const char *known[] = {"effect",   "payload",      "tenant",  "key", "run_at",
+  static const char *known[] = {"effect",   "payload",      "tenant",   "key",     "run_at",
                                 "delay_ms", "max_attempts", "priority", "metadata"};
   for (auto it = doc.begin(); it != doc.end(); ++it) {
     bool k = false;

@@ -83,8 +83,8 @@ struct JobCtx {
   Engine *engine;
   int64_t id;
   std::string id_str, tenant, effect, key, payload, metadata;
-  int attempt;    // deliveries including this one (1-based)
-  int failures;   // counted failures before this attempt
+  int attempt;   // deliveries including this one (1-based)
+  int failures;  // counted failures before this attempt
   std::optional<int64_t> max_attempts;
   int64_t started_at;
   int64_t deadline;
@@ -126,9 +126,9 @@ struct HostTx {
   int grant_rc = WF_OK;
   std::string grant_err;
   bool released = false;
-  bool ready_now = false;          // host thread only
-  int64_t next_due = INT64_MAX;    // host thread only
-  bool failed = false;             // a statement failed with the tx doomed
+  bool ready_now = false;             // host thread only
+  int64_t next_due = INT64_MAX;       // host thread only
+  bool failed = false;                // a statement failed with the tx doomed
   std::shared_ptr<HostTx> owner_ref;  // the C handle's reference
 };
 
@@ -179,7 +179,7 @@ struct Engine {
   std::unique_ptr<Db> write_db;
   std::mutex wq_mu;
   std::condition_variable wq_cv;
-  std::deque<WriteReq> wq;  // GUARDED_BY(wq_mu)
+  std::deque<WriteReq> wq;   // GUARDED_BY(wq_mu)
   bool writer_stop = false;  // GUARDED_BY(wq_mu)
   std::thread writer;
   bool sync_full_now = true;  // writer thread only
@@ -216,14 +216,14 @@ struct Engine {
     bool claim_failed = false;
     std::vector<std::pair<JobCtx *, Outcome>> outcomes;
     std::vector<std::function<void()>> barriers;  // run after outcomes are queued
-  } inbox;  // GUARDED_BY(inbox_mu)
-  bool loop_alive = false;  // GUARDED_BY(inbox_mu): async handle may be used
+  } inbox;                                        // GUARDED_BY(inbox_mu)
+  bool loop_alive = false;                        // GUARDED_BY(inbox_mu): async handle may be used
   void notify_loop(const std::function<void(Inbox &)> &fill);
 
   // Loop thread only:
   std::unordered_map<int64_t, std::shared_ptr<JobCtx>> inflight;
-  std::set<std::pair<int64_t, int64_t>> deadlines;  // (deadline, id)
-  std::unordered_map<int64_t, std::shared_ptr<JobCtx>> zombies;  // timed out, host still holds
+  std::set<std::pair<int64_t, int64_t>> deadlines;                // (deadline, id)
+  std::unordered_map<int64_t, std::shared_ptr<JobCtx>> zombies;   // timed out, host still holds
   std::unordered_map<int64_t, std::shared_ptr<JobCtx>> deferred;  // waiting for its zombie
   bool claim_outstanding = false;
   bool maybe_ready = true;  // a claim may find something

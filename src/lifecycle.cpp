@@ -121,8 +121,8 @@ void register_effect(Engine &e, const char *effect, const char *policy_json, wf_
   {
     std::lock_guard<std::mutex> g(e.reg_mu);
     if (e.effects.count(st->name))
-      fail(WF_EEXIST, std::string("wf_effect_register: effect \"") + effect +
-                          "\" is already registered");
+      fail(WF_EEXIST,
+           std::string("wf_effect_register: effect \"") + effect + "\" is already registered");
     e.effects[st->name] = st;
   }
   e.notify_loop([](Engine::Inbox &in) { in.wake = true; });

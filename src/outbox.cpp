@@ -69,7 +69,8 @@ int submit_or_raise(Engine &e, std::function<void(WriteCtx &)> fn) {
 bool enqueue(Engine &e, const char *job_json, std::string *id) {
   check_writable(e);
   if (!job_json) fail(WF_EINVAL, "job: NULL document");
-  json doc = parse_json(job_json, e.opt.limits, "job", e.opt.limits.max_payload_bytes + 65536 + 1024);
+  json doc =
+      parse_json(job_json, e.opt.limits, "job", e.opt.limits.max_payload_bytes + 65536 + 1024);
   NewJob j = decode_job(doc, e.opt, e.now(), "job");
   bool existing = false;
   submit_or_raise(e, [&](WriteCtx &w) {
@@ -132,7 +133,8 @@ void cancel(Engine &e, const char *tenant, const char *id_or_key) {
         state = static_cast<int>(st->col_int(1));
       }
     }
-    if (id < 0) fail(WF_ENOTFOUND, "cancel: no pending job \"" + ik + "\" in tenant \"" + ten + "\"");
+    if (id < 0)
+      fail(WF_ENOTFOUND, "cancel: no pending job \"" + ik + "\" in tenant \"" + ten + "\"");
     if (state == 1) fail(WF_EBUSY, "cancel: job " + std::to_string(id) + " is running");
     auto d = w.db.prepare("DELETE FROM wf_jobs WHERE id = ?1 AND state = 0");
     d->bind(1, id).exec();
@@ -228,7 +230,8 @@ bool tx_enqueue(HostTx *tx, const char *job_json, std::string *id) {
   Engine &e = *tx->engine;
   if (tx->failed) fail(WF_ESTATE, "wf_tx_enqueue: the transaction failed earlier; roll it back");
   if (!job_json) fail(WF_EINVAL, "job: NULL document");
-  json doc = parse_json(job_json, e.opt.limits, "job", e.opt.limits.max_payload_bytes + 65536 + 1024);
+  json doc =
+      parse_json(job_json, e.opt.limits, "job", e.opt.limits.max_payload_bytes + 65536 + 1024);
   int64_t t = e.now();
   NewJob j = decode_job(doc, e.opt, t, "job");
   Db &db = *e.write_db;
@@ -329,8 +332,10 @@ Filter parse_filter(Engine &e, const char *filter_json) {
     }
     f.ids = ids.dump();
   }
-  if (doc.contains("since") && !doc["since"].is_null()) f.since = get_time(doc, "since", "filter", 0);
-  if (doc.contains("until") && !doc["until"].is_null()) f.until = get_time(doc, "until", "filter", 0);
+  if (doc.contains("since") && !doc["since"].is_null())
+    f.since = get_time(doc, "since", "filter", 0);
+  if (doc.contains("until") && !doc["until"].is_null())
+    f.until = get_time(doc, "until", "filter", 0);
   f.limit = get_int(doc, "limit", "filter", -1, 0, INT64_C(1) << 40);
   return f;
 }
@@ -468,8 +473,11 @@ json stats(Engine &e, const char *filter_json) {
   Filter f = parse_filter(e, filter_json);
   int64_t t = e.now();
   json out;
-  json outbox{{"ready", 0},         {"scheduled", 0},      {"running", 0},
-              {"oldest_ready_age_ms", 0}, {"by_effect", json::object()},
+  json outbox{{"ready", 0},
+              {"scheduled", 0},
+              {"running", 0},
+              {"oldest_ready_age_ms", 0},
+              {"by_effect", json::object()},
               {"by_tenant", json::object()}};
   int64_t dead = 0;
   {
@@ -538,13 +546,11 @@ json stats(Engine &e, const char *filter_json) {
     std::lock_guard<std::mutex> g(e.reg_mu);
     for (auto &[name, eff] : e.effects) {
       static const char *cs[] = {"closed", "open", "half_open"};
-      effs[name] = json{{"inflight", eff->inflight.load()},
-                        {"circuit", cs[eff->circuit_state.load()]},
-                        {"dispatched", eff->dispatched.load()},
-                        {"completed", eff->completed.load()},
-                        {"retried", eff->retried.load()},
-                        {"dead_lettered", eff->dead.load()},
-                        {"timeouts", eff->timeouts.load()}};
+      effs[name] =
+          json{{"inflight", eff->inflight.load()},     {"circuit", cs[eff->circuit_state.load()]},
+               {"dispatched", eff->dispatched.load()}, {"completed", eff->completed.load()},
+               {"retried", eff->retried.load()},       {"dead_lettered", eff->dead.load()},
+               {"timeouts", eff->timeouts.load()}};
     }
   }
   eng["effects"] = std::move(effs);
@@ -582,16 +588,16 @@ std::string metrics(Engine &e) {
   o += "wf_dead_letters " + std::to_string(s["dead"].get<int64_t>()) + "\n";
   gauge("wf_inflight", "Attempts in flight in this engine.", "gauge");
   o += "wf_inflight " + std::to_string(s["engine"]["inflight"].get<int64_t>()) + "\n";
-  for (const char *c : {"enqueued", "dispatched", "completed", "retried", "dead_lettered",
-                        "timeouts", "commits"}) {
+  for (const char *c :
+       {"enqueued", "dispatched", "completed", "retried", "dead_lettered", "timeouts", "commits"}) {
     std::string name = std::string("wf_") + c + "_total";
     gauge(name.c_str(), "Counter since this engine was opened.", "counter");
     o += name + " " + std::to_string(s["engine"][c].get<int64_t>()) + "\n";
   }
   gauge("wf_circuit_open", "1 when the effect's circuit breaker is open or half-open.", "gauge");
   for (auto &[eff, v] : s["engine"]["effects"].items())
-    o += "wf_circuit_open{effect=\"" + esc(eff) + "\"} " +
-         (v["circuit"] == "closed" ? "0" : "1") + "\n";
+    o += "wf_circuit_open{effect=\"" + esc(eff) + "\"} " + (v["circuit"] == "closed" ? "0" : "1") +
+         "\n";
   return o;
 }
 

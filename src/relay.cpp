@@ -191,8 +191,8 @@ void Engine::pump() {
     int cs = eff->circuit_state.load();
     if (cs == 1) continue;
     if (cs == 2 && eff->probe_inflight) continue;
-    int free = eff->policy.concurrency > 0 ? eff->policy.concurrency - eff->inflight.load()
-                                           : INT_MAX;
+    int free =
+        eff->policy.concurrency > 0 ? eff->policy.concurrency - eff->inflight.load() : INT_MAX;
     if (free <= 0) continue;
     if (cs == 2) free = 1;
     ClaimSpec s{eff->name, free, ""};
@@ -410,7 +410,7 @@ void Engine::finish_attempt(const std::shared_ptr<JobCtx> &j, const Outcome &o) 
   std::string error = o.error.empty() ? std::string(outcome) : o.error;
   if (o.kind == Outcome::kTimeout && eff) eff->timeouts++;
   if (o.kind == Outcome::kTimeout) n_timeouts.fetch_add(1, std::memory_order_relaxed);
-  json lf{{"job_id", j->id_str},     {"effect", j->effect}, {"tenant", j->tenant},
+  json lf{{"job_id", j->id_str},   {"effect", j->effect}, {"tenant", j->tenant},
           {"attempt", j->attempt}, {"outcome", outcome},  {"error", error}};
   if (dead) {
     if (eff) eff->dead++;
@@ -486,8 +486,8 @@ void Engine::check_timeouts() {
     zombies[id] = sp;
     auto eff = find_effect(sp->effect);
     int64_t limit = eff ? eff->policy.timeout_ms : 0;
-    finish_attempt(sp, Outcome{Outcome::kTimeout,
-                               "timed out after " + std::to_string(limit) + " ms"});
+    finish_attempt(sp,
+                   Outcome{Outcome::kTimeout, "timed out after " + std::to_string(limit) + " ms"});
   }
 }
 
@@ -497,8 +497,8 @@ void Engine::renew_and_reclaim() {
   int64_t window_sweep = 1000;
   r.fn = [this, lease, window_sweep](WriteCtx &w) {
     {
-      auto st = w.db.prepare(
-          "UPDATE wf_jobs SET lease_until = ?1 WHERE state = 1 AND lease_owner = ?2");
+      auto st =
+          w.db.prepare("UPDATE wf_jobs SET lease_until = ?1 WHERE state = 1 AND lease_owner = ?2");
       st->bind(1, w.now + lease).bind(2, boot_id).exec();
     }
     {

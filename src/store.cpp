@@ -189,7 +189,8 @@ namespace {
 // internally, so only our own tables are protected here.
 bool engine_table(const char *name) { return name && strncasecmp(name, "wf_", 3) == 0; }
 
-int host_authorizer(void *, int action, const char *a1, const char *a2, const char *, const char *) {
+int host_authorizer(void *, int action, const char *a1, const char *a2, const char *,
+                    const char *) {
   switch (action) {
     case SQLITE_INSERT:
     case SQLITE_UPDATE:
@@ -315,7 +316,8 @@ void migrate(Db &db) {
                             std::to_string(kSchemaVersion) + ")");
     if (version == 0) {
       // A non-empty database without our version is someone else's file.
-      auto st = db.prepare("SELECT count(*) FROM sqlite_schema WHERE name LIKE 'wf\\_%' ESCAPE '\\'");
+      auto st =
+          db.prepare("SELECT count(*) FROM sqlite_schema WHERE name LIKE 'wf\\_%' ESCAPE '\\'");
       st->step();
       if (st->col_int(0) != 0)
         fail(WF_ECORRUPT, "database has wfengine tables but no schema version");

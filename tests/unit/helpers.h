@@ -47,9 +47,12 @@ struct Sink {
     auto *s = static_cast<Sink *>(user);
     size_t len;
     const char *p = wf_job_payload(j, &len);
-    json rec{{"id", wf_job_id(j)},         {"key", wf_job_key(j)},
-             {"tenant", wf_job_tenant(j)}, {"effect", wf_job_effect(j)},
-             {"attempt", wf_job_attempt(j)}, {"payload", json::parse(std::string(p, len))},
+    json rec{{"id", wf_job_id(j)},
+             {"key", wf_job_key(j)},
+             {"tenant", wf_job_tenant(j)},
+             {"effect", wf_job_effect(j)},
+             {"attempt", wf_job_attempt(j)},
+             {"payload", json::parse(std::string(p, len))},
              {"metadata", json::parse(wf_job_metadata(j))}};
     std::function<void(wf_job *)> h;
     {

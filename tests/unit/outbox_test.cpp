@@ -41,8 +41,7 @@ TEST_F(EngineTest, FilesAreCreatedPrivate) {
 
 TEST_F(EngineTest, NotADatabaseIsCorrupt) {
   FILE *f = fopen(path.c_str(), "w");
-  fputs("this is not a database file, it is text that is long enough to fail the header check",
-        f);
+  fputs("this is not a database file, it is text that is long enough to fail the header check", f);
   fclose(f);
   wf_engine *x = nullptr;
   EXPECT_EQ(WF_ECORRUPT, wf_open(path.c_str(), nullptr, &x)) << wf_last_error();
@@ -125,9 +124,12 @@ TEST_F(EngineTest, BatchIsAllOrNothing) {
   EXPECT_EQ(WF_EINVAL, wf_enqueue_batch(e, "[{\"effect\":\"a\"},{\"payload\":1}]", &ids));
   EXPECT_NE(std::string(wf_last_error()).find("jobs[1]"), std::string::npos) << wf_last_error();
   EXPECT_EQ(0, pending());
-  ASSERT_EQ(WF_OK, wf_enqueue_batch(
-                       e, "[{\"effect\":\"a\",\"key\":\"k\"},{\"effect\":\"b\"},{\"effect\":\"a\",\"key\":\"k\"}]",
-                       &ids));
+  ASSERT_EQ(
+      WF_OK,
+      wf_enqueue_batch(
+          e,
+          "[{\"effect\":\"a\",\"key\":\"k\"},{\"effect\":\"b\"},{\"effect\":\"a\",\"key\":\"k\"}]",
+          &ids));
   json r = json::parse(ids);
   wf_free(ids);
   ASSERT_EQ(3u, r.size());
@@ -173,8 +175,8 @@ TEST_F(EngineTest, HostTransactionCommitsAtomically) {
   open();
   wf_tx *t = nullptr;
   ASSERT_EQ(WF_OK, wf_tx_begin(e, &t));
-  ASSERT_EQ(WF_OK, wf_tx_exec(t, "CREATE TABLE orders(id INTEGER PRIMARY KEY, v TEXT)", nullptr,
-                              nullptr))
+  ASSERT_EQ(WF_OK,
+            wf_tx_exec(t, "CREATE TABLE orders(id INTEGER PRIMARY KEY, v TEXT)", nullptr, nullptr))
       << wf_last_error();
   ASSERT_EQ(WF_OK, wf_tx_exec(t, "INSERT INTO orders(id, v) VALUES(?, ?)", "[1, \"a\"]", nullptr));
   char *id = nullptr;
@@ -193,8 +195,8 @@ TEST_F(EngineTest, HostTransactionCommitsAtomically) {
 
   ASSERT_EQ(WF_OK, wf_tx_begin(e, &t));
   char *rows = nullptr;
-  ASSERT_EQ(WF_OK, wf_tx_exec(t, "SELECT id, v, NULL AS n, 1.5 AS f FROM orders ORDER BY id",
-                              "[]", &rows));
+  ASSERT_EQ(WF_OK, wf_tx_exec(t, "SELECT id, v, NULL AS n, 1.5 AS f FROM orders ORDER BY id", "[]",
+                              &rows));
   json r = json::parse(rows);
   wf_free(rows);
   ASSERT_EQ(1u, r.size());
@@ -278,8 +280,8 @@ TEST_F(EngineTest, LoggerGetsJsonLines) {
 TEST_F(EngineTest, StatsDocumentShape) {
   open();
   json s = stats();
-  for (const char *k : {"ready", "scheduled", "running", "oldest_ready_age_ms", "by_effect",
-                        "by_tenant"})
+  for (const char *k :
+       {"ready", "scheduled", "running", "oldest_ready_age_ms", "by_effect", "by_tenant"})
     EXPECT_TRUE(s["outbox"].contains(k)) << k;
   EXPECT_TRUE(s.contains("dead"));
   EXPECT_TRUE(s["schedules"].contains("pending"));

@@ -19,7 +19,8 @@ TEST_F(EngineTest, DispatchesAndCompletes) {
   EXPECT_EQ(WF_EINVAL, wf_effect_register(e, "x", nullptr, nullptr, &s));
   ASSERT_EQ(WF_OK, wf_start(e));
   EXPECT_EQ(WF_ESTATE, wf_start(e));
-  std::string id = enqueue({{"effect", "email"}, {"key", "k"}, {"tenant", "t1"}, {"payload", {1, 2}}});
+  std::string id =
+      enqueue({{"effect", "email"}, {"key", "k"}, {"tenant", "t1"}, {"payload", {1, 2}}});
   ASSERT_TRUE(s.wait_count(1));
   EXPECT_EQ(id, s.seen[0]["id"]);
   EXPECT_EQ("k", s.seen[0]["key"]);
@@ -88,11 +89,11 @@ TEST_F(EngineTest, RetryWithBackoffThenDeadLetter) {
   open();
   Sink s;
   s.handler = [](wf_job *j) { wf_job_retry(j, "HTTP 503", -1); };
-  ASSERT_EQ(WF_OK, wf_effect_register(
-                       e, "x",
-                       "{\"max_attempts\":3,\"backoff\":{\"base_ms\":1000,\"multiplier\":2,"
-                       "\"jitter\":\"none\"}}",
-                       Sink::cb, &s));
+  ASSERT_EQ(WF_OK,
+            wf_effect_register(e, "x",
+                               "{\"max_attempts\":3,\"backoff\":{\"base_ms\":1000,\"multiplier\":2,"
+                               "\"jitter\":\"none\"}}",
+                               Sink::cb, &s));
   ASSERT_EQ(WF_OK, wf_start(e));
   std::string id = enqueue({{"effect", "x"}, {"key", "r"}});
   ASSERT_TRUE(s.wait_count(1));
@@ -193,10 +194,10 @@ TEST_F(EngineTest, TimeoutCountsAsFailedAttemptAndLateCompletionIsRejected) {
     else
       wf_job_complete(j, nullptr);
   };
-  ASSERT_EQ(WF_OK, wf_effect_register(
-                       e, "slow",
-                       "{\"timeout_ms\":1000,\"backoff\":{\"base_ms\":10,\"jitter\":\"none\"}}",
-                       Sink::cb, &s));
+  ASSERT_EQ(WF_OK,
+            wf_effect_register(
+                e, "slow", "{\"timeout_ms\":1000,\"backoff\":{\"base_ms\":10,\"jitter\":\"none\"}}",
+                Sink::cb, &s));
   ASSERT_EQ(WF_OK, wf_start(e));
   enqueue({{"effect", "slow"}});
   ASSERT_TRUE(s.wait([&] { return !s.held.empty(); }));
@@ -273,11 +274,11 @@ TEST_F(EngineTest, CircuitBreakerOpensJobsWaitThenProbeCloses) {
     else
       wf_job_retry(j, "down", 0);
   };
-  ASSERT_EQ(WF_OK,
-            wf_effect_register(e, "x",
-                               "{\"max_attempts\":100,\"concurrency\":1,\"circuit\":{\"failure_ratio\":"
-                               "0.5,\"window\":4,\"min_attempts\":4,\"cooldown_ms\":60000}}",
-                               Sink::cb, &s));
+  ASSERT_EQ(WF_OK, wf_effect_register(
+                       e, "x",
+                       "{\"max_attempts\":100,\"concurrency\":1,\"circuit\":{\"failure_ratio\":"
+                       "0.5,\"window\":4,\"min_attempts\":4,\"cooldown_ms\":60000}}",
+                       Sink::cb, &s));
   ASSERT_EQ(WF_OK, wf_start(e));
   enqueue({{"effect", "x"}});
   ASSERT_TRUE(s.wait_count(4));
@@ -428,7 +429,8 @@ TEST_F(EngineTest, TwoEnginesShareOneDatabase) {
   ASSERT_EQ(WF_OK, wf_start(e2));
   std::thread p1([&] {
     for (int i = 0; i < 300; ++i)
-      wf_enqueue(e, json{{"effect", "x"}, {"key", "a" + std::to_string(i)}}.dump().c_str(), nullptr);
+      wf_enqueue(e, json{{"effect", "x"}, {"key", "a" + std::to_string(i)}}.dump().c_str(),
+                 nullptr);
   });
   std::thread p2([&] {
     for (int i = 0; i < 300; ++i)
