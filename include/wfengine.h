@@ -65,6 +65,7 @@ extern "C" {
 typedef struct wf_engine wf_engine;
 typedef struct wf_job wf_job;
 typedef struct wf_tx wf_tx;
+typedef struct wf_buf wf_buf;
 
 /* ------------------------------------------------------------------- misc */
 
@@ -186,6 +187,62 @@ WF_API int wf_enqueue_batch(wf_engine *e, const char *jobs_json_array, char **id
  * means ""). WF_ENOTFOUND if there is none, WF_EBUSY if it is running. */
 WF_API int wf_cancel(wf_engine *e, const char *tenant, const char *id_or_key);
 
+/* --------------------------------------------------------------- schedules */
+
+/* Creates or atomically replaces the durable timer `key` (per tenant):
+ * {"key", "tenant"?, "at" (ms or RFC 3339) | "delay_ms" | "cron", "tz"? (IANA,
+ * default "UTC"), "catch_up"? ("latest" default | "all" | "none"),
+ * "catch_up_max"? (for "all", default 100), "job": {...} | "event": {...}}.
+ * When it fires it enqueues the job or submits the event, with a key / event
+ * id derived from (schedule key, due time), so a firing is never doubled.
+ * Durable on return. See docs/scheduler.md. */
+WF_API int wf_schedule(wf_engine *e, const char *schedule_json);
+
+/* Removes a schedule. WF_ENOTFOUND if there is none. */
+WF_API int wf_unschedule(wf_engine *e, const char *tenant, const char *key);
+
+/* ------------------------------------------------------------------- sagas */
+
+/* A saga reducer: pure and deterministic. `input_json` is
+ * {"saga","tenant","correlation_id","state": <json|null>, "event": {...}};
+ * the reducer writes {"state", "commands": [job...], "schedules": [...],
+ * "cancel_schedules": [key...], "done": bool} with wf_buf_set and returns 0.
+ * A non-zero return or invalid output parks the event as a dead letter and
+ * leaves the state untouched. Runs on the engine's loop thread. */
+typedef int (*wf_saga_fn)(void *user, const char *input_json, size_t len, wf_buf *out);
+
+/* Copies `len` bytes of `data` into the reducer's output buffer. */
+WF_API int wf_buf_set(wf_buf *out, const char *data, size_t len);
+
+/* Registers a saga. `spec_json`: {"start": [types], "on": [types],
+ * "correlation": "correlation_id"} — `start` types create the instance if
+ * needed, `on` types apply only to existing instances, `correlation` names the
+ * envelope field (dotted path allowed, e.g. "payload.order_id"). Outcome
+ * events of jobs the saga emitted (`<effect>.completed` / `<effect>.failed`)
+ * are always delivered to it. Register sagas before submitting their events. */
+WF_API int wf_saga_register(wf_engine *e, const char *saga, const char *spec_json, wf_saga_fn fn,
+                            void *user);
+
+/* Submits an event {"event_id", "type", "tenant"?, "correlation_id"?,
+ * "payload"?, "traceparent"?, "occurred_at"?}: durable on return,
+ * deduplicated by (tenant, event_id) with WF_EEXIST. Events that no
+ * registered saga takes are kept and counted as unmatched. */
+WF_API int wf_submit(wf_engine *e, const char *event_json);
+
+/* The state of a saga instance as JSON: {"state", "status": "active"|"done",
+ * "version", "parked": bool, "pending": n}. WF_ENOTFOUND if none. */
+WF_API int wf_saga_get(wf_engine *e, const char *tenant, const char *saga,
+                       const char *correlation_id, char **state_json_out);
+
+/* Controlled replay: re-runs the instance's applied events, in order, through
+ * the currently registered reducer from a null state, emitting no jobs,
+ * schedules or events. `options_json`: {"commit": false} by default; with
+ * true the replayed state replaces the stored one (reducer upgrades).
+ * *state_json_out receives {"state", "events": n, "done": bool}. */
+WF_API int wf_saga_replay(wf_engine *e, const char *tenant, const char *saga,
+                          const char *correlation_id, const char *options_json,
+                          char **state_json_out);
+
 /* ------------------------------------------------------ host transaction */
 
 /* Begins a write transaction on the engine's database that the calling thread
@@ -202,6 +259,12 @@ WF_API int wf_tx_exec(wf_tx *t, const char *sql, const char *params_json, char *
 
 /* Enqueues a job inside the transaction (same document as wf_enqueue). */
 WF_API int wf_tx_enqueue(wf_tx *t, const char *job_json, char **id_out);
+
+/* Creates or replaces a schedule inside the transaction. */
+WF_API int wf_tx_schedule(wf_tx *t, const char *schedule_json);
+
+/* Submits an event inside the transaction. */
+WF_API int wf_tx_submit(wf_tx *t, const char *event_json);
 
 /* Commits durably. Frees `t`, whether it succeeds or not. */
 WF_API int wf_tx_commit(wf_tx *t);

@@ -4,7 +4,7 @@
 set -euo pipefail
 PKGS=(build-essential cmake ninja-build pkg-config libsqlite3-dev sqlite3 libuv1-dev
       nlohmann-json3-dev libmbedtls-dev libcurl4-openssl-dev googletest libgtest-dev
-      libbenchmark-dev clang-format)
+      libbenchmark-dev clang-format libhowardhinnant-date-dev tzdata)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

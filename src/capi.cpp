@@ -292,6 +292,76 @@ WF_API int wf_tx_enqueue(wf_tx *t, const char *job_json, char **id_out) {
   });
 }
 
+WF_API int wf_tx_schedule(wf_tx *t, const char *schedule_json) {
+  return guard([&] {
+    wf::tx_schedule(htx(t), schedule_json);
+    return WF_OK;
+  });
+}
+
+WF_API int wf_tx_submit(wf_tx *t, const char *event_json) {
+  return guard([&] {
+    if (!wf::tx_submit(htx(t), event_json)) {
+      wf::set_last_error("event id already submitted");
+      return WF_EEXIST;
+    }
+    return WF_OK;
+  });
+}
+
+WF_API int wf_schedule(wf_engine *e, const char *schedule_json) {
+  return guard([&] {
+    wf::schedule(eng(e), schedule_json);
+    return WF_OK;
+  });
+}
+
+WF_API int wf_unschedule(wf_engine *e, const char *tenant, const char *key) {
+  return guard([&] {
+    wf::unschedule(eng(e), tenant, key);
+    return WF_OK;
+  });
+}
+
+WF_API int wf_submit(wf_engine *e, const char *event_json) {
+  return guard([&] {
+    if (!wf::submit_event(eng(e), event_json)) {
+      wf::set_last_error("event id already submitted");
+      return WF_EEXIST;
+    }
+    return WF_OK;
+  });
+}
+
+WF_API int wf_saga_register(wf_engine *e, const char *saga, const char *spec_json, wf_saga_fn fn,
+                            void *user) {
+  return guard([&] {
+    wf::register_saga(eng(e), saga, spec_json, fn, user);
+    return WF_OK;
+  });
+}
+
+WF_API int wf_saga_get(wf_engine *e, const char *tenant, const char *saga,
+                       const char *correlation_id, char **state_json_out) {
+  if (state_json_out) *state_json_out = nullptr;
+  return guard([&] {
+    if (!state_json_out) wf::fail(WF_EINVAL, "wf_saga_get: state_json_out is NULL");
+    *state_json_out = dup(wf::saga_get(eng(e), tenant, saga, correlation_id));
+    return WF_OK;
+  });
+}
+
+WF_API int wf_saga_replay(wf_engine *e, const char *tenant, const char *saga,
+                          const char *correlation_id, const char *options_json,
+                          char **state_json_out) {
+  if (state_json_out) *state_json_out = nullptr;
+  return guard([&] {
+    std::string s = wf::saga_replay(eng(e), tenant, saga, correlation_id, options_json);
+    if (state_json_out) *state_json_out = dup(s);
+    return WF_OK;
+  });
+}
+
 WF_API int wf_tx_commit(wf_tx *t) {
   return guard([&] { return wf::tx_commit(htx(t)); });
 }

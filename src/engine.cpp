@@ -297,6 +297,16 @@ void Engine::recover_on_open() {
 
 // ------------------------------------------------------------- writer
 
+void Engine::post_hints(const WriteCtx &w) {
+  if (!w.ready_now && w.next_due == INT64_MAX && !w.saga_ready && w.next_sched == INT64_MAX) return;
+  notify_loop([&](Inbox &in) {
+    in.ready_now |= w.ready_now;
+    in.next_due = std::min(in.next_due, w.next_due);
+    in.saga_ready |= w.saga_ready;
+    in.next_sched = std::min(in.next_sched, w.next_sched);
+  });
+}
+
 void Engine::submit(WriteReq req) {
   {
     std::lock_guard<std::mutex> g(wq_mu);
@@ -391,8 +401,7 @@ void Engine::run_batch(std::vector<WriteReq> &batch) {
       try {
         r.fn(sub);
         db.exec("RELEASE r");
-        w.ready_now |= sub.ready_now;
-        w.next_due = std::min(w.next_due, sub.next_due);
+        w.merge(sub);
       } catch (const Error &e) {
         rcs[i] = e.code();
         errs[i] = e.what();
@@ -426,13 +435,8 @@ void Engine::run_batch(std::vector<WriteReq> &batch) {
       rcs[i] = batch_rc;
       errs[i] = batch_err;
     }
-  } else if (w.ready_now || w.next_due != INT64_MAX) {
-    bool rn = w.ready_now;
-    int64_t nd = w.next_due;
-    notify_loop([&](Inbox &in) {
-      in.ready_now |= rn;
-      in.next_due = std::min(in.next_due, nd);
-    });
+  } else {
+    post_hints(w);
   }
   for (size_t i = 0; i < batch.size(); ++i)
     if (batch[i].after) batch[i].after(rcs[i], errs[i]);

@@ -69,12 +69,38 @@ EffectPolicy parse_policy(const char *policy_json, const Limits &lim);
 // A job document decoded and validated at the API boundary.
 struct NewJob {
   std::string tenant, effect, payload, metadata;
+  std::string origin;  // saga reference (JSON) for jobs a saga emitted
   std::optional<std::string> key;
   int64_t priority = 0;
   int64_t run_at = 0;
   std::optional<int64_t> max_attempts;
 };
 NewJob decode_job(const json &doc, const Options &opt, int64_t now, const char *what);
+
+// An event envelope decoded and validated at the API boundary.
+struct NewEvent {
+  std::string tenant, event_id, type, correlation_id;
+  json envelope;  // normalized: all fields, occurred_at in ms
+};
+NewEvent decode_event(const json &doc, const Options &opt, int64_t now, const char *what);
+
+struct NewSchedule {
+  std::string tenant, key, cron, tz = "UTC", catch_up = "latest", target, body, origin;
+  int64_t catch_up_max = 100;
+  int64_t next_due = 0;
+};
+NewSchedule decode_schedule(const json &doc, const Options &opt, int64_t now, const char *what);
+
+struct SagaDef {
+  std::string name;
+  std::set<std::string> start, on;
+  std::vector<std::string> correlation;  // path into the envelope
+  wf_saga_fn fn = nullptr;
+  void *user = nullptr;
+};
+
+// Test-only failure injection inside saga step transactions.
+extern std::atomic<int> g_fail_saga_step;
 
 struct Engine;
 
@@ -106,6 +132,14 @@ struct WriteCtx {
   int64_t now;
   bool ready_now = false;  // a job became ready (due now)
   int64_t next_due = INT64_MAX;
+  bool saga_ready = false;  // a saga inbox row was added or unblocked
+  int64_t next_sched = INT64_MAX;
+  void merge(const WriteCtx &o) {
+    ready_now |= o.ready_now;
+    next_due = std::min(next_due, o.next_due);
+    saga_ready |= o.saga_ready;
+    next_sched = std::min(next_sched, o.next_sched);
+  }
 };
 
 struct WriteReq {
@@ -128,6 +162,8 @@ struct HostTx {
   bool released = false;
   bool ready_now = false;             // host thread only
   int64_t next_due = INT64_MAX;       // host thread only
+  bool saga_ready = false;            // host thread only
+  int64_t next_sched = INT64_MAX;     // host thread only
   bool failed = false;                // a statement failed with the tx doomed
   std::shared_ptr<HostTx> owner_ref;  // the C handle's reference
 };
@@ -198,6 +234,7 @@ struct Engine {
   // --- effects registry
   std::mutex reg_mu;
   std::map<std::string, std::shared_ptr<EffectState>> effects;  // GUARDED_BY(reg_mu)
+  std::map<std::string, std::shared_ptr<SagaDef>> sagas;        // GUARDED_BY(reg_mu)
 
   // --- relay loop
   std::thread loop_thread;
@@ -205,6 +242,7 @@ struct Engine {
   uv_loop_s *loop = nullptr;
   uv_async_s *async = nullptr;
   uv_timer_s *timer = nullptr;
+  uv_timer_s *retry_timer = nullptr;
   std::atomic<bool> started{false};
   std::mutex inbox_mu;
   struct Inbox {
@@ -212,6 +250,12 @@ struct Engine {
     bool stop = false;
     bool ready_now = false;
     int64_t next_due = INT64_MAX;
+    bool saga_ready = false;
+    int64_t next_sched = INT64_MAX;
+    std::vector<std::string> steps_done;  // saga instances whose step committed
+    bool fire_done = false;
+    bool fire_again = false;
+    bool saga_retry = false;  // a step failed: try again a little later
     std::vector<std::shared_ptr<struct ClaimResult>> claimed;
     bool claim_failed = false;
     std::vector<std::pair<JobCtx *, Outcome>> outcomes;
@@ -219,6 +263,7 @@ struct Engine {
   } inbox;                                        // GUARDED_BY(inbox_mu)
   bool loop_alive = false;                        // GUARDED_BY(inbox_mu): async handle may be used
   void notify_loop(const std::function<void(Inbox &)> &fill);
+  void post_hints(const WriteCtx &w);  // tells the loop what a commit changed
 
   // Loop thread only:
   std::unordered_map<int64_t, std::shared_ptr<JobCtx>> inflight;
@@ -234,6 +279,15 @@ struct Engine {
   int64_t last_data_version = -1;
   unsigned rr = 0;  // round-robin start over effects
   std::mt19937_64 rng{std::random_device{}()};
+  // Saga runtime and scheduler (loop thread).
+  bool saga_wake = true;
+  bool saga_read_busy = false;
+  std::set<std::string> saga_busy;  // instances with a step in the writer
+  int64_t known_next_sched = INT64_MAX;
+  bool fire_outstanding = false;
+  void pump_sagas();
+  void pump_schedules();
+  void refresh_next_sched();
   void loop_main();
   void on_async();
   void pump();
@@ -269,6 +323,13 @@ struct Engine {
 
   // --- API operations (outbox.cpp, ops.cpp)
   void insert_job(WriteCtx &w, const NewJob &j, std::string *id, bool *existing);
+  // Inserts an event and routes it to sagas; false if (tenant, event_id) exists.
+  bool insert_event(WriteCtx &w, const NewEvent &ev);
+  void upsert_schedule(WriteCtx &w, const NewSchedule &s);
+  // Outcome event of a saga-emitted job, in the completion's transaction.
+  void emit_outcome_event(WriteCtx &w, const std::string &origin, const std::string &effect,
+                          int64_t job_id, const std::string &key, bool ok,
+                          const std::string &result_or_error, int attempts);
   void recover_on_open();
   void release_inflight_on_close();
 };

@@ -29,7 +29,7 @@ void Engine::insert_job(WriteCtx &w, const NewJob &j, std::string *id, bool *exi
   }
   auto st = w.db.prepare(
       "INSERT INTO wf_jobs(tenant, effect, key, payload, metadata, priority, run_at, "
-      "max_attempts, created_at) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
+      "max_attempts, created_at, origin) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)");
   st->bind(1, j.tenant).bind(2, j.effect);
   if (j.key)
     st->bind(3, *j.key);
@@ -40,7 +40,12 @@ void Engine::insert_job(WriteCtx &w, const NewJob &j, std::string *id, bool *exi
     st->bind(8, *j.max_attempts);
   else
     st->bind_null(8);
-  st->bind(9, w.now).exec();
+  st->bind(9, w.now);
+  if (!j.origin.empty())
+    st->bind(10, j.origin);
+  else
+    st->bind_null(10);
+  st->exec();
   *id = std::to_string(w.db.last_rowid());
   n_enqueued.fetch_add(1, std::memory_order_relaxed);
   if (j.run_at <= w.now)
@@ -51,6 +56,7 @@ void Engine::insert_job(WriteCtx &w, const NewJob &j, std::string *id, bool *exi
 
 namespace {
 thread_local HostTx *t_open_tx = nullptr;  // host transaction owned by this thread
+}  // namespace
 
 void check_writable(Engine &e) {
   if (e.closed || e.draining) fail(WF_ECLOSED, "engine is draining or closed");
@@ -64,7 +70,6 @@ int submit_or_raise(Engine &e, std::function<void(WriteCtx &)> fn) {
   if (rc != WF_OK) fail(rc, last_error());
   return rc;
 }
-}  // namespace
 
 bool enqueue(Engine &e, const char *job_json, std::string *id) {
   check_writable(e);
@@ -163,18 +168,31 @@ HostTx *tx_begin(Engine &e) {
   return tx.get();
 }
 
+void tx_merge(HostTx *tx, const WriteCtx &w) {
+  tx->ready_now |= w.ready_now;
+  tx->next_due = std::min(tx->next_due, w.next_due);
+  tx->saga_ready |= w.saga_ready;
+  tx->next_sched = std::min(tx->next_sched, w.next_sched);
+}
+
+static void tx_clear(HostTx *tx) {
+  tx->ready_now = false;
+  tx->next_due = INT64_MAX;
+  tx->saga_ready = false;
+  tx->next_sched = INT64_MAX;
+}
+
 static void tx_release(HostTx *tx) {
   auto keep = tx->owner_ref;  // keep alive until we are done
   tx->owner_ref.reset();
   if (t_open_tx == tx) t_open_tx = nullptr;
   Engine &e = *tx->engine;
-  bool rn = tx->ready_now;
-  int64_t nd = tx->next_due;
-  if (rn || nd != INT64_MAX)
-    e.notify_loop([&](Engine::Inbox &in) {
-      in.ready_now |= rn;
-      in.next_due = std::min(in.next_due, nd);
-    });
+  WriteCtx hints{*e.write_db, 0};
+  hints.ready_now = tx->ready_now;
+  hints.next_due = tx->next_due;
+  hints.saga_ready = tx->saga_ready;
+  hints.next_sched = tx->next_sched;
+  e.post_hints(hints);
   std::lock_guard<std::mutex> g(tx->mu);
   tx->released = true;
   tx->cv.notify_all();
@@ -246,8 +264,7 @@ bool tx_enqueue(HostTx *tx, const char *job_json, std::string *id) {
     db.exec("RELEASE tx_enqueue");
     throw;
   }
-  tx->ready_now |= w.ready_now;
-  tx->next_due = std::min(tx->next_due, w.next_due);
+  tx_merge(tx, w);
   return existing;
 }
 
@@ -274,10 +291,7 @@ int tx_commit(HostTx *tx) {
     } catch (...) {
     }
   }
-  if (rc != WF_OK) {
-    tx->ready_now = false;
-    tx->next_due = INT64_MAX;
-  }
+  if (rc != WF_OK) tx_clear(tx);
   tx_release(tx);
   if (rc != WF_OK) set_last_error(err);
   return rc;
@@ -292,8 +306,7 @@ void tx_rollback(HostTx *tx) {
     } catch (...) {
     }
   }
-  tx->ready_now = false;
-  tx->next_due = INT64_MAX;
+  tx_clear(tx);
   tx_release(tx);
 }
 
@@ -362,6 +375,16 @@ json parse_or_text(const std::string &s) {
   return v.is_discarded() ? json(s) : v;
 }
 
+// The inbox row of a dead letter that is a parked saga event, or 0.
+int64_t saga_event_seq(Db &db, int64_t dead_id) {
+  auto st = db.prepare("SELECT origin FROM wf_dead WHERE id = ?1");
+  st->bind(1, dead_id);
+  if (!st->step() || st->col_null(0)) return 0;
+  json o = json::parse(st->col_text(0), nullptr, false);
+  if (!o.is_object() || o.value("kind", "") != "saga_event") return 0;
+  return o.value("inbox_seq", int64_t(0));
+}
+
 std::vector<int64_t> select_dead_ids(Db &db, const Filter &f) {
   std::vector<int64_t> ids;
   auto st = db.prepare(kDeadSelect);
@@ -425,6 +448,18 @@ int64_t dead_requeue(Engine &e, const char *filter_json) {
   submit_or_raise(e, [&](WriteCtx &w) {
     count = 0;
     for (int64_t id : select_dead_ids(w.db, f)) {
+      int64_t inbox_seq = saga_event_seq(w.db, id);
+      if (inbox_seq > 0) {
+        // A parked saga event: retry the reducer on it.
+        auto up = w.db.prepare(
+            "UPDATE wf_saga_inbox SET state = 0, error = NULL WHERE seq = ?1 AND state = 2");
+        up->bind(1, inbox_seq).exec();
+        auto del = w.db.prepare("DELETE FROM wf_dead WHERE id = ?1");
+        del->bind(1, id).exec();
+        ++count;
+        w.saga_ready = true;
+        continue;
+      }
       // A key held again by a pending or recently completed job stays dead.
       auto c = w.db.prepare(
           "SELECT 1 FROM wf_dead d WHERE d.id = ?1 AND d.key IS NOT NULL AND ("
@@ -456,6 +491,13 @@ int64_t dead_purge(Engine &e, const char *filter_json) {
   submit_or_raise(e, [&](WriteCtx &w) {
     count = 0;
     for (int64_t id : select_dead_ids(w.db, f)) {
+      int64_t inbox_seq = saga_event_seq(w.db, id);
+      if (inbox_seq > 0) {
+        // A parked saga event: skip it, so the instance's later events run.
+        auto del = w.db.prepare("DELETE FROM wf_saga_inbox WHERE seq = ?1 AND state = 2");
+        del->bind(1, inbox_seq).exec();
+        w.saga_ready = true;
+      }
       auto a = w.db.prepare("DELETE FROM wf_attempts WHERE job_id = ?1");
       a->bind(1, id).exec();
       auto d = w.db.prepare("DELETE FROM wf_dead WHERE id = ?1");
@@ -480,6 +522,7 @@ json stats(Engine &e, const char *filter_json) {
               {"by_effect", json::object()},
               {"by_tenant", json::object()}};
   int64_t dead = 0;
+  json extra;
   {
     std::lock_guard<std::mutex> g(e.read_mu);
     Db &db = *e.read_db;
@@ -516,6 +559,7 @@ json stats(Engine &e, const char *filter_json) {
       if (f.effect) d->bind(2, *f.effect);
       d->step();
       dead = d->col_int(0);
+      extra = saga_stats(e, db, t, f.tenant);
       db.exec("COMMIT");
     } catch (...) {
       db.exec("ROLLBACK");
@@ -524,11 +568,9 @@ json stats(Engine &e, const char *filter_json) {
   }
   out["outbox"] = std::move(outbox);
   out["dead"] = dead;
-  // The scheduler and saga runtime are not in this release; their sections
-  // are present (always zero) so consumers can rely on the document's shape.
-  out["schedules"] = json{{"pending", 0}, {"next_due_ms", nullptr}};
-  out["sagas"] = json{{"active", 0}, {"done", 0}};
-  out["events"] = json{{"pending", 0}};
+  out["schedules"] = extra["schedules"];
+  out["sagas"] = extra["sagas"];
+  out["events"] = extra["events"];
   json eng;
   eng["boot_id"] = e.boot_id;
   eng["started"] = e.started.load();

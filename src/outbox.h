@@ -18,6 +18,23 @@ std::string tx_exec(HostTx *tx, const char *sql, const char *params_json, bool w
 bool tx_enqueue(HostTx *tx, const char *job_json, std::string *id);
 int tx_commit(HostTx *tx);  // releases tx; status, last error set on failure
 void tx_rollback(HostTx *tx);
+void tx_merge(HostTx *tx, const WriteCtx &w);
+void check_writable(Engine &e);
+int submit_or_raise(Engine &e, std::function<void(WriteCtx &)> fn);
+
+// Schedules (sched.cpp).
+void schedule(Engine &e, const char *schedule_json);
+void unschedule(Engine &e, const char *tenant, const char *key);
+void tx_schedule(HostTx *tx, const char *schedule_json);
+
+// Events and sagas (saga.cpp).
+bool submit_event(Engine &e, const char *event_json);  // false: duplicate
+bool tx_submit(HostTx *tx, const char *event_json);
+void register_saga(Engine &e, const char *saga, const char *spec_json, wf_saga_fn fn, void *user);
+std::string saga_get(Engine &e, const char *tenant, const char *saga, const char *corr);
+std::string saga_replay(Engine &e, const char *tenant, const char *saga, const char *corr,
+                        const char *options_json);
+json saga_stats(Engine &e, Db &db, int64_t now, const std::optional<std::string> &tenant);
 
 std::string dead_list(Engine &e, const char *filter_json);
 int64_t dead_requeue(Engine &e, const char *filter_json);

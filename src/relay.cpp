@@ -14,6 +14,14 @@ namespace wf {
 namespace {
 void on_wake_cb(uv_async_t *a) { static_cast<Engine *>(a->data)->on_async(); }
 void on_timer_cb(uv_timer_t *t) { static_cast<Engine *>(t->data)->on_async(); }
+// Retries after a failed write (claim or saga step) are paced in real time,
+// independent of an injected clock.
+void on_retry_cb(uv_timer_t *t) {
+  auto *e = static_cast<Engine *>(t->data);
+  e->maybe_ready = true;
+  e->saga_wake = true;
+  e->on_async();
+}
 void on_close_cb(uv_handle_t *) {}
 
 const char *kClaimSql =
@@ -51,12 +59,15 @@ std::shared_ptr<EffectState> Engine::find_effect(const std::string &name) {
 void Engine::loop_main() {
   uv_loop_t lp;
   uv_async_t as;
-  uv_timer_t tm;
+  uv_timer_t tm, rt;
   uv_loop_init(&lp);
   uv_async_init(&lp, &as, on_wake_cb);
   uv_timer_init(&lp, &tm);
+  uv_timer_init(&lp, &rt);
   as.data = this;
   tm.data = this;
+  rt.data = this;
+  retry_timer = &rt;
   loop = &lp;
   async = &as;
   timer = &tm;
@@ -66,6 +77,8 @@ void Engine::loop_main() {
   next_poll = t + opt.poll_ms;
   maybe_ready = true;
   refresh_next_due();
+  refresh_next_sched();
+  saga_wake = true;
   {
     std::lock_guard<std::mutex> g(inbox_mu);
     loop_alive = true;
@@ -90,6 +103,7 @@ void Engine::on_async() {
     uv_timer_stop(timer);
     uv_close(reinterpret_cast<uv_handle_t *>(async), on_close_cb);
     uv_close(reinterpret_cast<uv_handle_t *>(timer), on_close_cb);
+    uv_close(reinterpret_cast<uv_handle_t *>(retry_timer), on_close_cb);
     return;
   }
   for (auto &[j, o] : in.outcomes) {
@@ -116,14 +130,27 @@ void Engine::on_async() {
   for (auto &b : in.barriers) b();
   if (in.claim_failed) {
     claim_outstanding = false;
-    // Try again soon rather than spin on a failing database.
-    known_next_due = std::min(known_next_due, now() + 100);
+    maybe_ready = false;  // try again soon rather than spin on a failing database
+    uv_timer_start(retry_timer, on_retry_cb, 100, 0);
   }
   if (in.ready_now) maybe_ready = true;
   if (in.next_due < known_next_due) known_next_due = in.next_due;
+  for (auto &k : in.steps_done) saga_busy.erase(k);
+  if (in.saga_ready) saga_wake = true;
+  if (in.saga_retry) uv_timer_start(retry_timer, on_retry_cb, 100, 0);
+  if (in.next_sched < known_next_sched) known_next_sched = in.next_sched;
+  if (in.fire_done) {
+    fire_outstanding = false;
+    if (in.fire_again)
+      known_next_sched = std::min(known_next_sched, now());
+    else
+      refresh_next_sched();
+  }
   if (in.wake) {
     maybe_ready = true;
+    saga_wake = true;
     refresh_next_due();
+    refresh_next_sched();
   }
   check_timeouts();
   int64_t t = now();
@@ -147,7 +174,9 @@ void Engine::on_async() {
     if (v != last_data_version) {
       last_data_version = v;
       maybe_ready = true;
+      saga_wake = true;
       refresh_next_due();
+      if (!fire_outstanding) refresh_next_sched();
     }
   }
   {
@@ -172,6 +201,8 @@ void Engine::on_async() {
     }
   }
   pump();
+  pump_schedules();
+  pump_sagas();
   arm_timer();
 }
 
@@ -379,7 +410,8 @@ void Engine::finish_attempt(const std::shared_ptr<JobCtx> &j, const Outcome &o) 
     if (eff) eff->completed++;
     n_completed.fetch_add(1, std::memory_order_relaxed);
     int64_t expires = t + opt.dedupe_window_ms;
-    r.fn = [j, boot, expires](WriteCtx &w) {
+    std::string result = o.result;
+    r.fn = [this, j, boot, expires, result](WriteCtx &w) {
       auto st = w.db.prepare(
           "DELETE FROM wf_jobs WHERE id = ?1 AND state = 1 AND lease_owner = ?2 AND attempts = ?3");
       st->bind(1, j->id).bind(2, boot).bind(3, j->attempt).exec();
@@ -394,6 +426,8 @@ void Engine::finish_attempt(const std::shared_ptr<JobCtx> &j, const Outcome &o) 
         auto a = w.db.prepare("DELETE FROM wf_attempts WHERE job_id = ?1");
         a->bind(1, j->id).exec();
       }
+      if (!j->origin.empty())
+        emit_outcome_event(w, j->origin, j->effect, j->id, j->key, true, result, j->attempt);
     };
     submit(std::move(r));
     if (draining && inflight.empty()) {
@@ -420,7 +454,7 @@ void Engine::finish_attempt(const std::shared_ptr<JobCtx> &j, const Outcome &o) 
                              : error + " (attempts exhausted: " + std::to_string(j->failures + 1) +
                                    " of " + std::to_string(max) + ")";
     log(WF_LOG_WARN, "job dead-lettered", lf);
-    r.fn = [j, boot, t, outcome, error, reason](WriteCtx &w) {
+    r.fn = [this, j, boot, t, outcome, error, reason](WriteCtx &w) {
       auto st = w.db.prepare(
           "INSERT OR REPLACE INTO wf_dead(id, tenant, effect, key, payload, metadata, priority, "
           "attempts, failures, max_attempts, origin, created_at, reason, dead_at) "
@@ -436,6 +470,8 @@ void Engine::finish_attempt(const std::shared_ptr<JobCtx> &j, const Outcome &o) 
           "VALUES(?1, ?2, ?3, ?4, ?5, ?6)");
       a->bind(1, j->id).bind(2, j->attempt).bind(3, j->started_at).bind(4, t).bind(5, outcome);
       a->bind(6, error).exec();
+      if (!j->origin.empty())
+        emit_outcome_event(w, j->origin, j->effect, j->id, j->key, false, reason, j->attempt);
     };
   } else {
     if (eff) eff->retried++;
@@ -563,6 +599,7 @@ void Engine::arm_timer() {
   if (!deadlines.empty()) next = std::min(next, deadlines.begin()->first);
   next = std::min(next, next_renew);
   if (opt.poll_ms > 0) next = std::min(next, next_poll);
+  if (!fire_outstanding) next = std::min(next, known_next_sched);
   {
     std::lock_guard<std::mutex> g(reg_mu);
     for (auto &kv : effects)

@@ -301,6 +301,68 @@ CREATE TABLE wf_boots(
 ) WITHOUT ROWID;
 )sql";
 
+static const char *kSchemaV2 = R"sql(
+CREATE TABLE wf_schedules(
+  tenant TEXT NOT NULL,
+  key TEXT NOT NULL,
+  cron TEXT,                             -- NULL: one-shot
+  tz TEXT NOT NULL,
+  catch_up TEXT NOT NULL,                -- latest | all | none
+  catch_up_max INTEGER NOT NULL,
+  target TEXT NOT NULL,                  -- job | event
+  body TEXT NOT NULL,                    -- the job or event document
+  next_due INTEGER NOT NULL,
+  fired INTEGER NOT NULL DEFAULT 0,
+  last_due INTEGER,
+  origin TEXT,
+  created_at INTEGER NOT NULL,
+  PRIMARY KEY(tenant, key)
+) WITHOUT ROWID;
+CREATE INDEX wf_schedules_due ON wf_schedules(next_due);
+CREATE TABLE wf_events(
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  tenant TEXT NOT NULL,
+  event_id TEXT NOT NULL,
+  type TEXT NOT NULL,
+  correlation_id TEXT,
+  envelope TEXT NOT NULL,
+  received_at INTEGER NOT NULL,
+  routed INTEGER NOT NULL                -- saga deliveries; 0 = unmatched
+);
+CREATE UNIQUE INDEX wf_events_id ON wf_events(tenant, event_id);
+CREATE INDEX wf_events_unmatched ON wf_events(received_at) WHERE routed = 0;
+CREATE TABLE wf_saga_inbox(
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  tenant TEXT NOT NULL,
+  saga TEXT NOT NULL,
+  correlation_id TEXT NOT NULL,
+  event_seq INTEGER NOT NULL,
+  start INTEGER NOT NULL,                -- may create the instance
+  state INTEGER NOT NULL DEFAULT 0,      -- 0 pending, 2 parked
+  error TEXT
+);
+CREATE INDEX wf_saga_inbox_inst ON wf_saga_inbox(tenant, saga, correlation_id, seq);
+CREATE TABLE wf_sagas(
+  tenant TEXT NOT NULL,
+  saga TEXT NOT NULL,
+  correlation_id TEXT NOT NULL,
+  state TEXT NOT NULL,
+  version INTEGER NOT NULL,
+  status TEXT NOT NULL,                  -- active | done
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL,
+  PRIMARY KEY(tenant, saga, correlation_id)
+) WITHOUT ROWID;
+CREATE TABLE wf_saga_log(
+  tenant TEXT NOT NULL,
+  saga TEXT NOT NULL,
+  correlation_id TEXT NOT NULL,
+  n INTEGER NOT NULL,
+  event_seq INTEGER NOT NULL,
+  PRIMARY KEY(tenant, saga, correlation_id, n)
+) WITHOUT ROWID;
+)sql";
+
 void migrate(Db &db) {
   db.exec("BEGIN IMMEDIATE");
   try {
@@ -324,8 +386,12 @@ void migrate(Db &db) {
       db.exec(kSchemaV1);
       version = 1;
     }
-    // Future migrations: if (version == 1) { ...; version = 2; }
-    if (version == 1) db.exec("PRAGMA user_version = 1");
+    if (version == 1) {
+      db.exec(kSchemaV2);
+      version = 2;
+    }
+    // Future migrations: if (version == 2) { ...; version = 3; }
+    if (version == 2) db.exec("PRAGMA user_version = 2");
     db.exec("COMMIT");
   } catch (...) {
     if (db.in_txn()) sqlite3_exec(db.raw(), "ROLLBACK", nullptr, nullptr, nullptr);

@@ -91,6 +91,6 @@ int map_sqlite_error(int rc);
 
 // Applies migrations up to the current schema version in one transaction.
 void migrate(Db &db);
-constexpr int kSchemaVersion = 1;
+constexpr int kSchemaVersion = 2;
 
 }  // namespace wf

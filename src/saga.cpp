@@ -1,0 +1,648 @@
+// Events and the saga runtime. Events are durable rows first; routing to saga
+// instances happens in the submitting transaction (wf_saga_inbox). The loop
+// takes the head event of each instance that is not busy, calls the reducer,
+// and the writer commits state + jobs + schedules + the consumed event in one
+// transaction, compare-and-set on the instance's version.
+#include "outbox.h"
+
+namespace wf {
+
+std::atomic<int> g_fail_saga_step{0};
+
+namespace {
+
+const char *kSep = "\x1f";
+
+std::string instance_key(const std::string &t, const std::string &s, const std::string &c) {
+  return t + kSep + s + kSep + c;
+}
+
+std::string extract_correlation(const json &env, const std::vector<std::string> &path) {
+  const json *cur = &env;
+  for (const auto &p : path) {
+    if (!cur->is_object()) return "";
+    auto it = cur->find(p);
+    if (it == cur->end()) return "";
+    cur = &*it;
+  }
+  if (cur->is_string()) return cur->get<std::string>();
+  if (cur->is_number_integer()) return std::to_string(cur->get<int64_t>());
+  return "";
+}
+
+json saga_ref(const std::string &saga, const std::string &tenant, const std::string &corr) {
+  return json{{"saga", saga}, {"tenant", tenant}, {"correlation_id", corr}};
+}
+
+}  // namespace
+
+NewEvent decode_event(const json &doc, const Options &opt, int64_t now, const char *what) {
+  if (!doc.is_object()) fail(WF_EINVAL, std::string(what) + " must be a JSON object");
+  NewEvent ev;
+  ev.event_id = get_string(doc, "event_id", what, true);
+  if (ev.event_id.empty() || ev.event_id.size() > 512)
+    fail(WF_EINVAL, std::string(what) + ": \"event_id\" must be 1 to 512 bytes");
+  ev.type = get_string(doc, "type", what, true);
+  if (ev.type.empty() || ev.type.size() > 200)
+    fail(WF_EINVAL, std::string(what) + ": \"type\" must be 1 to 200 bytes");
+  ev.tenant = get_string(doc, "tenant", what, false, "");
+  if (ev.tenant.size() > 200)
+    fail(WF_EINVAL, std::string(what) + ": \"tenant\" is longer than 200 bytes");
+  ev.correlation_id = get_string(doc, "correlation_id", what, false, "");
+  if (ev.correlation_id.size() > 1024)
+    fail(WF_EINVAL, std::string(what) + ": \"correlation_id\" is longer than 1024 bytes");
+  std::string tp = get_string(doc, "traceparent", what, false, "");
+  if (tp.size() > 256) fail(WF_EINVAL, std::string(what) + ": \"traceparent\" is too long");
+  int64_t occurred = get_time(doc, "occurred_at", what, now);
+  ev.envelope = doc;
+  ev.envelope["tenant"] = ev.tenant;
+  ev.envelope["occurred_at"] = occurred;
+  if (!ev.envelope.contains("payload")) ev.envelope["payload"] = nullptr;
+  std::string p = ev.envelope["payload"].dump();
+  if (p.size() > opt.limits.max_payload_bytes)
+    fail(WF_ETOOBIG, std::string(what) + ": \"payload\" is " + std::to_string(p.size()) +
+                         " bytes, over max_payload_bytes " +
+                         std::to_string(opt.limits.max_payload_bytes));
+  return ev;
+}
+
+bool Engine::insert_event(WriteCtx &w, const NewEvent &ev) {
+  {
+    auto st = w.db.prepare(
+        "INSERT INTO wf_events(tenant, event_id, type, correlation_id, envelope, received_at, "
+        "routed) VALUES(?1, ?2, ?3, ?4, ?5, ?6, 0) ON CONFLICT DO NOTHING");
+    st->bind(1, ev.tenant).bind(2, ev.event_id).bind(3, ev.type).bind(4, ev.correlation_id);
+    st->bind(5, ev.envelope.dump()).bind(6, w.now).exec();
+    if (w.db.changes() == 0) return false;
+  }
+  int64_t seq = w.db.last_rowid();
+  std::vector<std::shared_ptr<SagaDef>> defs;
+  {
+    std::lock_guard<std::mutex> g(reg_mu);
+    for (auto &kv : sagas) defs.push_back(kv.second);
+  }
+  int64_t routed = 0;
+  for (auto &d : defs) {
+    bool start = d->start.count(ev.type) != 0;
+    bool on = d->on.count(ev.type) != 0;
+    if (!start && !on) continue;
+    std::string corr = extract_correlation(ev.envelope, d->correlation);
+    if (corr.empty()) continue;
+    if (!start) {
+      // `on` events go only to instances that exist or are about to.
+      bool exists = false;
+      {
+        auto st = w.db.prepare(
+            "SELECT status FROM wf_sagas WHERE tenant = ?1 AND saga = ?2 AND correlation_id = ?3");
+        st->bind(1, ev.tenant).bind(2, d->name).bind(3, corr);
+        if (st->step()) exists = st->col_text(0) == "active";
+      }
+      if (!exists) {
+        auto st = w.db.prepare(
+            "SELECT 1 FROM wf_saga_inbox WHERE tenant = ?1 AND saga = ?2 AND correlation_id = ?3 "
+            "AND start = 1 LIMIT 1");
+        st->bind(1, ev.tenant).bind(2, d->name).bind(3, corr);
+        exists = st->step();
+      }
+      if (!exists) continue;
+    }
+    auto ins = w.db.prepare(
+        "INSERT INTO wf_saga_inbox(tenant, saga, correlation_id, event_seq, start) "
+        "VALUES(?1, ?2, ?3, ?4, ?5)");
+    ins->bind(1, ev.tenant).bind(2, d->name).bind(3, corr).bind(4, seq).bind(5, start ? 1 : 0);
+    ins->exec();
+    ++routed;
+  }
+  if (routed) {
+    auto up = w.db.prepare("UPDATE wf_events SET routed = ?2 WHERE seq = ?1");
+    up->bind(1, seq).bind(2, routed).exec();
+    w.saga_ready = true;
+  }
+  return true;
+}
+
+void Engine::emit_outcome_event(WriteCtx &w, const std::string &origin, const std::string &effect,
+                                int64_t job_id, const std::string &key, bool ok,
+                                const std::string &text, int attempts) {
+  json ref = json::parse(origin, nullptr, false);
+  if (!ref.is_object() || !ref.contains("saga")) return;
+  std::string tenant = ref.value("tenant", ""), saga = ref.value("saga", ""),
+              corr = ref.value("correlation_id", "");
+  json payload{{"job_id", std::to_string(job_id)},
+               {"key", key.empty() ? json(nullptr) : json(key)}};
+  if (ok) {
+    json r = text.empty() ? json(nullptr) : json::parse(text, nullptr, false);
+    payload["result"] = r.is_discarded() ? json(text) : r;
+  } else {
+    payload["error"] = text;
+  }
+  std::string event_id =
+      "job:" + std::to_string(job_id) + (ok ? ":completed" : ":failed:" + std::to_string(attempts));
+  json env{{"event_id", event_id}, {"type", effect + (ok ? ".completed" : ".failed")},
+           {"tenant", tenant},     {"correlation_id", corr},
+           {"payload", payload},   {"occurred_at", w.now}};
+  auto st = w.db.prepare(
+      "INSERT INTO wf_events(tenant, event_id, type, correlation_id, envelope, received_at, "
+      "routed) VALUES(?1, ?2, ?3, ?4, ?5, ?6, 1) ON CONFLICT DO NOTHING");
+  st->bind(1, tenant).bind(2, event_id).bind(3, env["type"].get<std::string>()).bind(4, corr);
+  st->bind(5, env.dump()).bind(6, w.now).exec();
+  if (w.db.changes() == 0) return;
+  int64_t seq = w.db.last_rowid();
+  auto ins = w.db.prepare(
+      "INSERT INTO wf_saga_inbox(tenant, saga, correlation_id, event_seq, start) "
+      "VALUES(?1, ?2, ?3, ?4, 0)");
+  ins->bind(1, tenant).bind(2, saga).bind(3, corr).bind(4, seq).exec();
+  w.saga_ready = true;
+}
+
+bool submit_event(Engine &e, const char *event_json) {
+  check_writable(e);
+  if (!event_json) fail(WF_EINVAL, "event: NULL document");
+  json doc =
+      parse_json(event_json, e.opt.limits, "event", e.opt.limits.max_payload_bytes + 65536 + 1024);
+  NewEvent ev = decode_event(doc, e.opt, e.now(), "event");
+  bool inserted = false;
+  submit_or_raise(e, [&](WriteCtx &w) { inserted = e.insert_event(w, ev); });
+  return inserted;
+}
+
+bool tx_submit(HostTx *tx, const char *event_json) {
+  Engine &e = *tx->engine;
+  if (tx->failed) fail(WF_ESTATE, "wf_tx_submit: the transaction failed earlier; roll it back");
+  if (!event_json) fail(WF_EINVAL, "event: NULL document");
+  json doc =
+      parse_json(event_json, e.opt.limits, "event", e.opt.limits.max_payload_bytes + 65536 + 1024);
+  int64_t t = e.now();
+  NewEvent ev = decode_event(doc, e.opt, t, "event");
+  WriteCtx w{*e.write_db, t};
+  bool inserted = e.insert_event(w, ev);
+  tx_merge(tx, w);
+  return inserted;
+}
+
+void register_saga(Engine &e, const char *saga, const char *spec_json, wf_saga_fn fn, void *user) {
+  if (e.closed) fail(WF_ECLOSED, "engine is closed");
+  if (!saga || !*saga || strlen(saga) > 200)
+    fail(WF_EINVAL, "wf_saga_register: saga name must be 1 to 200 bytes");
+  if (!fn) fail(WF_EINVAL, "wf_saga_register: reducer is NULL");
+  auto d = std::make_shared<SagaDef>();
+  d->name = saga;
+  d->fn = fn;
+  d->user = user;
+  const char *w = "saga spec";
+  json spec = parse_json(spec_json ? spec_json : "{}", e.opt.limits, w, 1 << 16);
+  check_keys(spec, {"start", "on", "correlation"}, w);
+  for (const char *field : {"start", "on"}) {
+    if (!spec.contains(field)) continue;
+    if (!spec[field].is_array())
+      fail(WF_EINVAL, std::string(w) + ": \"" + field + "\" must be an array of event types");
+    for (auto &t : spec[field]) {
+      if (!t.is_string() || t.get<std::string>().empty())
+        fail(WF_EINVAL, std::string(w) + ": \"" + field + "\" entries must be event types");
+      (std::string(field) == "start" ? d->start : d->on).insert(t.get<std::string>());
+    }
+  }
+  if (d->start.empty())
+    fail(WF_EINVAL, std::string(w) + ": \"start\" must name at least one event type");
+  std::string corr = get_string(spec, "correlation", w, false, "correlation_id");
+  size_t pos = 0;
+  while (true) {
+    size_t dot = corr.find('.', pos);
+    std::string part = corr.substr(pos, dot == std::string::npos ? std::string::npos : dot - pos);
+    if (part.empty()) fail(WF_EINVAL, std::string(w) + ": \"correlation\" path is malformed");
+    d->correlation.push_back(part);
+    if (dot == std::string::npos) break;
+    pos = dot + 1;
+  }
+  {
+    std::lock_guard<std::mutex> g(e.reg_mu);
+    if (e.sagas.count(d->name))
+      fail(WF_EEXIST, std::string("wf_saga_register: saga \"") + saga + "\" is already registered");
+    e.sagas[d->name] = d;
+  }
+  e.notify_loop([](Engine::Inbox &in) { in.saga_ready = true; });
+}
+
+// ------------------------------------------------------------- reducer I/O
+
+}  // namespace wf
+
+struct wf_buf {
+  std::string data;
+  bool set = false;
+};
+
+namespace wf {
+
+namespace {
+
+struct StepOutput {
+  json state;
+  bool done = false;
+  std::vector<NewJob> commands;
+  std::vector<NewSchedule> schedules;
+  std::vector<std::string> cancels;
+};
+
+// Calls the reducer and validates its output; throws Error with the reason.
+StepOutput run_reducer(Engine &e, const SagaDef &d, const std::string &tenant,
+                       const std::string &corr, const json &state, const json &event,
+                       bool decode_effects) {
+  json input{{"saga", d.name},
+             {"tenant", tenant},
+             {"correlation_id", corr},
+             {"state", state},
+             {"event", event}};
+  std::string in = input.dump(-1, ' ', false, json::error_handler_t::replace);
+  wf_buf buf;
+  int rc;
+  try {
+    rc = d.fn(d.user, in.data(), in.size(), &buf);
+  } catch (...) {
+    fail(WF_EINVAL, "reducer threw an exception");
+  }
+  if (rc != 0) fail(WF_EINVAL, "reducer returned " + std::to_string(rc));
+  if (!buf.set) fail(WF_EINVAL, "reducer returned 0 without output (wf_buf_set)");
+  const char *w = "saga output";
+  json out = parse_json(buf.data, e.opt.limits, w, e.opt.limits.max_payload_bytes * 4 + 65536);
+  check_keys(out, {"state", "commands", "schedules", "cancel_schedules", "done"}, w);
+  StepOutput o;
+  o.state = out.value("state", json(nullptr));
+  if (out.contains("done") && !out["done"].is_null()) {
+    if (!out["done"].is_boolean()) fail(WF_EINVAL, "saga output: \"done\" must be a boolean");
+    o.done = out["done"].get<bool>();
+  }
+  std::string st = o.state.dump();
+  if (st.size() > e.opt.limits.max_payload_bytes)
+    fail(WF_ETOOBIG, "saga output: \"state\" is over max_payload_bytes");
+  if (!decode_effects) return o;
+  std::string ref = saga_ref(d.name, tenant, corr).dump();
+  int64_t t = e.now();
+  for (const char *field : {"commands", "schedules", "cancel_schedules"})
+    if (out.contains(field) && !out[field].is_null() && !out[field].is_array())
+      fail(WF_EINVAL, std::string("saga output: \"") + field + "\" must be an array");
+  if (out.contains("commands") && out["commands"].is_array()) {
+    size_t i = 0;
+    for (json cmd : out["commands"]) {
+      std::string what = "saga output: commands[" + std::to_string(i++) + "]";
+      if (!cmd.is_object()) fail(WF_EINVAL, what + " must be a job object");
+      if (cmd.contains("tenant") && cmd["tenant"] != tenant)
+        fail(WF_EINVAL, what + ": \"tenant\" must be the saga's tenant");
+      cmd["tenant"] = tenant;
+      json meta = cmd.value("metadata", json::object());
+      if (!meta.is_object()) fail(WF_EINVAL, what + ": \"metadata\" must be an object");
+      if (!meta.contains("correlation_id")) meta["correlation_id"] = corr;
+      if (!meta.contains("traceparent") && event.contains("traceparent"))
+        meta["traceparent"] = event["traceparent"];
+      meta["saga"] = d.name;
+      cmd["metadata"] = meta;
+      NewJob j = decode_job(cmd, e.opt, t, what.c_str());
+      j.origin = ref;
+      o.commands.push_back(std::move(j));
+    }
+  }
+  if (out.contains("schedules") && out["schedules"].is_array()) {
+    size_t i = 0;
+    for (json s : out["schedules"]) {
+      std::string what = "saga output: schedules[" + std::to_string(i++) + "]";
+      if (!s.is_object()) fail(WF_EINVAL, what + " must be a schedule object");
+      if (s.contains("tenant") && s["tenant"] != tenant)
+        fail(WF_EINVAL, what + ": \"tenant\" must be the saga's tenant");
+      s["tenant"] = tenant;
+      NewSchedule ns = decode_schedule(s, e.opt, t, what.c_str());
+      ns.origin = ref;
+      o.schedules.push_back(std::move(ns));
+    }
+  }
+  if (out.contains("cancel_schedules") && out["cancel_schedules"].is_array())
+    for (auto &k : out["cancel_schedules"]) {
+      if (!k.is_string()) fail(WF_EINVAL, "saga output: \"cancel_schedules\" entries must be keys");
+      o.cancels.push_back(k.get<std::string>());
+    }
+  return o;
+}
+
+}  // namespace
+
+void Engine::pump_sagas() {
+  if (!saga_wake || stopping || draining) return;
+  saga_wake = false;
+  std::map<std::string, std::shared_ptr<SagaDef>> defs;
+  {
+    std::lock_guard<std::mutex> g(reg_mu);
+    defs = sagas;
+  }
+  if (defs.empty()) return;
+  struct Head {
+    int64_t seq, event_seq;
+    std::string tenant, saga, corr, envelope, state, status;
+    bool start, has_instance;
+    int64_t version;
+  };
+  std::vector<Head> heads;
+  const int64_t kBatch = 512;
+  {
+    std::lock_guard<std::mutex> g(read_mu);
+    auto st = read_db->prepare(
+        "SELECT i.seq, i.event_seq, i.tenant, i.saga, i.correlation_id, i.start, e.envelope, "
+        "s.state, s.version, s.status FROM wf_saga_inbox i "
+        "JOIN wf_events e ON e.seq = i.event_seq "
+        "LEFT JOIN wf_sagas s ON s.tenant = i.tenant AND s.saga = i.saga AND "
+        "s.correlation_id = i.correlation_id "
+        "WHERE i.state = 0 AND NOT EXISTS (SELECT 1 FROM wf_saga_inbox p WHERE "
+        "p.tenant = i.tenant AND p.saga = i.saga AND p.correlation_id = i.correlation_id AND "
+        "p.seq < i.seq) ORDER BY i.seq LIMIT ?1");
+    st->bind(1, kBatch);
+    while (st->step())
+      heads.push_back(Head{st->col_int(0), st->col_int(1), st->col_text(2), st->col_text(3),
+                           st->col_text(4), st->col_text(6), st->col_text(7), st->col_text(9),
+                           st->col_int(5) != 0, !st->col_null(8), st->col_int(8)});
+  }
+  if (static_cast<int64_t>(heads.size()) == kBatch) saga_wake = true;
+  for (auto &h : heads) {
+    std::string ik = instance_key(h.tenant, h.saga, h.corr);
+    if (saga_busy.count(ik)) continue;
+    auto it = defs.find(h.saga);
+    if (it == defs.end()) continue;  // served by another process
+    const SagaDef &d = *it->second;
+    saga_busy.insert(ik);
+    WriteReq r;
+    r.savepoint = true;
+    r.after = [this, ik](int rc, const std::string &err) {
+      if (rc != WF_OK)
+        log(WF_LOG_ERROR, "saga step not committed; will retry", json{{"error", err}});
+      notify_loop([&](Inbox &in) {
+        in.steps_done.push_back(ik);
+        if (rc == WF_OK)
+          in.saga_ready = true;
+        else
+          in.saga_retry = true;
+      });
+    };
+    int64_t seq = h.seq, event_seq = h.event_seq;
+    std::string tenant = h.tenant, saga = h.saga, corr = h.corr;
+    if ((h.has_instance && h.status == "done") || (!h.has_instance && !h.start)) {
+      // Nothing to apply it to: consume without applying.
+      r.fn = [seq](WriteCtx &w) {
+        auto del = w.db.prepare("DELETE FROM wf_saga_inbox WHERE seq = ?1 AND state = 0");
+        del->bind(1, seq).exec();
+      };
+      submit(std::move(r));
+      continue;
+    }
+    json event = json::parse(h.envelope, nullptr, false);
+    json state = h.has_instance ? json::parse(h.state, nullptr, false) : json(nullptr);
+    StepOutput out;
+    std::string error;
+    try {
+      out = run_reducer(*this, d, tenant, corr, state, event, true);
+    } catch (const Error &ex) {
+      error = ex.what();
+    }
+    if (!error.empty()) {
+      // Park: the event becomes a dead letter; the instance waits behind it.
+      log(WF_LOG_WARN, "saga event parked",
+          json{{"saga", saga}, {"tenant", tenant}, {"correlation_id", corr}, {"error", error}});
+      std::string envelope = h.envelope;
+      r.fn = [seq, tenant, saga, corr, error, envelope](WriteCtx &w) {
+        auto up = w.db.prepare(
+            "UPDATE wf_saga_inbox SET state = 2, error = ?2 WHERE seq = ?1 AND state = 0");
+        up->bind(1, seq).bind(2, error).exec();
+        if (w.db.changes() != 1) return;
+        json origin = saga_ref(saga, tenant, corr);
+        origin["kind"] = "saga_event";
+        origin["inbox_seq"] = seq;
+        json meta{{"saga", saga}, {"correlation_id", corr}};
+        auto ins = w.db.prepare(
+            "INSERT INTO wf_jobs(tenant, effect, payload, metadata, run_at, state, created_at, "
+            "origin) VALUES(?1, ?2, ?3, ?4, ?5, 1, ?5, ?6)");
+        ins->bind(1, tenant).bind(2, "saga:" + saga).bind(3, envelope).bind(4, meta.dump());
+        ins->bind(5, w.now).bind(6, origin.dump()).exec();
+        int64_t id = w.db.last_rowid();
+        auto dead = w.db.prepare(
+            "INSERT OR REPLACE INTO wf_dead(id, tenant, effect, key, payload, metadata, priority, "
+            "attempts, failures, max_attempts, origin, created_at, reason, dead_at) "
+            "SELECT id, tenant, effect, key, payload, metadata, priority, 1, 1, 1, origin, "
+            "created_at, ?2, ?3 FROM wf_jobs WHERE id = ?1");
+        dead->bind(1, id).bind(2, "saga reducer: " + error).bind(3, w.now).exec();
+        auto del = w.db.prepare("DELETE FROM wf_jobs WHERE id = ?1");
+        del->bind(1, id).exec();
+      };
+      submit(std::move(r));
+      continue;
+    }
+    int64_t version = h.has_instance ? h.version : -1;
+    std::string new_state = out.state.dump();
+    auto o = std::make_shared<StepOutput>(std::move(out));
+    r.fn = [this, seq, event_seq, tenant, saga, corr, version, new_state, o](WriteCtx &w) {
+      {
+        auto chk = w.db.prepare("SELECT 1 FROM wf_saga_inbox WHERE seq = ?1 AND state = 0");
+        chk->bind(1, seq);
+        if (!chk->step()) return;  // another engine applied it
+      }
+      const char *status = o->done ? "done" : "active";
+      if (version < 0) {
+        auto ins = w.db.prepare(
+            "INSERT INTO wf_sagas(tenant, saga, correlation_id, state, version, status, "
+            "created_at, updated_at) VALUES(?1, ?2, ?3, ?4, 1, ?5, ?6, ?6) ON CONFLICT DO NOTHING");
+        ins->bind(1, tenant).bind(2, saga).bind(3, corr).bind(4, new_state).bind(5, status);
+        ins->bind(6, w.now).exec();
+      } else {
+        auto up = w.db.prepare(
+            "UPDATE wf_sagas SET state = ?4, version = version + 1, status = ?5, updated_at = ?6 "
+            "WHERE tenant = ?1 AND saga = ?2 AND correlation_id = ?3 AND version = ?7");
+        up->bind(1, tenant).bind(2, saga).bind(3, corr).bind(4, new_state).bind(5, status);
+        up->bind(6, w.now).bind(7, version).exec();
+      }
+      if (w.db.changes() != 1) return;  // lost the race; the loop retries
+      if (g_fail_saga_step.load() > 0) {
+        g_fail_saga_step--;
+        fail(WF_EIO, "injected failure inside the saga step");
+      }
+      for (auto &j : o->commands) {
+        std::string id;
+        bool existing;
+        insert_job(w, j, &id, &existing);
+      }
+      for (auto &s : o->schedules) upsert_schedule(w, s);
+      for (auto &k : o->cancels) {
+        auto del = w.db.prepare("DELETE FROM wf_schedules WHERE tenant = ?1 AND key = ?2");
+        del->bind(1, tenant).bind(2, k).exec();
+      }
+      auto del = w.db.prepare("DELETE FROM wf_saga_inbox WHERE seq = ?1");
+      del->bind(1, seq).exec();
+      auto lg = w.db.prepare(
+          "INSERT INTO wf_saga_log(tenant, saga, correlation_id, n, event_seq) "
+          "VALUES(?1, ?2, ?3, ?4, ?5)");
+      lg->bind(1, tenant).bind(2, saga).bind(3, corr).bind(4, version < 0 ? 1 : version + 1);
+      lg->bind(5, event_seq).exec();
+    };
+    submit(std::move(r));
+  }
+}
+
+// -------------------------------------------------------------- queries
+
+std::string saga_get(Engine &e, const char *tenant, const char *saga, const char *corr) {
+  if (!saga || !corr) fail(WF_EINVAL, "wf_saga_get: saga and correlation_id are required");
+  std::string t = tenant ? tenant : "";
+  std::lock_guard<std::mutex> g(e.read_mu);
+  Db &db = *e.read_db;
+  db.exec("BEGIN");
+  json out;
+  try {
+    auto st = db.prepare(
+        "SELECT state, version, status, created_at, updated_at FROM wf_sagas WHERE tenant = ?1 "
+        "AND saga = ?2 AND correlation_id = ?3");
+    st->bind(1, t).bind(2, saga).bind(3, corr);
+    if (!st->step())
+      fail(WF_ENOTFOUND, std::string("wf_saga_get: no instance of saga \"") + saga + "\" for \"" +
+                             corr + "\" in tenant \"" + t + "\"");
+    out["state"] = json::parse(st->col_text(0), nullptr, false);
+    out["version"] = st->col_int(1);
+    out["status"] = st->col_text(2);
+    out["created_at"] = st->col_int(3);
+    out["updated_at"] = st->col_int(4);
+    auto p = db.prepare(
+        "SELECT count(*) FILTER (WHERE state = 0), count(*) FILTER (WHERE state = 2) FROM "
+        "wf_saga_inbox WHERE tenant = ?1 AND saga = ?2 AND correlation_id = ?3");
+    p->bind(1, t).bind(2, saga).bind(3, corr);
+    p->step();
+    out["pending"] = p->col_int(0);
+    out["parked"] = p->col_int(1) > 0;
+    db.exec("COMMIT");
+  } catch (...) {
+    db.exec("ROLLBACK");
+    throw;
+  }
+  return out.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+std::string saga_replay(Engine &e, const char *tenant, const char *saga, const char *corr,
+                        const char *options_json) {
+  if (!saga || !corr) fail(WF_EINVAL, "wf_saga_replay: saga and correlation_id are required");
+  std::string t = tenant ? tenant : "";
+  bool commit = false;
+  if (options_json && *options_json) {
+    json o = parse_json(options_json, e.opt.limits, "replay options", 4096);
+    check_keys(o, {"commit"}, "replay options");
+    if (o.contains("commit")) {
+      if (!o["commit"].is_boolean())
+        fail(WF_EINVAL, "replay options: \"commit\" must be a boolean");
+      commit = o["commit"].get<bool>();
+    }
+  }
+  std::shared_ptr<SagaDef> def;
+  {
+    std::lock_guard<std::mutex> g(e.reg_mu);
+    auto it = e.sagas.find(saga);
+    if (it == e.sagas.end())
+      fail(WF_ENOTFOUND, std::string("wf_saga_replay: saga \"") + saga + "\" is not registered");
+    def = it->second;
+  }
+  std::vector<json> events;
+  int64_t version = 0;
+  {
+    std::lock_guard<std::mutex> g(e.read_mu);
+    Db &db = *e.read_db;
+    db.exec("BEGIN");
+    try {
+      auto v = db.prepare(
+          "SELECT version FROM wf_sagas WHERE tenant = ?1 AND saga = ?2 AND correlation_id = ?3");
+      v->bind(1, t).bind(2, saga).bind(3, corr);
+      if (!v->step())
+        fail(WF_ENOTFOUND, std::string("wf_saga_replay: no instance for \"") + corr + "\"");
+      version = v->col_int(0);
+      auto st = db.prepare(
+          "SELECT e.envelope FROM wf_saga_log l JOIN wf_events e ON e.seq = l.event_seq "
+          "WHERE l.tenant = ?1 AND l.saga = ?2 AND l.correlation_id = ?3 ORDER BY l.n");
+      st->bind(1, t).bind(2, saga).bind(3, corr);
+      while (st->step()) events.push_back(json::parse(st->col_text(0), nullptr, false));
+      db.exec("COMMIT");
+    } catch (...) {
+      db.exec("ROLLBACK");
+      throw;
+    }
+  }
+  json state = nullptr;
+  bool done = false;
+  for (size_t i = 0; i < events.size(); ++i) {
+    try {
+      StepOutput o = run_reducer(e, *def, t, corr, state, events[i], false);
+      state = std::move(o.state);
+      done = o.done;
+    } catch (const Error &ex) {
+      fail(ex.code(), "wf_saga_replay: stopped at event " + std::to_string(i + 1) + " of " +
+                          std::to_string(events.size()) + ": " + ex.what());
+    }
+  }
+  if (commit) {
+    check_writable(e);
+    std::string s = state.dump();
+    std::string status = done ? "done" : "active";
+    std::string sg = saga, c = corr;
+    submit_or_raise(e, [&](WriteCtx &w) {
+      auto up = w.db.prepare(
+          "UPDATE wf_sagas SET state = ?4, status = ?5, updated_at = ?6 WHERE tenant = ?1 AND "
+          "saga = ?2 AND correlation_id = ?3 AND version = ?7");
+      up->bind(1, t).bind(2, sg).bind(3, c).bind(4, s).bind(5, status).bind(6, w.now);
+      up->bind(7, version).exec();
+      if (w.db.changes() != 1)
+        fail(WF_ESTATE, "wf_saga_replay: the instance changed during the replay; run it again");
+    });
+  }
+  json out{{"state", state}, {"events", events.size()}, {"done", done}};
+  return out.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+json saga_stats(Engine &, Db &db, int64_t now, const std::optional<std::string> &tenant) {
+  json out;
+  auto s = db.prepare(
+      "SELECT count(*) FILTER (WHERE status = 'active'), count(*) FILTER (WHERE status = 'done') "
+      "FROM wf_sagas WHERE (?1 IS NULL OR tenant = ?1)");
+  if (tenant) s->bind(1, *tenant);
+  s->step();
+  auto p = db.prepare(
+      "SELECT count(DISTINCT tenant || char(31) || saga || char(31) || correlation_id) FROM "
+      "wf_saga_inbox WHERE state = 2 AND (?1 IS NULL OR tenant = ?1)");
+  if (tenant) p->bind(1, *tenant);
+  p->step();
+  out["sagas"] =
+      json{{"active", s->col_int(0)}, {"done", s->col_int(1)}, {"parked", p->col_int(0)}};
+  auto ev = db.prepare(
+      "SELECT count(*) FROM wf_saga_inbox WHERE state = 0 AND (?1 IS NULL OR tenant = ?1)");
+  if (tenant) ev->bind(1, *tenant);
+  ev->step();
+  auto um =
+      db.prepare("SELECT count(*) FROM wf_events WHERE routed = 0 AND (?1 IS NULL OR tenant = ?1)");
+  if (tenant) um->bind(1, *tenant);
+  um->step();
+  out["events"] = json{{"pending", ev->col_int(0)}, {"unmatched", um->col_int(0)}};
+  auto sc = db.prepare(
+      "SELECT count(*), min(next_due), count(*) FILTER (WHERE next_due <= ?2) FROM wf_schedules "
+      "WHERE (?1 IS NULL OR tenant = ?1)");
+  if (tenant) sc->bind(1, *tenant);
+  sc->bind(2, now);
+  sc->step();
+  out["schedules"] = json{{"pending", sc->col_int(0)},
+                          {"next_due_ms", sc->col_null(1) ? json(nullptr) : json(sc->col_int(1))},
+                          {"due", sc->col_int(2)}};
+  return out;
+}
+
+}  // namespace wf
+
+extern "C" WF_API int wf_buf_set(wf_buf *out, const char *data, size_t len) {
+  if (!out || (!data && len)) {
+    wf::set_last_error("wf_buf_set: NULL buffer or data");
+    return WF_EINVAL;
+  }
+  try {
+    out->data.assign(data ? data : "", len);
+    out->set = true;
+    return WF_OK;
+  } catch (...) {
+    wf::set_last_error("out of memory");
+    return WF_ENOMEM;
+  }
+}

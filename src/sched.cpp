@@ -1,0 +1,264 @@
+// Durable scheduler: one-shot and cron timers stored in wf_schedules, fired
+// by the writer in the same transaction that reschedules them, with keys
+// derived from (schedule key, due time) so a firing is never doubled.
+#include <climits>
+
+#include "cron.h"
+#include "outbox.h"
+
+namespace wf {
+
+namespace {
+// A cron fire noticed later than this under catch_up "none" is skipped.
+constexpr int64_t kMisfireGraceMs = 60000;
+// Upper bound on due times examined when catching up after long downtime.
+constexpr int kMaxCatchUpScan = 1000000;
+}  // namespace
+
+NewSchedule decode_schedule(const json &doc, const Options &opt, int64_t now, const char *what) {
+  check_keys(
+      doc,
+      {"key", "tenant", "at", "delay_ms", "cron", "tz", "catch_up", "catch_up_max", "job", "event"},
+      what);
+  NewSchedule s;
+  s.key = get_string(doc, "key", what, true);
+  if (s.key.empty() || s.key.size() > 1024)
+    fail(WF_EINVAL, std::string(what) + ": \"key\" must be 1 to 1024 bytes");
+  s.tenant = get_string(doc, "tenant", what, false, "");
+  if (s.tenant.size() > 200) fail(WF_EINVAL, std::string(what) + ": \"tenant\" is over 200 bytes");
+  int kinds = 0;
+  for (const char *k : {"at", "delay_ms", "cron"})
+    if (doc.contains(k) && !doc[k].is_null()) ++kinds;
+  if (kinds != 1)
+    fail(WF_EINVAL, std::string(what) + ": give exactly one of \"at\", \"delay_ms\", \"cron\"");
+  s.tz = get_string(doc, "tz", what, false, "UTC");
+  s.catch_up = get_string(doc, "catch_up", what, false, "latest");
+  if (s.catch_up != "latest" && s.catch_up != "all" && s.catch_up != "none")
+    fail(WF_EINVAL, std::string(what) +
+                        ": \"catch_up\" must be \"latest\", \"all\" or \"none\", not \"" +
+                        s.catch_up + "\"");
+  s.catch_up_max = get_int(doc, "catch_up_max", what, 100, 1, 100000);
+  if (doc.contains("cron") && !doc["cron"].is_null()) {
+    s.cron = get_string(doc, "cron", what, true);
+    Cron c = Cron::parse(s.cron, s.tz);  // throws naming the field or zone
+    s.next_due = c.next_after(now);
+    if (s.next_due == INT64_MAX)
+      fail(WF_EINVAL, std::string(what) + ": cron \"" + s.cron + "\" never fires");
+  } else if (doc.contains("delay_ms") && !doc["delay_ms"].is_null()) {
+    s.next_due = now + get_int(doc, "delay_ms", what, 0, 0, INT64_C(1) << 45);
+  } else {
+    s.next_due = get_time(doc, "at", what, now);
+    if (doc.contains("tz") && !doc["tz"].is_null())
+      fail(WF_EINVAL, std::string(what) + ": \"tz\" applies to \"cron\" only");
+  }
+  bool has_job = doc.contains("job") && !doc["job"].is_null();
+  bool has_event = doc.contains("event") && !doc["event"].is_null();
+  if (has_job == has_event)
+    fail(WF_EINVAL, std::string(what) + ": give exactly one of \"job\" and \"event\"");
+  std::string sub = std::string(what) + (has_job ? ".job" : ".event");
+  json body = has_job ? doc["job"] : doc["event"];
+  if (!body.is_object()) fail(WF_EINVAL, sub + " must be a JSON object");
+  // The schedule's tenant is the tenant of what it fires.
+  if (body.contains("tenant") && body["tenant"] != s.tenant)
+    fail(WF_EINVAL, sub + ": \"tenant\" must match the schedule's tenant");
+  body["tenant"] = s.tenant;
+  if (has_job) {
+    if (body.contains("run_at") || body.contains("delay_ms"))
+      fail(WF_EINVAL, sub + ": the schedule sets the time; remove \"run_at\"/\"delay_ms\"");
+    decode_job(body, opt, now, sub.c_str());  // validate now; bad input never fires
+    s.target = "job";
+  } else {
+    if (!body.contains("event_id")) body["event_id"] = "schedule:" + s.key;
+    decode_event(body, opt, now, sub.c_str());
+    s.target = "event";
+  }
+  s.body = body.dump();
+  return s;
+}
+
+void Engine::upsert_schedule(WriteCtx &w, const NewSchedule &s) {
+  auto st = w.db.prepare(
+      "INSERT OR REPLACE INTO wf_schedules(tenant, key, cron, tz, catch_up, catch_up_max, "
+      "target, body, next_due, fired, last_due, origin, created_at) "
+      "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 0, NULL, ?10, ?11)");
+  st->bind(1, s.tenant).bind(2, s.key);
+  if (s.cron.empty())
+    st->bind_null(3);
+  else
+    st->bind(3, s.cron);
+  st->bind(4, s.tz).bind(5, s.catch_up).bind(6, s.catch_up_max).bind(7, s.target);
+  st->bind(8, s.body).bind(9, s.next_due);
+  if (s.origin.empty())
+    st->bind_null(10);
+  else
+    st->bind(10, s.origin);
+  st->bind(11, w.now).exec();
+  w.next_sched = std::min(w.next_sched, s.next_due);
+}
+
+void schedule(Engine &e, const char *schedule_json) {
+  check_writable(e);
+  if (!schedule_json) fail(WF_EINVAL, "schedule: NULL document");
+  json doc = parse_json(schedule_json, e.opt.limits, "schedule",
+                        e.opt.limits.max_payload_bytes + 65536 + 1024);
+  NewSchedule s = decode_schedule(doc, e.opt, e.now(), "schedule");
+  submit_or_raise(e, [&](WriteCtx &w) { e.upsert_schedule(w, s); });
+}
+
+void tx_schedule(HostTx *tx, const char *schedule_json) {
+  Engine &e = *tx->engine;
+  if (tx->failed) fail(WF_ESTATE, "wf_tx_schedule: the transaction failed earlier; roll it back");
+  if (!schedule_json) fail(WF_EINVAL, "schedule: NULL document");
+  json doc = parse_json(schedule_json, e.opt.limits, "schedule",
+                        e.opt.limits.max_payload_bytes + 65536 + 1024);
+  int64_t t = e.now();
+  NewSchedule s = decode_schedule(doc, e.opt, t, "schedule");
+  WriteCtx w{*e.write_db, t};
+  e.upsert_schedule(w, s);
+  tx_merge(tx, w);
+}
+
+void unschedule(Engine &e, const char *tenant, const char *key) {
+  check_writable(e);
+  if (!key || !*key) fail(WF_EINVAL, "unschedule: key is empty");
+  std::string ten = tenant ? tenant : "", k = key;
+  submit_or_raise(e, [&](WriteCtx &w) {
+    auto st = w.db.prepare("DELETE FROM wf_schedules WHERE tenant = ?1 AND key = ?2");
+    st->bind(1, ten).bind(2, k).exec();
+    if (w.db.changes() == 0)
+      fail(WF_ENOTFOUND, "unschedule: no schedule \"" + k + "\" in tenant \"" + ten + "\"");
+  });
+}
+
+// ------------------------------------------------------------ firing
+
+namespace {
+
+// Materializes one firing of a schedule at `due`.
+void fire_one(Engine &e, WriteCtx &w, const std::string &tenant, const std::string &key,
+              const std::string &target, const std::string &body, const std::string &origin,
+              int64_t due) {
+  json doc = json::parse(body);
+  std::string suffix = "@" + std::to_string(due);
+  if (target == "job") {
+    NewJob j = decode_job(doc, e.opt, w.now, "schedule.job");
+    j.key = (j.key ? *j.key : "schedule:" + key) + suffix;
+    j.run_at = std::min(due, w.now);
+    j.origin = origin;
+    std::string id;
+    bool existing;
+    e.insert_job(w, j, &id, &existing);
+  } else {
+    doc["event_id"] = doc.value("event_id", "schedule:" + key) + suffix;
+    if (!doc.contains("occurred_at")) doc["occurred_at"] = due;
+    NewEvent ev = decode_event(doc, e.opt, w.now, "schedule.event");
+    e.insert_event(w, ev);
+  }
+  (void)tenant;
+}
+
+}  // namespace
+
+void Engine::pump_schedules() {
+  if (fire_outstanding || stopping || draining) return;
+  int64_t t = now();
+  if (known_next_sched > t) return;
+  fire_outstanding = true;
+  auto more = std::make_shared<bool>(false);
+  WriteReq r;
+  r.fn = [this, more](WriteCtx &w) {
+    struct Due {
+      std::string tenant, key, cron, tz, catch_up, target, body, origin;
+      int64_t max, next_due;
+    };
+    std::vector<Due> due;
+    {
+      auto st = w.db.prepare(
+          "SELECT tenant, key, cron, tz, catch_up, catch_up_max, target, body, next_due, origin "
+          "FROM wf_schedules WHERE next_due <= ?1 ORDER BY next_due LIMIT 512");
+      st->bind(1, w.now);
+      while (st->step())
+        due.push_back(Due{st->col_text(0), st->col_text(1), st->col_text(2), st->col_text(3),
+                          st->col_text(4), st->col_text(6), st->col_text(7), st->col_text(9),
+                          st->col_int(5), st->col_int(8)});
+    }
+    *more = due.size() == 512;
+    for (auto &d : due) {
+      // Each schedule fires in its own savepoint: one bad row (a cron the
+      // library no longer accepts) must not stop the others.
+      w.db.exec("SAVEPOINT fire");
+      WriteCtx sub{w.db, w.now};
+      try {
+        std::vector<int64_t> fires;
+        int64_t next = INT64_MAX;
+        if (d.cron.empty()) {
+          if (d.catch_up != "none" || w.now - d.next_due <= kMisfireGraceMs)
+            fires.push_back(d.next_due);
+        } else {
+          Cron c = Cron::parse(d.cron, d.tz);
+          std::vector<int64_t> missed;
+          int64_t x = d.next_due;
+          for (int n = 0; x <= w.now && n < kMaxCatchUpScan; ++n) {
+            missed.push_back(x);
+            if (d.catch_up != "all" && missed.size() > 1) missed.erase(missed.begin());
+            x = c.next_after(x);
+          }
+          if (x <= w.now) x = c.next_after(w.now);  // scan bound hit
+          next = x;
+          if (d.catch_up == "all") {
+            size_t from = missed.size() > static_cast<size_t>(d.max) ? missed.size() - d.max : 0;
+            fires.assign(missed.begin() + static_cast<long>(from), missed.end());
+          } else if (!missed.empty()) {
+            int64_t last = missed.back();
+            if (d.catch_up == "latest" || w.now - last <= kMisfireGraceMs) fires.push_back(last);
+          }
+        }
+        for (int64_t at : fires)
+          fire_one(*this, sub, d.tenant, d.key, d.target, d.body, d.origin, at);
+        if (next == INT64_MAX) {
+          auto del = w.db.prepare("DELETE FROM wf_schedules WHERE tenant = ?1 AND key = ?2");
+          del->bind(1, d.tenant).bind(2, d.key).exec();
+        } else {
+          auto up = w.db.prepare(
+              "UPDATE wf_schedules SET next_due = ?3, fired = fired + ?4, last_due = "
+              "coalesce(?5, last_due) WHERE tenant = ?1 AND key = ?2");
+          up->bind(1, d.tenant)
+              .bind(2, d.key)
+              .bind(3, next)
+              .bind(4, static_cast<int64_t>(fires.size()));
+          if (fires.empty())
+            up->bind_null(5);
+          else
+            up->bind(5, fires.back());
+          up->exec();
+          sub.next_sched = std::min(sub.next_sched, next);
+        }
+        w.db.exec("RELEASE fire");
+        w.merge(sub);
+      } catch (const Error &ex) {
+        w.db.exec("ROLLBACK TO fire");
+        w.db.exec("RELEASE fire");
+        log(WF_LOG_ERROR, "schedule could not fire; removed",
+            json{{"tenant", d.tenant}, {"key", d.key}, {"error", ex.what()}});
+        auto del = w.db.prepare("DELETE FROM wf_schedules WHERE tenant = ?1 AND key = ?2");
+        del->bind(1, d.tenant).bind(2, d.key).exec();
+      }
+    }
+  };
+  r.after = [this, more](int rc, const std::string &) {
+    bool again = rc == WF_OK && *more;
+    notify_loop([&](Inbox &in) {
+      in.fire_done = true;
+      in.fire_again |= again;
+    });
+  };
+  submit(std::move(r));
+}
+
+void Engine::refresh_next_sched() {
+  std::lock_guard<std::mutex> g(read_mu);
+  auto st = read_db->prepare("SELECT min(next_due) FROM wf_schedules");
+  known_next_sched = (st->step() && !st->col_null(0)) ? st->col_int(0) : INT64_MAX;
+}
+
+}  // namespace wf
