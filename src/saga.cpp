@@ -324,6 +324,25 @@ StepOutput run_reducer(Engine &e, const SagaDef &d, const std::string &tenant,
 
 }  // namespace
 
+namespace {
+
+// What one pass decided for one queued event of an instance.
+struct SagaAction {
+  enum Kind { kApply, kDrop, kPark } kind;
+  int64_t seq = 0, event_seq = 0;
+  int64_t expect_version = -1;  // apply: version before the step, -1 = new instance
+  std::string new_state, error, envelope;
+  std::shared_ptr<StepOutput> out;
+};
+
+struct QueuedEvent {
+  int64_t seq, event_seq;
+  bool start;
+  std::string envelope;
+};
+
+}  // namespace
+
 void Engine::pump_sagas() {
   if (!saga_wake || stopping || draining) return;
   saga_wake = false;
@@ -341,6 +360,11 @@ void Engine::pump_sagas() {
   };
   std::vector<Head> heads;
   const int64_t kBatch = 512;
+  // With few busy instances, fold each one's queued events through the
+  // reducer in one pass and commit them together (a hot instance then moves
+  // at reducer speed, not at one transaction per event).
+  const int64_t kFollow = 255;
+  std::map<int64_t, std::vector<QueuedEvent>> followers;  // by head seq
   {
     std::lock_guard<std::mutex> g(read_mu);
     auto st = read_db->prepare(
@@ -357,6 +381,22 @@ void Engine::pump_sagas() {
       heads.push_back(Head{st->col_int(0), st->col_int(1), st->col_text(2), st->col_text(3),
                            st->col_text(4), st->col_text(6), st->col_text(7), st->col_text(9),
                            st->col_int(5) != 0, !st->col_null(8), st->col_int(8)});
+    if (heads.size() < 64) {
+      for (auto &h : heads) {
+        if (saga_busy.count(instance_key(h.tenant, h.saga, h.corr))) continue;
+        auto f = read_db->prepare(
+            "SELECT i.seq, i.event_seq, i.start, i.state, e.envelope FROM wf_saga_inbox i "
+            "JOIN wf_events e ON e.seq = i.event_seq WHERE i.tenant = ?1 AND i.saga = ?2 AND "
+            "i.correlation_id = ?3 AND i.seq > ?4 ORDER BY i.seq LIMIT ?5");
+        f->bind(1, h.tenant).bind(2, h.saga).bind(3, h.corr).bind(4, h.seq).bind(5, kFollow);
+        auto &v = followers[h.seq];
+        while (f->step()) {
+          if (f->col_int(3) != 0) break;  // parked: later events wait behind it
+          v.push_back(
+              QueuedEvent{f->col_int(0), f->col_int(1), f->col_int(2) != 0, f->col_text(4)});
+        }
+      }
+    }
   }
   if (static_cast<int64_t>(heads.size()) == kBatch) saga_wake = true;
   for (auto &h : heads) {
@@ -365,6 +405,48 @@ void Engine::pump_sagas() {
     auto it = defs.find(h.saga);
     if (it == defs.end()) continue;  // served by another process
     const SagaDef &d = *it->second;
+    std::vector<QueuedEvent> evs{QueuedEvent{h.seq, h.event_seq, h.start, h.envelope}};
+    auto fit = followers.find(h.seq);
+    if (fit != followers.end()) evs.insert(evs.end(), fit->second.begin(), fit->second.end());
+    // Fold the events through the reducer in memory.
+    bool exists = h.has_instance, done = h.has_instance && h.status == "done";
+    int64_t version = h.has_instance ? h.version : 0;
+    json state = h.has_instance ? json::parse(h.state, nullptr, false) : json(nullptr);
+    std::vector<SagaAction> acts;
+    for (auto &ev : evs) {
+      SagaAction a;
+      a.seq = ev.seq;
+      a.event_seq = ev.event_seq;
+      if (done || (!exists && !ev.start)) {
+        a.kind = SagaAction::kDrop;  // nothing to apply it to
+        acts.push_back(std::move(a));
+        continue;
+      }
+      json event = json::parse(ev.envelope, nullptr, false);
+      try {
+        StepOutput out = run_reducer(*this, d, h.tenant, h.corr, state, event, true);
+        a.kind = SagaAction::kApply;
+        a.expect_version = exists ? version : -1;
+        a.new_state = out.state.dump();
+        state = std::move(out.state);
+        done = out.done;
+        a.out = std::make_shared<StepOutput>(std::move(out));
+        version = exists ? version + 1 : 1;
+        exists = true;
+        acts.push_back(std::move(a));
+      } catch (const Error &ex) {
+        a.kind = SagaAction::kPark;
+        a.error = ex.what();
+        a.envelope = ev.envelope;
+        log(WF_LOG_WARN, "saga event parked",
+            json{{"saga", h.saga},
+                 {"tenant", h.tenant},
+                 {"correlation_id", h.corr},
+                 {"error", a.error}});
+        acts.push_back(std::move(a));
+        break;  // later events wait behind the parked one
+      }
+    }
     saga_busy.insert(ik);
     WriteReq r;
     r.savepoint = true;
@@ -379,103 +461,83 @@ void Engine::pump_sagas() {
           in.saga_retry = true;
       });
     };
-    int64_t seq = h.seq, event_seq = h.event_seq;
     std::string tenant = h.tenant, saga = h.saga, corr = h.corr;
-    if ((h.has_instance && h.status == "done") || (!h.has_instance && !h.start)) {
-      // Nothing to apply it to: consume without applying.
-      r.fn = [seq](WriteCtx &w) {
-        auto del = w.db.prepare("DELETE FROM wf_saga_inbox WHERE seq = ?1 AND state = 0");
-        del->bind(1, seq).exec();
-      };
-      submit(std::move(r));
-      continue;
-    }
-    json event = json::parse(h.envelope, nullptr, false);
-    json state = h.has_instance ? json::parse(h.state, nullptr, false) : json(nullptr);
-    StepOutput out;
-    std::string error;
-    try {
-      out = run_reducer(*this, d, tenant, corr, state, event, true);
-    } catch (const Error &ex) {
-      error = ex.what();
-    }
-    if (!error.empty()) {
-      // Park: the event becomes a dead letter; the instance waits behind it.
-      log(WF_LOG_WARN, "saga event parked",
-          json{{"saga", saga}, {"tenant", tenant}, {"correlation_id", corr}, {"error", error}});
-      std::string envelope = h.envelope;
-      r.fn = [seq, tenant, saga, corr, error, envelope](WriteCtx &w) {
-        auto up = w.db.prepare(
-            "UPDATE wf_saga_inbox SET state = 2, error = ?2 WHERE seq = ?1 AND state = 0");
-        up->bind(1, seq).bind(2, error).exec();
-        if (w.db.changes() != 1) return;
-        json origin = saga_ref(saga, tenant, corr);
-        origin["kind"] = "saga_event";
-        origin["inbox_seq"] = seq;
-        json meta{{"saga", saga}, {"correlation_id", corr}};
-        auto ins = w.db.prepare(
-            "INSERT INTO wf_jobs(tenant, effect, payload, metadata, run_at, state, created_at, "
-            "origin) VALUES(?1, ?2, ?3, ?4, ?5, 1, ?5, ?6)");
-        ins->bind(1, tenant).bind(2, "saga:" + saga).bind(3, envelope).bind(4, meta.dump());
-        ins->bind(5, w.now).bind(6, origin.dump()).exec();
-        int64_t id = w.db.last_rowid();
-        auto dead = w.db.prepare(
-            "INSERT OR REPLACE INTO wf_dead(id, tenant, effect, key, payload, metadata, priority, "
-            "attempts, failures, max_attempts, origin, created_at, reason, dead_at) "
-            "SELECT id, tenant, effect, key, payload, metadata, priority, 1, 1, 1, origin, "
-            "created_at, ?2, ?3 FROM wf_jobs WHERE id = ?1");
-        dead->bind(1, id).bind(2, "saga reducer: " + error).bind(3, w.now).exec();
-        auto del = w.db.prepare("DELETE FROM wf_jobs WHERE id = ?1");
-        del->bind(1, id).exec();
-      };
-      submit(std::move(r));
-      continue;
-    }
-    int64_t version = h.has_instance ? h.version : -1;
-    std::string new_state = out.state.dump();
-    auto o = std::make_shared<StepOutput>(std::move(out));
-    r.fn = [this, seq, event_seq, tenant, saga, corr, version, new_state, o](WriteCtx &w) {
-      {
-        auto chk = w.db.prepare("SELECT 1 FROM wf_saga_inbox WHERE seq = ?1 AND state = 0");
-        chk->bind(1, seq);
-        if (!chk->step()) return;  // another engine applied it
+    r.fn = [this, tenant, saga, corr, acts = std::move(acts)](WriteCtx &w) {
+      for (const auto &a : acts) {
+        {
+          auto chk = w.db.prepare("SELECT 1 FROM wf_saga_inbox WHERE seq = ?1 AND state = 0");
+          chk->bind(1, a.seq);
+          if (!chk->step()) return;  // another engine took it
+        }
+        if (a.kind == SagaAction::kDrop) {
+          auto del = w.db.prepare("DELETE FROM wf_saga_inbox WHERE seq = ?1");
+          del->bind(1, a.seq).exec();
+          continue;
+        }
+        if (a.kind == SagaAction::kPark) {
+          // The event becomes a dead letter; the instance waits behind it.
+          auto up = w.db.prepare("UPDATE wf_saga_inbox SET state = 2, error = ?2 WHERE seq = ?1");
+          up->bind(1, a.seq).bind(2, a.error).exec();
+          json origin = saga_ref(saga, tenant, corr);
+          origin["kind"] = "saga_event";
+          origin["inbox_seq"] = a.seq;
+          json meta{{"saga", saga}, {"correlation_id", corr}};
+          auto ins = w.db.prepare(
+              "INSERT INTO wf_jobs(tenant, effect, payload, metadata, run_at, state, created_at, "
+              "origin) VALUES(?1, ?2, ?3, ?4, ?5, 1, ?5, ?6)");
+          ins->bind(1, tenant).bind(2, "saga:" + saga).bind(3, a.envelope).bind(4, meta.dump());
+          ins->bind(5, w.now).bind(6, origin.dump()).exec();
+          int64_t id = w.db.last_rowid();
+          auto dead = w.db.prepare(
+              "INSERT OR REPLACE INTO wf_dead(id, tenant, effect, key, payload, metadata, "
+              "priority, attempts, failures, max_attempts, origin, created_at, reason, dead_at) "
+              "SELECT id, tenant, effect, key, payload, metadata, priority, 1, 1, 1, origin, "
+              "created_at, ?2, ?3 FROM wf_jobs WHERE id = ?1");
+          dead->bind(1, id).bind(2, "saga reducer: " + a.error).bind(3, w.now).exec();
+          auto del = w.db.prepare("DELETE FROM wf_jobs WHERE id = ?1");
+          del->bind(1, id).exec();
+          return;
+        }
+        const char *status = a.out->done ? "done" : "active";
+        if (a.expect_version < 0) {
+          auto ins = w.db.prepare(
+              "INSERT INTO wf_sagas(tenant, saga, correlation_id, state, version, status, "
+              "created_at, updated_at) VALUES(?1, ?2, ?3, ?4, 1, ?5, ?6, ?6) "
+              "ON CONFLICT DO NOTHING");
+          ins->bind(1, tenant).bind(2, saga).bind(3, corr).bind(4, a.new_state).bind(5, status);
+          ins->bind(6, w.now).exec();
+        } else {
+          auto up = w.db.prepare(
+              "UPDATE wf_sagas SET state = ?4, version = version + 1, status = ?5, "
+              "updated_at = ?6 WHERE tenant = ?1 AND saga = ?2 AND correlation_id = ?3 AND "
+              "version = ?7");
+          up->bind(1, tenant).bind(2, saga).bind(3, corr).bind(4, a.new_state).bind(5, status);
+          up->bind(6, w.now).bind(7, a.expect_version).exec();
+        }
+        if (w.db.changes() != 1)
+          fail(WF_EBUSY, "saga instance " + saga + "/" + corr + " changed concurrently");
+        if (g_fail_saga_step.load() > 0) {
+          g_fail_saga_step--;
+          fail(WF_EIO, "injected failure inside the saga step");
+        }
+        for (auto &j : a.out->commands) {
+          std::string id;
+          bool existing;
+          insert_job(w, j, &id, &existing);
+        }
+        for (auto &s : a.out->schedules) upsert_schedule(w, s);
+        for (auto &k : a.out->cancels) {
+          auto del = w.db.prepare("DELETE FROM wf_schedules WHERE tenant = ?1 AND key = ?2");
+          del->bind(1, tenant).bind(2, k).exec();
+        }
+        auto del = w.db.prepare("DELETE FROM wf_saga_inbox WHERE seq = ?1");
+        del->bind(1, a.seq).exec();
+        auto lg = w.db.prepare(
+            "INSERT INTO wf_saga_log(tenant, saga, correlation_id, n, event_seq) "
+            "VALUES(?1, ?2, ?3, ?4, ?5)");
+        lg->bind(1, tenant).bind(2, saga).bind(3, corr);
+        lg->bind(4, a.expect_version < 0 ? 1 : a.expect_version + 1).bind(5, a.event_seq).exec();
       }
-      const char *status = o->done ? "done" : "active";
-      if (version < 0) {
-        auto ins = w.db.prepare(
-            "INSERT INTO wf_sagas(tenant, saga, correlation_id, state, version, status, "
-            "created_at, updated_at) VALUES(?1, ?2, ?3, ?4, 1, ?5, ?6, ?6) ON CONFLICT DO NOTHING");
-        ins->bind(1, tenant).bind(2, saga).bind(3, corr).bind(4, new_state).bind(5, status);
-        ins->bind(6, w.now).exec();
-      } else {
-        auto up = w.db.prepare(
-            "UPDATE wf_sagas SET state = ?4, version = version + 1, status = ?5, updated_at = ?6 "
-            "WHERE tenant = ?1 AND saga = ?2 AND correlation_id = ?3 AND version = ?7");
-        up->bind(1, tenant).bind(2, saga).bind(3, corr).bind(4, new_state).bind(5, status);
-        up->bind(6, w.now).bind(7, version).exec();
-      }
-      if (w.db.changes() != 1) return;  // lost the race; the loop retries
-      if (g_fail_saga_step.load() > 0) {
-        g_fail_saga_step--;
-        fail(WF_EIO, "injected failure inside the saga step");
-      }
-      for (auto &j : o->commands) {
-        std::string id;
-        bool existing;
-        insert_job(w, j, &id, &existing);
-      }
-      for (auto &s : o->schedules) upsert_schedule(w, s);
-      for (auto &k : o->cancels) {
-        auto del = w.db.prepare("DELETE FROM wf_schedules WHERE tenant = ?1 AND key = ?2");
-        del->bind(1, tenant).bind(2, k).exec();
-      }
-      auto del = w.db.prepare("DELETE FROM wf_saga_inbox WHERE seq = ?1");
-      del->bind(1, seq).exec();
-      auto lg = w.db.prepare(
-          "INSERT INTO wf_saga_log(tenant, saga, correlation_id, n, event_seq) "
-          "VALUES(?1, ?2, ?3, ?4, ?5)");
-      lg->bind(1, tenant).bind(2, saga).bind(3, corr).bind(4, version < 0 ? 1 : version + 1);
-      lg->bind(5, event_seq).exec();
     };
     submit(std::move(r));
   }
