@@ -628,6 +628,18 @@ std::string metrics(Engine &e) {
        std::to_string(s["outbox"]["oldest_ready_age_ms"].get<int64_t>()) + "\n";
   gauge("wf_dead_letters", "Jobs in the dead-letter table.", "gauge");
   o += "wf_dead_letters " + std::to_string(s["dead"].get<int64_t>()) + "\n";
+  gauge("wf_schedules_pending", "Durable schedules waiting to fire.", "gauge");
+  o += "wf_schedules_pending " + std::to_string(s["schedules"]["pending"].get<int64_t>()) + "\n";
+  gauge("wf_schedules_due", "Schedules due now and not yet fired.", "gauge");
+  o += "wf_schedules_due " + std::to_string(s["schedules"]["due"].get<int64_t>()) + "\n";
+  gauge("wf_sagas", "Saga instances by status.", "gauge");
+  for (const char *st : {"active", "done", "parked"})
+    o += std::string("wf_sagas{status=\"") + st + "\"} " +
+         std::to_string(s["sagas"][st].get<int64_t>()) + "\n";
+  gauge("wf_saga_events_pending", "Events routed to sagas and not yet applied.", "gauge");
+  o += "wf_saga_events_pending " + std::to_string(s["events"]["pending"].get<int64_t>()) + "\n";
+  gauge("wf_events_unmatched", "Submitted events that no saga took.", "gauge");
+  o += "wf_events_unmatched " + std::to_string(s["events"]["unmatched"].get<int64_t>()) + "\n";
   gauge("wf_inflight", "Attempts in flight in this engine.", "gauge");
   o += "wf_inflight " + std::to_string(s["engine"]["inflight"].get<int64_t>()) + "\n";
   for (const char *c :
