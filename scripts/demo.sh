@@ -8,12 +8,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/deps.sh
-WF_BUILD_TESTS=OFF ./scripts/build.sh -DWF_BUILD_TESTS=OFF -DWF_BUILD_BENCH=OFF >/dev/null
+BUILD_DIR=build-demo ./scripts/build.sh -DWF_BUILD_TESTS=OFF -DWF_BUILD_BENCH=OFF >/dev/null
 DB=${DB:-./wf_demo.db}
 SAGA_DB=${SAGA_DB:-./order_saga.db}
 rm -f "$DB" "$DB-wal" "$DB-shm" "$SAGA_DB" "$SAGA_DB-wal" "$SAGA_DB-shm"
 echo "== demo 1: outbox and relay (examples/demo.c)"
-./build/examples/wf_demo "$DB"
+./build-demo/examples/wf_demo "$DB"
 echo
 echo "== demo 2: order saga (examples/order_saga)"
-./build/examples/wf_order_saga "$SAGA_DB" "${PAYMENT_TIMEOUT_MS:-30000}"
+./build-demo/examples/wf_order_saga "$SAGA_DB" "${PAYMENT_TIMEOUT_MS:-30000}"
