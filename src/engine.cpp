@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cmath>
 #include <cstring>
 
@@ -69,6 +70,7 @@ Options parse_options(const char *options_json) {
   o.max_inflight = static_cast<int>(get_int(doc, "max_inflight", w, 1000, 1, 1000000));
   o.poll_ms = get_int(doc, "poll_ms", w, 500, 0, 3600000);
   o.drain_timeout_ms = get_int(doc, "drain_timeout_ms", w, 10000, 0, 3600000);
+  o.group_commit_wait_us = get_int(doc, "group_commit_wait_us", w, 200, 0, 100000);
   return o;
 }
 
@@ -310,6 +312,7 @@ void Engine::post_hints(const WriteCtx &w) {
 void Engine::submit(WriteReq req) {
   {
     std::lock_guard<std::mutex> g(wq_mu);
+    if (req.durable) ++wq_durable;
     wq.push_back(std::move(req));
   }
   wq_cv.notify_one();
@@ -352,6 +355,16 @@ void Engine::writer_main() {
       std::unique_lock<std::mutex> lk(wq_mu);
       wq_cv.wait(lk, [&] { return writer_stop || !wq.empty(); });
       if (wq.empty() && writer_stop) return;
+      // Adaptive group commit: when the last commit carried several waiting
+      // callers and fewer are queued now, the others are usually on their way
+      // (woken by that commit); wait a few microseconds for them so one fsync
+      // serves them all. A lone caller never waits.
+      if (opt.group_commit_wait_us > 0 && last_durable > 1 && wq_durable > 0 &&
+          wq_durable < last_durable && !wq.front().host_tx) {
+        int want = last_durable;
+        wq_cv.wait_for(lk, std::chrono::microseconds(opt.group_commit_wait_us),
+                       [&] { return writer_stop || wq_durable >= want; });
+      }
       // Take everything up to the first host transaction (which runs alone).
       while (!wq.empty() && batch.size() < 8192) {
         if (wq.front().host_tx) {
@@ -364,6 +377,10 @@ void Engine::writer_main() {
         batch.push_back(std::move(wq.front()));
         wq.pop_front();
       }
+      int durable = 0;
+      for (auto &r : batch) durable += r.durable;
+      wq_durable -= durable;
+      last_durable = durable;
     }
     if (batch.size() == 1 && batch[0].host_tx)
       run_host_tx(batch[0]);

@@ -61,6 +61,7 @@ struct Options {
   int max_inflight = 1000;
   int64_t poll_ms = 500;
   int64_t drain_timeout_ms = 10000;
+  int64_t group_commit_wait_us = 200;
 };
 
 Options parse_options(const char *options_json);
@@ -217,6 +218,8 @@ struct Engine {
   std::condition_variable wq_cv;
   std::deque<WriteReq> wq;   // GUARDED_BY(wq_mu)
   bool writer_stop = false;  // GUARDED_BY(wq_mu)
+  int wq_durable = 0;        // GUARDED_BY(wq_mu): queued requests with a waiter
+  int last_durable = 0;      // GUARDED_BY(wq_mu): waiters in the last batch
   std::thread writer;
   bool sync_full_now = true;  // writer thread only
   void writer_main();
