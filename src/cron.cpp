@@ -29,8 +29,8 @@
 // that do not match, and within a day picks the next matching hour, minute
 // and second directly from the bitsets, so a call costs a few zone lookups.
 //
-// Range: times are supported from year 1 to 9999. Earlier `after` values
-// search from year 1; later ones return INT64_MAX. "Within 5 years" means the
+// Range: fire instants lie in years 1 to 9999 (UTC); an earlier `after`
+// searches from year 1, and nothing fires after 9999-12-31T23:59:59Z. "Within 5 years" means the
 // matching local time is at most 1827 days after the local time of `after`.
 #include "cron.h"
 
@@ -124,10 +124,10 @@ class Parser {
     size_t pos = 0;
     for (;;) {
       size_t comma = text.find(',', pos);
-      std::string_view item =
+      std::string_view part =
           text.substr(pos, comma == std::string_view::npos ? std::string_view::npos : comma - pos);
-      if (item.empty()) err(std::string(f.name) + " has an empty list item");
-      mask |= this->item(item, f);
+      if (part.empty()) err(std::string(f.name) + " has an empty list item");
+      mask |= item(part, f);
       if (comma == std::string_view::npos) break;
       pos = comma + 1;
     }
@@ -135,12 +135,13 @@ class Parser {
   }
 
  private:
-  uint64_t item(std::string_view item, const FieldSpec &f) const {
-    std::string_view base = item, step_text;
+  // One list item: `*`, `a`, or `a-b`, optionally followed by `/step`.
+  uint64_t item(std::string_view text, const FieldSpec &f) const {
+    std::string_view base = text, step_text;
     bool has_step = false;
-    if (size_t slash = item.find('/'); slash != std::string_view::npos) {
-      base = item.substr(0, slash);
-      step_text = item.substr(slash + 1);
+    if (size_t slash = text.find('/'); slash != std::string_view::npos) {
+      base = text.substr(0, slash);
+      step_text = text.substr(slash + 1);
       has_step = true;
     }
     int a, b;
@@ -386,6 +387,7 @@ int64_t Cron::next_after(int64_t after_ms) const {
     int64_t l = next_local_match(c, start, limit);
     if (l == INT64_MAX) return INT64_MAX;
     int64_t f = fire_instant(c, l);
+    if (f > kMaxSec) return INT64_MAX;
     if (f > after_s) return f * 1000;
     start = l + 1;  // not reached with regular zones; kept for odd transitions
   }

@@ -1,6 +1,8 @@
 // Engine construction, options, the writer thread (group commit), logging.
 #include "engine.h"
 
+#include "failpoint.h"
+
 #include <signal.h>
 #include <unistd.h>
 
@@ -433,6 +435,7 @@ void Engine::run_batch(std::vector<WriteReq> &batch) {
     }
     db.exec("COMMIT");
     n_commits.fetch_add(1, std::memory_order_relaxed);
+    if (want_full) WF_FAILPOINT("after_commit_before_return");
   } catch (const Error &e) {
     batch_rc = e.code();
     batch_err = e.what();

@@ -8,6 +8,7 @@
 #include <climits>
 
 #include "engine.h"
+#include "failpoint.h"
 
 namespace wf {
 
@@ -339,6 +340,7 @@ void Engine::dispatch(const std::shared_ptr<JobCtx> &j) {
   if (eff->circuit_state.load() == 2) eff->probe_inflight = true;
   n_dispatched.fetch_add(1, std::memory_order_relaxed);
   try {
+    WF_FAILPOINT("before_dispatch");
     eff->fn(eff->user, reinterpret_cast<wf_job *>(j.get()));
   } catch (const std::exception &ex) {
     complete(j.get(), Outcome{Outcome::kRetry, std::string("provider threw: ") + ex.what()});
@@ -412,6 +414,7 @@ void Engine::finish_attempt(const std::shared_ptr<JobCtx> &j, const Outcome &o) 
     int64_t expires = t + opt.dedupe_window_ms;
     std::string result = o.result;
     r.fn = [this, j, boot, expires, result](WriteCtx &w) {
+      WF_FAILPOINT("after_dispatch_before_completion_commit");
       auto st = w.db.prepare(
           "DELETE FROM wf_jobs WHERE id = ?1 AND state = 1 AND lease_owner = ?2 AND attempts = ?3");
       st->bind(1, j->id).bind(2, boot).bind(3, j->attempt).exec();

@@ -3,6 +3,7 @@
 // takes the head event of each instance that is not busy, calls the reducer,
 // and the writer commits state + jobs + schedules + the consumed event in one
 // transaction, compare-and-set on the instance's version.
+#include "failpoint.h"
 #include "outbox.h"
 
 namespace wf {
@@ -520,6 +521,7 @@ void Engine::pump_sagas() {
           g_fail_saga_step--;
           fail(WF_EIO, "injected failure inside the saga step");
         }
+        WF_FAILPOINT("inside_saga_step_commit");
         for (auto &j : a.out->commands) {
           std::string id;
           bool existing;

@@ -4,6 +4,7 @@
 #include <climits>
 
 #include "cron.h"
+#include "failpoint.h"
 #include "outbox.h"
 
 namespace wf {
@@ -215,6 +216,7 @@ void Engine::pump_schedules() {
         }
         for (int64_t at : fires)
           fire_one(*this, sub, d.tenant, d.key, d.target, d.body, d.origin, at);
+        if (!fires.empty()) WF_FAILPOINT("after_schedule_fired_before_reschedule");
         if (next == INT64_MAX) {
           auto del = w.db.prepare("DELETE FROM wf_schedules WHERE tenant = ?1 AND key = ?2");
           del->bind(1, d.tenant).bind(2, d.key).exec();
