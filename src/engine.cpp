@@ -73,6 +73,7 @@ Options parse_options(const char *options_json) {
   o.poll_ms = get_int(doc, "poll_ms", w, 500, 0, 3600000);
   o.drain_timeout_ms = get_int(doc, "drain_timeout_ms", w, 10000, 0, 3600000);
   o.group_commit_wait_us = get_int(doc, "group_commit_wait_us", w, 200, 0, 100000);
+  o.vfs = get_string(doc, "vfs", w, false, "");
   return o;
 }
 
@@ -177,7 +178,7 @@ bool boot_alive_in_process(const std::string &boot) {
 
 Engine::Engine(const std::string &p, Options o) : path(p), opt(std::move(o)) {
   boot_id = random_hex(12);
-  write_db = std::make_unique<Db>(path, false, opt.busy_timeout_ms);
+  write_db = std::make_unique<Db>(path, false, opt.busy_timeout_ms, opt.vfs);
   {
     // WAL must be set outside a transaction; it is persistent in the file.
     auto st = write_db->prepare("PRAGMA journal_mode=WAL");
@@ -189,7 +190,7 @@ Engine::Engine(const std::string &p, Options o) : path(p), opt(std::move(o)) {
   write_db->exec(opt.durability_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
   sync_full_now = opt.durability_full;
   migrate(*write_db);
-  read_db = std::make_unique<Db>(path, true, opt.busy_timeout_ms);
+  read_db = std::make_unique<Db>(path, true, opt.busy_timeout_ms, opt.vfs);
   read_db->exec("PRAGMA trusted_schema=OFF");
   {
     std::lock_guard<std::mutex> g(g_live_mu);

@@ -62,6 +62,7 @@ struct Options {
   int64_t poll_ms = 500;
   int64_t drain_timeout_ms = 10000;
   int64_t group_commit_wait_us = 200;
+  std::string vfs;  // SQLite VFS name ("" = default); fault-injection tests
 };
 
 Options parse_options(const char *options_json);

@@ -114,7 +114,7 @@ json Stmt::col_json_value(int i) const {
 
 // ------------------------------------------------------------------ Db
 
-Db::Db(const std::string &path, bool readonly, int busy_timeout_ms) {
+Db::Db(const std::string &path, bool readonly, int busy_timeout_ms, const std::string &vfs) {
   if (!readonly) {
     // Create the file ourselves so it is 0600 from its first instant; SQLite
     // gives -wal and -shm the same mode as the database file.
@@ -124,7 +124,9 @@ Db::Db(const std::string &path, bool readonly, int busy_timeout_ms) {
   }
   int flags = (readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE) | SQLITE_OPEN_NOMUTEX |
               SQLITE_OPEN_PRIVATECACHE;
-  int rc = sqlite3_open_v2(path.c_str(), &db_, flags, nullptr);
+  if (!vfs.empty() && !sqlite3_vfs_find(vfs.c_str()))
+    fail(WF_EINVAL, "options: no SQLite VFS named \"" + vfs + "\" is registered");
+  int rc = sqlite3_open_v2(path.c_str(), &db_, flags, vfs.empty() ? nullptr : vfs.c_str());
   if (rc != SQLITE_OK) {
     std::string msg = db_ ? sqlite3_errmsg(db_) : "out of memory";
     sqlite3_close_v2(db_);

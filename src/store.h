@@ -63,7 +63,7 @@ class StmtRef {
 class Db {
  public:
   // Opens `path`, creating it with mode 0600 when `create` is set.
-  Db(const std::string &path, bool readonly, int busy_timeout_ms);
+  Db(const std::string &path, bool readonly, int busy_timeout_ms, const std::string &vfs = "");
   ~Db();
   Db(const Db &) = delete;
   Db &operator=(const Db &) = delete;
