@@ -260,6 +260,10 @@ TEST(CronNext, Fields) {
       {"0 0 * * MON", "Pacific/Kiritimati", "2026-01-01T00:00:00Z", "2026-01-05T00:00:00+14:00"},
       // Out of the supported range.
       {"* * * * *", "UTC", "9999-12-31T23:59:59Z", nullptr},
+      {"* * * * *", "UTC", "9999-12-31T23:58:59Z", "9999-12-31T23:59:00Z"},
+      {"* * * * *", "UTC", "9999-12-31T23:59:00Z", nullptr},
+      {"0 0 * * *", "Asia/Tokyo", "9999-12-30T15:00:00Z", "9999-12-31T15:00:00Z"},
+      {"0 0 * * *", "Asia/Tokyo", "9999-12-31T15:00:00Z", nullptr},
       {"0 0 1 1 *", "UTC", "0001-01-01T00:00:00Z", "0002-01-01T00:00:00Z"},
   });
 }
@@ -487,7 +491,9 @@ TEST(CronIterate, MatchesBruteForcePolicy) {
   }
 }
 
-TEST(CronSpeed, NextAfterIsMicroseconds) {
+// Prints the cost of next_after (tests never fail on timing; the figure is
+// informational, the scheduler benchmark measures firing).
+TEST(CronSpeed, NextAfterManyCalls) {
   const std::vector<std::pair<const char *, const char *>> exprs = {
       {"*/5 * * * *", "America/New_York"},
       {"0 9 * * MON-FRI", "Europe/Berlin"},
@@ -510,8 +516,6 @@ TEST(CronSpeed, NextAfterIsMicroseconds) {
       static_cast<double>(calls);
   RecordProperty("next_after_us", std::to_string(us));
   std::printf("next_after: %.2f us per call\n", us);
-  // Generous bound so sanitizer builds pass; a plain build is ~1 us.
-  EXPECT_LT(us, 200.0);
 }
 
 }  // namespace
