@@ -101,6 +101,20 @@ struct SagaDef {
   void *user = nullptr;
 };
 
+// A reducer's output, validated: effects decoded for the saga's tenant.
+struct StepOutput {
+  json state;
+  bool done = false;
+  std::vector<NewJob> commands;
+  std::vector<NewSchedule> schedules;
+  std::vector<std::string> cancels;
+};
+// Validates reducer output text; throws Error(WF_EINVAL/WF_ETOOBIG) naming
+// the problem. With decode_effects false only state and done are read.
+StepOutput decode_saga_output(const std::string &text, const Options &opt, const std::string &saga,
+                              const std::string &tenant, const std::string &corr, const json &event,
+                              int64_t now, bool decode_effects);
+
 // Test-only failure injection inside saga step transactions.
 extern std::atomic<int> g_fail_saga_step;
 

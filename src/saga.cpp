@@ -224,6 +224,68 @@ void register_saga(Engine &e, const char *saga, const char *spec_json, wf_saga_f
   e.notify_loop([](Engine::Inbox &in) { in.saga_ready = true; });
 }
 
+StepOutput decode_saga_output(const std::string &text, const Options &opt, const std::string &saga,
+                              const std::string &tenant, const std::string &corr, const json &event,
+                              int64_t now, bool decode_effects) {
+  const char *w = "saga output";
+  json out = parse_json(text, opt.limits, w, opt.limits.max_payload_bytes * 4 + 65536);
+  check_keys(out, {"state", "commands", "schedules", "cancel_schedules", "done"}, w);
+  StepOutput o;
+  o.state = out.value("state", json(nullptr));
+  if (out.contains("done") && !out["done"].is_null()) {
+    if (!out["done"].is_boolean()) fail(WF_EINVAL, "saga output: \"done\" must be a boolean");
+    o.done = out["done"].get<bool>();
+  }
+  std::string st = o.state.dump();
+  if (st.size() > opt.limits.max_payload_bytes)
+    fail(WF_ETOOBIG, "saga output: \"state\" is over max_payload_bytes");
+  if (!decode_effects) return o;
+  std::string ref = saga_ref(saga, tenant, corr).dump();
+  int64_t t = now;
+  for (const char *field : {"commands", "schedules", "cancel_schedules"})
+    if (out.contains(field) && !out[field].is_null() && !out[field].is_array())
+      fail(WF_EINVAL, std::string("saga output: \"") + field + "\" must be an array");
+  if (out.contains("commands") && out["commands"].is_array()) {
+    size_t i = 0;
+    for (json cmd : out["commands"]) {
+      std::string what = "saga output: commands[" + std::to_string(i++) + "]";
+      if (!cmd.is_object()) fail(WF_EINVAL, what + " must be a job object");
+      if (cmd.contains("tenant") && cmd["tenant"] != tenant)
+        fail(WF_EINVAL, what + ": \"tenant\" must be the saga's tenant");
+      cmd["tenant"] = tenant;
+      json meta = cmd.value("metadata", json::object());
+      if (!meta.is_object()) fail(WF_EINVAL, what + ": \"metadata\" must be an object");
+      if (!meta.contains("correlation_id")) meta["correlation_id"] = corr;
+      if (!meta.contains("traceparent") && event.contains("traceparent"))
+        meta["traceparent"] = event["traceparent"];
+      meta["saga"] = saga;
+      cmd["metadata"] = meta;
+      NewJob j = decode_job(cmd, opt, t, what.c_str());
+      j.origin = ref;
+      o.commands.push_back(std::move(j));
+    }
+  }
+  if (out.contains("schedules") && out["schedules"].is_array()) {
+    size_t i = 0;
+    for (json s : out["schedules"]) {
+      std::string what = "saga output: schedules[" + std::to_string(i++) + "]";
+      if (!s.is_object()) fail(WF_EINVAL, what + " must be a schedule object");
+      if (s.contains("tenant") && s["tenant"] != tenant)
+        fail(WF_EINVAL, what + ": \"tenant\" must be the saga's tenant");
+      s["tenant"] = tenant;
+      NewSchedule ns = decode_schedule(s, opt, t, what.c_str());
+      ns.origin = ref;
+      o.schedules.push_back(std::move(ns));
+    }
+  }
+  if (out.contains("cancel_schedules") && out["cancel_schedules"].is_array())
+    for (auto &k : out["cancel_schedules"]) {
+      if (!k.is_string()) fail(WF_EINVAL, "saga output: \"cancel_schedules\" entries must be keys");
+      o.cancels.push_back(k.get<std::string>());
+    }
+  return o;
+}
+
 // ------------------------------------------------------------- reducer I/O
 
 }  // namespace wf
@@ -236,14 +298,6 @@ struct wf_buf {
 namespace wf {
 
 namespace {
-
-struct StepOutput {
-  json state;
-  bool done = false;
-  std::vector<NewJob> commands;
-  std::vector<NewSchedule> schedules;
-  std::vector<std::string> cancels;
-};
 
 // Calls the reducer and validates its output; throws Error with the reason.
 StepOutput run_reducer(Engine &e, const SagaDef &d, const std::string &tenant,
@@ -264,63 +318,7 @@ StepOutput run_reducer(Engine &e, const SagaDef &d, const std::string &tenant,
   }
   if (rc != 0) fail(WF_EINVAL, "reducer returned " + std::to_string(rc));
   if (!buf.set) fail(WF_EINVAL, "reducer returned 0 without output (wf_buf_set)");
-  const char *w = "saga output";
-  json out = parse_json(buf.data, e.opt.limits, w, e.opt.limits.max_payload_bytes * 4 + 65536);
-  check_keys(out, {"state", "commands", "schedules", "cancel_schedules", "done"}, w);
-  StepOutput o;
-  o.state = out.value("state", json(nullptr));
-  if (out.contains("done") && !out["done"].is_null()) {
-    if (!out["done"].is_boolean()) fail(WF_EINVAL, "saga output: \"done\" must be a boolean");
-    o.done = out["done"].get<bool>();
-  }
-  std::string st = o.state.dump();
-  if (st.size() > e.opt.limits.max_payload_bytes)
-    fail(WF_ETOOBIG, "saga output: \"state\" is over max_payload_bytes");
-  if (!decode_effects) return o;
-  std::string ref = saga_ref(d.name, tenant, corr).dump();
-  int64_t t = e.now();
-  for (const char *field : {"commands", "schedules", "cancel_schedules"})
-    if (out.contains(field) && !out[field].is_null() && !out[field].is_array())
-      fail(WF_EINVAL, std::string("saga output: \"") + field + "\" must be an array");
-  if (out.contains("commands") && out["commands"].is_array()) {
-    size_t i = 0;
-    for (json cmd : out["commands"]) {
-      std::string what = "saga output: commands[" + std::to_string(i++) + "]";
-      if (!cmd.is_object()) fail(WF_EINVAL, what + " must be a job object");
-      if (cmd.contains("tenant") && cmd["tenant"] != tenant)
-        fail(WF_EINVAL, what + ": \"tenant\" must be the saga's tenant");
-      cmd["tenant"] = tenant;
-      json meta = cmd.value("metadata", json::object());
-      if (!meta.is_object()) fail(WF_EINVAL, what + ": \"metadata\" must be an object");
-      if (!meta.contains("correlation_id")) meta["correlation_id"] = corr;
-      if (!meta.contains("traceparent") && event.contains("traceparent"))
-        meta["traceparent"] = event["traceparent"];
-      meta["saga"] = d.name;
-      cmd["metadata"] = meta;
-      NewJob j = decode_job(cmd, e.opt, t, what.c_str());
-      j.origin = ref;
-      o.commands.push_back(std::move(j));
-    }
-  }
-  if (out.contains("schedules") && out["schedules"].is_array()) {
-    size_t i = 0;
-    for (json s : out["schedules"]) {
-      std::string what = "saga output: schedules[" + std::to_string(i++) + "]";
-      if (!s.is_object()) fail(WF_EINVAL, what + " must be a schedule object");
-      if (s.contains("tenant") && s["tenant"] != tenant)
-        fail(WF_EINVAL, what + ": \"tenant\" must be the saga's tenant");
-      s["tenant"] = tenant;
-      NewSchedule ns = decode_schedule(s, e.opt, t, what.c_str());
-      ns.origin = ref;
-      o.schedules.push_back(std::move(ns));
-    }
-  }
-  if (out.contains("cancel_schedules") && out["cancel_schedules"].is_array())
-    for (auto &k : out["cancel_schedules"]) {
-      if (!k.is_string()) fail(WF_EINVAL, "saga output: \"cancel_schedules\" entries must be keys");
-      o.cancels.push_back(k.get<std::string>());
-    }
-  return o;
+  return decode_saga_output(buf.data, e.opt, d.name, tenant, corr, event, e.now(), decode_effects);
 }
 
 }  // namespace
