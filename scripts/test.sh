@@ -11,7 +11,7 @@ echo "== clang-format"
 ./scripts/format.sh --check
 
 echo "== build (RelWithDebInfo)"
-BUILD_DIR=build ./scripts/build.sh -DWF_BUILD_TESTS=ON -DWF_BUILD_BENCH=ON -DWF_SANITIZE=OFF
+BUILD_DIR=build ./scripts/build.sh -DWF_BUILD_TESTS=ON -DWF_BUILD_BENCH=ON -DWF_SANITIZE=OFF -DWF_FAILPOINTS=ON
 echo "== ctest"
 (cd build && ctest --output-on-failure -j2 --timeout 900)
 
