@@ -1,14 +1,14 @@
 // Engine construction, options, the writer thread (group commit), logging.
 #include "engine.h"
 
-#include "failpoint.h"
-
 #include <signal.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cmath>
 #include <cstring>
+
+#include "failpoint.h"
 
 namespace wf {
 
@@ -48,11 +48,11 @@ Options parse_options(const char *options_json) {
   Limits lim;
   json doc = parse_json(options_json, lim, "options", 1 << 16);
   const char *w = "options";
-  check_keys(
-      doc,
-      {"durability", "busy_timeout_ms", "lease_ms", "max_attempts", "backoff", "dedupe_window_ms",
-       "max_payload_bytes", "max_json_depth", "max_inflight", "poll_ms", "drain_timeout_ms"},
-      w);
+  check_keys(doc,
+             {"durability", "busy_timeout_ms", "lease_ms", "max_attempts", "backoff",
+              "dedupe_window_ms", "max_payload_bytes", "max_json_depth", "max_inflight", "poll_ms",
+              "drain_timeout_ms", "group_commit_wait_us", "vfs", "encryption_key"},
+             w);
   std::string d = get_string(doc, "durability", w, false, "full");
   if (d == "full")
     o.durability_full = true;
@@ -74,6 +74,7 @@ Options parse_options(const char *options_json) {
   o.drain_timeout_ms = get_int(doc, "drain_timeout_ms", w, 10000, 0, 3600000);
   o.group_commit_wait_us = get_int(doc, "group_commit_wait_us", w, 200, 0, 100000);
   o.vfs = get_string(doc, "vfs", w, false, "");
+  o.encryption_key = get_string(doc, "encryption_key", w, false, "");
   return o;
 }
 
@@ -190,6 +191,10 @@ Engine::Engine(const std::string &p, Options o) : path(p), opt(std::move(o)) {
   write_db->exec(opt.durability_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
   sync_full_now = opt.durability_full;
   migrate(*write_db);
+  if (!opt.encryption_key.empty()) cipher = Cipher::from_hex(opt.encryption_key);
+  opt.encryption_key.assign(opt.encryption_key.size(), '0');  // keep no copy around
+  opt.encryption_key.clear();
+  check_encryption_key();
   read_db = std::make_unique<Db>(path, true, opt.busy_timeout_ms, opt.vfs);
   read_db->exec("PRAGMA trusted_schema=OFF");
   {
@@ -235,6 +240,44 @@ void Engine::log(int level, const std::string &msg, json fields) {
   for (auto it = fields.begin(); it != fields.end(); ++it) line[it.key()] = it.value();
   std::string s = line.dump(-1, ' ', false, json::error_handler_t::replace);
   log_fn(log_user, level, s.c_str());
+}
+
+// A database written with a key records a sealed check value; opening it
+// without the key, or with another key, fails here rather than later.
+void Engine::check_encryption_key() {
+  Db &db = *write_db;
+  db.exec("BEGIN IMMEDIATE");
+  try {
+    static const char *kCheck = "wfengine encryption key check";
+    std::string stored;
+    bool have = false;
+    {
+      auto st = db.prepare("SELECT v FROM wf_meta WHERE k = 'enc_check'");
+      if (st->step()) {
+        have = true;
+        stored = st->col_text(0);
+      }
+    }
+    if (have && !cipher)
+      fail(WF_EINVAL, "the database is encrypted: give the encryption_key option");
+    if (have) {
+      std::string plain;
+      try {
+        plain = cipher->open(stored, "wf_meta.enc_check");
+      } catch (const Error &) {
+        fail(WF_EINVAL, "encryption_key does not match the key this database was written with");
+      }
+      if (plain != kCheck)
+        fail(WF_EINVAL, "encryption_key does not match the key this database was written with");
+    } else if (cipher) {
+      auto st = db.prepare("INSERT INTO wf_meta(k, v) VALUES('enc_check', ?1)");
+      st->bind(1, cipher->seal(kCheck, "wf_meta.enc_check")).exec();
+    }
+    db.exec("COMMIT");
+  } catch (...) {
+    if (db.in_txn()) db.exec("ROLLBACK");
+    throw;
+  }
 }
 
 // Jobs leased by boots that are gone return to ready; their attempt is

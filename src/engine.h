@@ -16,6 +16,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "crypto.h"
 #include "store.h"
 #include "util.h"
 
@@ -62,7 +63,8 @@ struct Options {
   int64_t poll_ms = 500;
   int64_t drain_timeout_ms = 10000;
   int64_t group_commit_wait_us = 200;
-  std::string vfs;  // SQLite VFS name ("" = default); fault-injection tests
+  std::string vfs;             // SQLite VFS name ("" = default); fault-injection tests
+  std::string encryption_key;  // 64 hex digits, or "" for none; never logged
 };
 
 Options parse_options(const char *options_json);
@@ -222,6 +224,18 @@ struct Engine {
 
   std::string path;
   Options opt;
+  // Payload encryption at rest (null when no key is configured).
+  std::unique_ptr<Cipher> cipher;
+  std::string seal(const std::string &s, const char *aad) {
+    return cipher ? cipher->seal(s, aad) : s;
+  }
+  std::string unseal(const std::string &s, const char *aad) {
+    if (cipher) return cipher->open(s, aad);
+    if (Cipher::is_sealed(s))
+      fail(WF_ECORRUPT, "the database holds encrypted values: open it with encryption_key");
+    return s;
+  }
+  void check_encryption_key();
   std::string boot_id;
   std::atomic<bool> draining{false};
   std::atomic<bool> closed{false};

@@ -15,7 +15,7 @@ namespace wf {
 
 namespace {
 std::once_flag g_once;
-std::map<std::string, long> g_targets;        // name -> hit that kills
+std::map<std::string, long> g_targets;  // name -> hit that kills
 std::map<std::string, std::atomic<long>> g_hits;
 
 void load() {

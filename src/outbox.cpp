@@ -35,7 +35,8 @@ void Engine::insert_job(WriteCtx &w, const NewJob &j, std::string *id, bool *exi
     st->bind(3, *j.key);
   else
     st->bind_null(3);
-  st->bind(4, j.payload).bind(5, j.metadata).bind(6, j.priority).bind(7, j.run_at);
+  st->bind(4, seal(j.payload, "wf_jobs.payload")).bind(5, j.metadata).bind(6, j.priority);
+  st->bind(7, j.run_at);
   if (j.max_attempts)
     st->bind(8, *j.max_attempts);
   else
@@ -410,7 +411,7 @@ std::string dead_list(Engine &e, const char *filter_json) {
       d["tenant"] = st->col_text(1);
       d["effect"] = st->col_text(2);
       d["key"] = st->col_null(3) ? json(nullptr) : json(st->col_text(3));
-      d["payload"] = parse_or_text(st->col_text(4));
+      d["payload"] = parse_or_text(e.unseal(st->col_text(4), "wf_jobs.payload"));
       d["metadata"] = parse_or_text(st->col_text(5));
       d["priority"] = st->col_int(6);
       d["attempts"] = st->col_int(7);

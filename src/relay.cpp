@@ -259,7 +259,7 @@ void Engine::pump() {
         j->tenant = st->col_text(1);
         j->effect = st->col_text(2);
         j->key = st->col_text(3);
-        j->payload = st->col_text(4);
+        j->payload = unseal(st->col_text(4), "wf_jobs.payload");
         j->metadata = st->col_text(5);
         j->attempt = static_cast<int>(st->col_int(6));
         j->failures = static_cast<int>(st->col_int(7));

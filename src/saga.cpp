@@ -73,7 +73,7 @@ bool Engine::insert_event(WriteCtx &w, const NewEvent &ev) {
         "INSERT INTO wf_events(tenant, event_id, type, correlation_id, envelope, received_at, "
         "routed) VALUES(?1, ?2, ?3, ?4, ?5, ?6, 0) ON CONFLICT DO NOTHING");
     st->bind(1, ev.tenant).bind(2, ev.event_id).bind(3, ev.type).bind(4, ev.correlation_id);
-    st->bind(5, ev.envelope.dump()).bind(6, w.now).exec();
+    st->bind(5, seal(ev.envelope.dump(), "wf_events.envelope")).bind(6, w.now).exec();
     if (w.db.changes() == 0) return false;
   }
   int64_t seq = w.db.last_rowid();
@@ -146,7 +146,7 @@ void Engine::emit_outcome_event(WriteCtx &w, const std::string &origin, const st
       "INSERT INTO wf_events(tenant, event_id, type, correlation_id, envelope, received_at, "
       "routed) VALUES(?1, ?2, ?3, ?4, ?5, ?6, 1) ON CONFLICT DO NOTHING");
   st->bind(1, tenant).bind(2, event_id).bind(3, env["type"].get<std::string>()).bind(4, corr);
-  st->bind(5, env.dump()).bind(6, w.now).exec();
+  st->bind(5, seal(env.dump(), "wf_events.envelope")).bind(6, w.now).exec();
   if (w.db.changes() == 0) return;
   int64_t seq = w.db.last_rowid();
   auto ins = w.db.prepare(
@@ -378,8 +378,9 @@ void Engine::pump_sagas() {
     st->bind(1, kBatch);
     while (st->step())
       heads.push_back(Head{st->col_int(0), st->col_int(1), st->col_text(2), st->col_text(3),
-                           st->col_text(4), st->col_text(6), st->col_text(7), st->col_text(9),
-                           st->col_int(5) != 0, !st->col_null(8), st->col_int(8)});
+                           st->col_text(4), unseal(st->col_text(6), "wf_events.envelope"),
+                           st->col_null(7) ? "" : unseal(st->col_text(7), "wf_sagas.state"),
+                           st->col_text(9), st->col_int(5) != 0, !st->col_null(8), st->col_int(8)});
     if (heads.size() < 64) {
       for (auto &h : heads) {
         if (saga_busy.count(instance_key(h.tenant, h.saga, h.corr))) continue;
@@ -391,8 +392,8 @@ void Engine::pump_sagas() {
         auto &v = followers[h.seq];
         while (f->step()) {
           if (f->col_int(3) != 0) break;  // parked: later events wait behind it
-          v.push_back(
-              QueuedEvent{f->col_int(0), f->col_int(1), f->col_int(2) != 0, f->col_text(4)});
+          v.push_back(QueuedEvent{f->col_int(0), f->col_int(1), f->col_int(2) != 0,
+                                  unseal(f->col_text(4), "wf_events.envelope")});
         }
       }
     }
@@ -426,7 +427,7 @@ void Engine::pump_sagas() {
         StepOutput out = run_reducer(*this, d, h.tenant, h.corr, state, event, true);
         a.kind = SagaAction::kApply;
         a.expect_version = exists ? version : -1;
-        a.new_state = out.state.dump();
+        a.new_state = seal(out.state.dump(), "wf_sagas.state");
         state = std::move(out.state);
         done = out.done;
         a.out = std::make_shared<StepOutput>(std::move(out));
@@ -436,7 +437,7 @@ void Engine::pump_sagas() {
       } catch (const Error &ex) {
         a.kind = SagaAction::kPark;
         a.error = ex.what();
-        a.envelope = ev.envelope;
+        a.envelope = seal(ev.envelope, "wf_jobs.payload");  // stored as a dead letter
         log(WF_LOG_WARN, "saga event parked",
             json{{"saga", h.saga},
                  {"tenant", h.tenant},
@@ -560,7 +561,7 @@ std::string saga_get(Engine &e, const char *tenant, const char *saga, const char
     if (!st->step())
       fail(WF_ENOTFOUND, std::string("wf_saga_get: no instance of saga \"") + saga + "\" for \"" +
                              corr + "\" in tenant \"" + t + "\"");
-    out["state"] = json::parse(st->col_text(0), nullptr, false);
+    out["state"] = json::parse(e.unseal(st->col_text(0), "wf_sagas.state"), nullptr, false);
     out["version"] = st->col_int(1);
     out["status"] = st->col_text(2);
     out["created_at"] = st->col_int(3);
@@ -619,7 +620,9 @@ std::string saga_replay(Engine &e, const char *tenant, const char *saga, const c
           "SELECT e.envelope FROM wf_saga_log l JOIN wf_events e ON e.seq = l.event_seq "
           "WHERE l.tenant = ?1 AND l.saga = ?2 AND l.correlation_id = ?3 ORDER BY l.n");
       st->bind(1, t).bind(2, saga).bind(3, corr);
-      while (st->step()) events.push_back(json::parse(st->col_text(0), nullptr, false));
+      while (st->step())
+        events.push_back(
+            json::parse(e.unseal(st->col_text(0), "wf_events.envelope"), nullptr, false));
       db.exec("COMMIT");
     } catch (...) {
       db.exec("ROLLBACK");
@@ -640,7 +643,7 @@ std::string saga_replay(Engine &e, const char *tenant, const char *saga, const c
   }
   if (commit) {
     check_writable(e);
-    std::string s = state.dump();
+    std::string s = e.seal(state.dump(), "wf_sagas.state");
     std::string status = done ? "done" : "active";
     std::string sg = saga, c = corr;
     submit_or_raise(e, [&](WriteCtx &w) {

@@ -88,7 +88,7 @@ void Engine::upsert_schedule(WriteCtx &w, const NewSchedule &s) {
   else
     st->bind(3, s.cron);
   st->bind(4, s.tz).bind(5, s.catch_up).bind(6, s.catch_up_max).bind(7, s.target);
-  st->bind(8, s.body).bind(9, s.next_due);
+  st->bind(8, seal(s.body, "wf_schedules.body")).bind(9, s.next_due);
   if (s.origin.empty())
     st->bind_null(10);
   else
@@ -180,7 +180,8 @@ void Engine::pump_schedules() {
       st->bind(1, w.now);
       while (st->step())
         due.push_back(Due{st->col_text(0), st->col_text(1), st->col_text(2), st->col_text(3),
-                          st->col_text(4), st->col_text(6), st->col_text(7), st->col_text(9),
+                          st->col_text(4), st->col_text(6),
+                          unseal(st->col_text(7), "wf_schedules.body"), st->col_text(9),
                           st->col_int(5), st->col_int(8)});
     }
     *more = due.size() == 512;

@@ -3,9 +3,11 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
+#include <vector>
 
 namespace wf {
 
@@ -16,30 +18,120 @@ thread_local std::string g_last_error;
 void set_last_error(std::string msg) { g_last_error = std::move(msg); }
 const char *last_error() { return g_last_error.c_str(); }
 
+namespace {
+
+// Longest string (value or key) any document may hold: the largest field is a
+// payload (max_payload_bytes) or metadata (64 KiB); ids are shorter still.
+constexpr size_t kMinStringLimit = 65536;
+
+// Key for an error message: at most 100 bytes, cut on a UTF-8 boundary.
+std::string key_for_message(const std::string &k) {
+  if (k.size() <= 100) return k;
+  size_t n = 100;
+  while (n > 0 && (static_cast<unsigned char>(k[n]) & 0xC0) == 0x80) --n;
+  return k.substr(0, n) + "...";
+}
+
+// SAX handler building the DOM like json::parse, enforcing the limits while
+// it reads: nesting depth, string length, and no duplicate keys in an object.
+// The first violation stops the parse; parse_json turns it into an Error.
+class LimitedBuilder {
+ public:
+  LimitedBuilder(json &root, const Limits &lim)
+      : root_(root),
+        max_depth_(lim.max_depth < 0 ? 0 : static_cast<size_t>(lim.max_depth)),
+        max_string_(std::max(lim.max_payload_bytes, kMinStringLimit)) {}
+
+  bool null() { return put(json(nullptr)) != nullptr; }
+  bool boolean(bool v) { return put(json(v)) != nullptr; }
+  bool number_integer(json::number_integer_t v) { return put(json(v)) != nullptr; }
+  bool number_unsigned(json::number_unsigned_t v) { return put(json(v)) != nullptr; }
+  bool number_float(json::number_float_t v, const std::string &) { return put(json(v)) != nullptr; }
+  bool string(std::string &v) { return check_string(v) && put(json(std::move(v))) != nullptr; }
+  bool binary(json::binary_t &) { return stop(WF_EINVAL, "binary value in JSON text"); }
+  bool start_object(size_t) { return open(json::value_t::object); }
+  bool start_array(size_t) { return open(json::value_t::array); }
+  bool end_object() { return close(); }
+  bool end_array() { return close(); }
+  bool key(std::string &k) {
+    if (!check_string(k)) return false;
+    auto &obj = stack_.back()->get_ref<json::object_t &>();
+    auto [it, inserted] = obj.try_emplace(std::move(k));  // k is left alone if present
+    if (!inserted) return stop(WF_EINVAL, "duplicate key \"" + key_for_message(k) + "\"");
+    slot_ = &it->second;
+    return true;
+  }
+  bool parse_error(size_t, const std::string &, const json::exception &ex) {
+    return stop(WF_EINVAL, std::string("malformed JSON: ") + ex.what());
+  }
+
+  int code = WF_OK;
+  std::string message;
+
+ private:
+  bool stop(int c, std::string msg) {
+    code = c;
+    message = std::move(msg);
+    return false;
+  }
+  bool check_string(const std::string &s) {
+    if (s.size() <= max_string_) return true;
+    return stop(WF_ETOOBIG, "a string of " + std::to_string(s.size()) +
+                                " bytes is over the limit of " + std::to_string(max_string_));
+  }
+  // Places a value in the open container (or as the root); returns it.
+  json *put(json &&v) {
+    if (stack_.empty()) {
+      root_ = std::move(v);
+      return &root_;
+    }
+    json &top = *stack_.back();
+    if (top.is_array()) {
+      auto &arr = top.get_ref<json::array_t &>();
+      arr.push_back(std::move(v));
+      return &arr.back();
+    }
+    *slot_ = std::move(v);
+    return slot_;
+  }
+  bool open(json::value_t t) {
+    if (stack_.size() >= max_depth_)
+      return stop(WF_ETOOBIG, "nesting deeper than the limit of " + std::to_string(max_depth_));
+    stack_.push_back(put(json(t)));
+    return true;
+  }
+  bool close() {
+    stack_.pop_back();
+    return true;
+  }
+
+  json &root_;
+  size_t max_depth_, max_string_;
+  // Open containers, outermost first. A pointer stays valid while its
+  // container is open: only the innermost open container is ever modified.
+  std::vector<json *> stack_;
+  json *slot_ = nullptr;  // value of the key just read
+};
+
+}  // namespace
+
 json parse_json(std::string_view text, const Limits &lim, const char *what, size_t max_bytes) {
   if (text.size() > max_bytes) {
     fail(WF_ETOOBIG, std::string(what) + ": document is " + std::to_string(text.size()) +
                          " bytes, over the limit of " + std::to_string(max_bytes));
   }
-  int max_depth = lim.max_depth;
-  bool too_deep = false;
-  json::parser_callback_t cb = [&](int depth, json::parse_event_t ev, json &) {
-    if ((ev == json::parse_event_t::object_start || ev == json::parse_event_t::array_start) &&
-        depth >= max_depth) {
-      too_deep = true;
-      throw Error(WF_ETOOBIG, std::string(what) + ": nesting deeper than the limit of " +
-                                  std::to_string(max_depth));
-    }
-    return true;
-  };
+  json root;
+  LimitedBuilder b(root, lim);
+  bool ok;
   try {
-    return json::parse(text.begin(), text.end(), cb, true, false);
-  } catch (const Error &) {
-    throw;
+    ok = json::sax_parse(text.begin(), text.end(), &b);
   } catch (const json::exception &ex) {
-    (void)too_deep;
     fail(WF_EINVAL, std::string(what) + ": malformed JSON: " + ex.what());
   }
+  if (!ok || b.code != WF_OK)
+    fail(b.code != WF_OK ? b.code : WF_EINVAL,
+         std::string(what) + ": " + (b.message.empty() ? "malformed JSON" : b.message));
+  return root;
 }
 
 std::string get_string(const json &o, const char *field, const char *what, bool required,

@@ -38,8 +38,18 @@ struct Limits {
   int max_depth = 64;
 };
 
-// Parses `text` as JSON, enforcing the depth limit while parsing and a size
-// limit before it. `what` names the document in error messages.
+// Parses `text` as JSON (RFC 8259, strict: no comments, no trailing content,
+// valid UTF-8, no lone surrogates, no raw control characters; "\u0000" is a
+// valid escape and yields a NUL inside the string). Limits, checked before or
+// while parsing so a violating document is never built whole:
+//  - size: over `max_bytes` is WF_ETOOBIG;
+//  - nesting: more than lim.max_depth open arrays/objects is WF_ETOOBIG;
+//  - strings: a string or key longer than max(lim.max_payload_bytes, 64 KiB)
+//    is WF_ETOOBIG (no field may hold more: payloads are bounded by
+//    max_payload_bytes, metadata by 64 KiB);
+//  - duplicate keys in any object, at any depth, are WF_EINVAL naming the key
+//    (such documents are ambiguous: parsers disagree on which value wins).
+// Other malformed input is WF_EINVAL. `what` names the document in errors.
 json parse_json(std::string_view text, const Limits &lim, const char *what, size_t max_bytes);
 
 // Typed field access with errors that name the field.
