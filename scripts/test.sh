@@ -2,7 +2,8 @@
 # Quick start 2: install what is missing, build, run every test suite:
 # clang-format check, the GoogleTest suites via ctest (unit, C API, header,
 # exported symbols, install consumers, crash test, fuzz corpus replay),
-# then the whole suite again under AddressSanitizer + UndefinedBehaviorSanitizer.
+# a bounded libFuzzer pass, then the whole suite again under AddressSanitizer +
+# UndefinedBehaviorSanitizer and under ThreadSanitizer (ctest's summary ends it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/deps.sh
@@ -15,6 +16,16 @@ BUILD_DIR=build ./scripts/build.sh -DWF_BUILD_TESTS=ON -DWF_BUILD_BENCH=ON -DWF_
 echo "== ctest"
 (cd build && ctest --output-on-failure -j2 --timeout 900)
 
+# ---- fuzz (owned by the fuzzing work; keep this block self-contained) ----
+# A bounded libFuzzer pass (ASan + UBSan) over every target, starting from the
+# checked-in corpora; the corpora themselves are replayed by ctest above.
+# WF_SKIP_FUZZ=1 skips it; WF_FUZZ_SECONDS sets the time per target.
+if [ "${WF_SKIP_FUZZ:-0}" != 1 ]; then
+  echo "== fuzz (${WF_FUZZ_SECONDS:-30} s per target)"
+  ./scripts/fuzz.sh "${WF_FUZZ_SECONDS:-30}"
+fi
+# ---- end fuzz ----
+
 if [ "${WF_SKIP_SANITIZERS:-0}" != 1 ]; then
   echo "== build (ASan + UBSan)"
   BUILD_DIR=build-asan BUILD_TYPE=Debug ./scripts/build.sh -DWF_SANITIZE=ON -DWF_BUILD_TESTS=ON -DWF_BUILD_BENCH=OFF
@@ -23,3 +34,24 @@ if [ "${WF_SKIP_SANITIZERS:-0}" != 1 ]; then
      UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
      ctest --output-on-failure -j2 --timeout 900)
 fi
+
+# ---- tsan (owned by the hardening work; keep this block self-contained) ----
+# The suite again under ThreadSanitizer: the relay loop, group commit and
+# completions from any thread. Left out: the fault-injection sweeps (label
+# faults: a forked engine per injected fault, several minutes under TSan; the
+# threads they run are the ones covered here) and the install consumers
+# (label install: programs linked without the TSan runtime, as for ASan).
+# Races inside libuv/SQLite would go to tests/tsan.supp, with a reason.
+# WF_SKIP_TSAN=1 (or WF_SKIP_SANITIZERS=1) skips it.
+if [ "${WF_SKIP_SANITIZERS:-0}" != 1 ] && [ "${WF_SKIP_TSAN:-0}" != 1 ]; then
+  echo "== build (TSan)"
+  BUILD_DIR=build-tsan ./scripts/build.sh -DWF_TSAN=ON -DWF_SANITIZE=OFF -DWF_BUILD_TESTS=ON \
+    -DWF_BUILD_BENCH=OFF -DWF_BUILD_EXAMPLES=OFF
+  echo "== ctest (TSan)"
+  tsan_opts="second_deadlock_stack=1"
+  if [ -f tests/tsan.supp ]; then tsan_opts="$tsan_opts suppressions=$PWD/tests/tsan.supp"; fi
+  (cd build-tsan && TSAN_OPTIONS="$tsan_opts" \
+     ctest --output-on-failure -j2 --timeout 900 -LE 'faults|install')
+fi
+# ---- end tsan ----
+

@@ -121,13 +121,16 @@ NewJob decode_job(const json &doc, const Options &opt, int64_t now, const char *
   j.effect = get_string(doc, "effect", what, true);
   if (j.effect.empty() || j.effect.size() > 200)
     fail(WF_EINVAL, std::string(what) + ": \"effect\" must be 1 to 200 bytes");
+  check_no_nul(j.effect, "effect", what);
   j.tenant = get_string(doc, "tenant", what, false, "");
+  check_no_nul(j.tenant, "tenant", what);
   if (j.tenant.size() > 200)
     fail(WF_EINVAL, std::string(what) + ": \"tenant\" is longer than 200 bytes");
   if (doc.contains("key") && !doc["key"].is_null()) {
     j.key = get_string(doc, "key", what, true);
     if (j.key->empty() || j.key->size() > 1024)
       fail(WF_EINVAL, std::string(what) + ": \"key\" must be 1 to 1024 bytes");
+    check_no_nul(*j.key, "key", what);
   }
   auto pit = doc.find("payload");
   j.payload = (pit == doc.end()) ? "null" : pit->dump();

@@ -270,7 +270,7 @@ struct Engine {
 
   // --- relay loop
   std::thread loop_thread;
-  std::thread::id loop_tid;
+  std::atomic<std::thread::id> loop_tid{};
   uv_loop_s *loop = nullptr;
   uv_async_s *async = nullptr;
   uv_timer_s *timer = nullptr;
@@ -322,6 +322,7 @@ struct Engine {
   void refresh_next_sched();
   void loop_main();
   void on_async();
+  void on_async_body(Inbox &in);
   void pump();
   void arm_timer();
   void dispatch(const std::shared_ptr<JobCtx> &j);
@@ -360,8 +361,8 @@ struct Engine {
   void upsert_schedule(WriteCtx &w, const NewSchedule &s);
   // Outcome event of a saga-emitted job, in the completion's transaction.
   void emit_outcome_event(WriteCtx &w, const std::string &origin, const std::string &effect,
-                          int64_t job_id, const std::string &key, bool ok,
-                          const std::string &result_or_error, int attempts);
+                          int64_t job_id, const std::string &key, bool ok, const std::string &text,
+                          int attempts);
   void recover_on_open();
   void release_inflight_on_close();
 };

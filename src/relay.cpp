@@ -98,8 +98,21 @@ void Engine::on_async() {
     std::swap(in, inbox);
     if (in.stop) loop_alive = false;
   }
+  try {
+    on_async_body(in);
+  } catch (const std::exception &ex) {
+    // A read failed (database locked by a checkpoint, I/O error): nothing is
+    // lost, the state is in the database; try again shortly.
+    log(WF_LOG_ERROR, "relay loop error; retrying", json{{"error", ex.what()}});
+    if (!stopping) uv_timer_start(retry_timer, on_retry_cb, 100, 0);
+  }
+  for (auto &b : in.barriers) b();  // whatever happened, waiters are released
+}
+
+void Engine::on_async_body(Inbox &in) {
   if (in.stop) {
     for (auto &b : in.barriers) b();
+    in.barriers.clear();
     stopping = true;
     uv_timer_stop(timer);
     uv_close(reinterpret_cast<uv_handle_t *>(async), on_close_cb);
@@ -128,7 +141,6 @@ void Engine::on_async() {
     finish_attempt(sp, o);
   }
   for (auto &r : in.claimed) on_claimed(*r);
-  for (auto &b : in.barriers) b();
   if (in.claim_failed) {
     claim_outstanding = false;
     maybe_ready = false;  // try again soon rather than spin on a failing database
@@ -204,6 +216,9 @@ void Engine::on_async() {
   pump();
   pump_schedules();
   pump_sagas();
+  // Barriers last: every outcome and timeout handled above is queued first.
+  for (auto &b : in.barriers) b();
+  in.barriers.clear();
   arm_timer();
 }
 

@@ -43,13 +43,17 @@ NewEvent decode_event(const json &doc, const Options &opt, int64_t now, const ch
   ev.event_id = get_string(doc, "event_id", what, true);
   if (ev.event_id.empty() || ev.event_id.size() > 512)
     fail(WF_EINVAL, std::string(what) + ": \"event_id\" must be 1 to 512 bytes");
+  check_no_nul(ev.event_id, "event_id", what);
   ev.type = get_string(doc, "type", what, true);
+  check_no_nul(ev.type, "type", what);
   if (ev.type.empty() || ev.type.size() > 200)
     fail(WF_EINVAL, std::string(what) + ": \"type\" must be 1 to 200 bytes");
   ev.tenant = get_string(doc, "tenant", what, false, "");
   if (ev.tenant.size() > 200)
     fail(WF_EINVAL, std::string(what) + ": \"tenant\" is longer than 200 bytes");
+  check_no_nul(ev.tenant, "tenant", what);
   ev.correlation_id = get_string(doc, "correlation_id", what, false, "");
+  check_no_nul(ev.correlation_id, "correlation_id", what);
   if (ev.correlation_id.size() > 1024)
     fail(WF_EINVAL, std::string(what) + ": \"correlation_id\" is longer than 1024 bytes");
   std::string tp = get_string(doc, "traceparent", what, false, "");

@@ -25,7 +25,9 @@ NewSchedule decode_schedule(const json &doc, const Options &opt, int64_t now, co
   s.key = get_string(doc, "key", what, true);
   if (s.key.empty() || s.key.size() > 1024)
     fail(WF_EINVAL, std::string(what) + ": \"key\" must be 1 to 1024 bytes");
+  check_no_nul(s.key, "key", what);
   s.tenant = get_string(doc, "tenant", what, false, "");
+  check_no_nul(s.tenant, "tenant", what);
   if (s.tenant.size() > 200) fail(WF_EINVAL, std::string(what) + ": \"tenant\" is over 200 bytes");
   int kinds = 0;
   for (const char *k : {"at", "delay_ms", "cron"})
@@ -45,12 +47,14 @@ NewSchedule decode_schedule(const json &doc, const Options &opt, int64_t now, co
     s.next_due = c.next_after(now);
     if (s.next_due == INT64_MAX)
       fail(WF_EINVAL, std::string(what) + ": cron \"" + s.cron + "\" never fires");
-  } else if (doc.contains("delay_ms") && !doc["delay_ms"].is_null()) {
-    s.next_due = now + get_int(doc, "delay_ms", what, 0, 0, INT64_C(1) << 45);
   } else {
-    s.next_due = get_time(doc, "at", what, now);
     if (doc.contains("tz") && !doc["tz"].is_null())
       fail(WF_EINVAL, std::string(what) + ": \"tz\" applies to \"cron\" only");
+    s.tz = "UTC";
+    if (doc.contains("delay_ms") && !doc["delay_ms"].is_null())
+      s.next_due = now + get_int(doc, "delay_ms", what, 0, 0, INT64_C(1) << 45);
+    else
+      s.next_due = get_time(doc, "at", what, now);
   }
   bool has_job = doc.contains("job") && !doc["job"].is_null();
   bool has_event = doc.contains("event") && !doc["event"].is_null();

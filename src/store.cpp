@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <system_error>
 
 namespace wf {
 
@@ -119,7 +120,9 @@ Db::Db(const std::string &path, bool readonly, int busy_timeout_ms, const std::s
     // Create the file ourselves so it is 0600 from its first instant; SQLite
     // gives -wal and -shm the same mode as the database file.
     int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (fd < 0) fail(WF_EIO, "cannot open or create \"" + path + "\": " + std::strerror(errno));
+    if (fd < 0)
+      fail(WF_EIO, "cannot open or create \"" + path +
+                       "\": " + std::error_code(errno, std::generic_category()).message());
     ::close(fd);
   }
   int flags = (readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE) | SQLITE_OPEN_NOMUTEX |
@@ -197,6 +200,10 @@ int host_authorizer(void *, int action, const char *a1, const char *a2, const ch
     case SQLITE_INSERT:
     case SQLITE_UPDATE:
     case SQLITE_DELETE:
+      // sqlite_sequence holds our id counters: rewinding them would reuse ids.
+      // (SQLite's own AUTOINCREMENT bookkeeping is not authorized per row.)
+      if (a1 && strcasecmp(a1, "sqlite_sequence") == 0) return SQLITE_DENY;
+      return engine_table(a1) ? SQLITE_DENY : SQLITE_OK;
     case SQLITE_DROP_TABLE:
     case SQLITE_CREATE_TABLE:
     case SQLITE_CREATE_TEMP_TABLE:
@@ -213,9 +220,14 @@ int host_authorizer(void *, int action, const char *a1, const char *a2, const ch
       return engine_table(a2) ? SQLITE_DENY : SQLITE_OK;
     case SQLITE_CREATE_VIEW:
     case SQLITE_DROP_VIEW:
+    case SQLITE_CREATE_TEMP_VIEW:
+    case SQLITE_DROP_TEMP_VIEW:
     case SQLITE_CREATE_VTABLE:
     case SQLITE_DROP_VTABLE:
       return engine_table(a1) ? SQLITE_DENY : SQLITE_OK;
+    case SQLITE_DROP_TEMP_TRIGGER:
+    case SQLITE_DROP_TEMP_INDEX:
+      return (engine_table(a1) || engine_table(a2)) ? SQLITE_DENY : SQLITE_OK;
     case SQLITE_TRANSACTION:
     case SQLITE_SAVEPOINT:
     case SQLITE_ATTACH:

@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <ctime>
 #include <vector>
@@ -61,8 +63,10 @@ class LimitedBuilder {
     slot_ = &it->second;
     return true;
   }
-  bool parse_error(size_t, const std::string &, const json::exception &ex) {
-    return stop(WF_EINVAL, std::string("malformed JSON: ") + ex.what());
+  // The parser's own message quotes the input near the error; documents may
+  // hold secrets (payloads, saga states), so only the offset is reported.
+  bool parse_error(size_t pos, const std::string &, const json::exception &) {
+    return stop(WF_EINVAL, "malformed JSON at byte " + std::to_string(pos));
   }
 
   int code = WF_OK;
@@ -120,13 +124,18 @@ json parse_json(std::string_view text, const Limits &lim, const char *what, size
     fail(WF_ETOOBIG, std::string(what) + ": document is " + std::to_string(text.size()) +
                          " bytes, over the limit of " + std::to_string(max_bytes));
   }
+  // A raw NUL is never valid JSON, but nlohmann's lexer reads it as the end
+  // of input and would ignore whatever follows.
+  if (size_t nul = text.find('\0'); nul != std::string_view::npos)
+    fail(WF_EINVAL,
+         std::string(what) + ": malformed JSON: NUL byte at offset " + std::to_string(nul));
   json root;
   LimitedBuilder b(root, lim);
   bool ok;
   try {
     ok = json::sax_parse(text.begin(), text.end(), &b);
   } catch (const json::exception &ex) {
-    fail(WF_EINVAL, std::string(what) + ": malformed JSON: " + ex.what());
+    fail(WF_EINVAL, std::string(what) + ": malformed JSON (error " + std::to_string(ex.id) + ")");
   }
   if (!ok || b.code != WF_OK)
     fail(b.code != WF_OK ? b.code : WF_EINVAL,
@@ -150,20 +159,29 @@ int64_t get_int(const json &o, const char *field, const char *what, int64_t def,
                 int64_t hi) {
   auto it = o.find(field);
   if (it == o.end() || it->is_null()) return def;
+  auto out_of_range = [&] {
+    fail(WF_EINVAL, std::string(what) + ": field \"" + field + "\" must be between " +
+                        std::to_string(lo) + " and " + std::to_string(hi));
+  };
   int64_t v;
-  if (it->is_number_integer()) {
+  if (it->is_number_unsigned()) {
+    // Above INT64_MAX it would wrap to a negative value that may pass the check.
+    uint64_t u = it->get<uint64_t>();
+    if (u > static_cast<uint64_t>(INT64_MAX)) out_of_range();
+    v = static_cast<int64_t>(u);
+  } else if (it->is_number_integer()) {
     v = it->get<int64_t>();
   } else if (it->is_number_float()) {
     double d = it->get<double>();
-    if (d != static_cast<double>(static_cast<int64_t>(d)))
+    if (d != std::trunc(d))
       fail(WF_EINVAL, std::string(what) + ": field \"" + field + "\" must be an integer");
+    // Converting a double outside int64's range [-2^63, 2^63) is undefined.
+    if (!(d >= -9223372036854775808.0 && d < 9223372036854775808.0)) out_of_range();
     v = static_cast<int64_t>(d);
   } else {
     fail(WF_EINVAL, std::string(what) + ": field \"" + field + "\" must be an integer");
   }
-  if (v < lo || v > hi)
-    fail(WF_EINVAL, std::string(what) + ": field \"" + field + "\" must be between " +
-                        std::to_string(lo) + " and " + std::to_string(hi));
+  if (v < lo || v > hi) out_of_range();
   return v;
 }
 
@@ -182,6 +200,15 @@ double get_double(const json &o, const char *field, const char *what, double def
 
 int64_t parse_rfc3339(const std::string &s) {
   // YYYY-MM-DDTHH:MM:SS[.fff][Z|+HH:MM|-HH:MM]
+  static const char *shape = "dddd-dd-ddTdd:dd:dd";
+  if (s.size() < 19) fail(WF_EINVAL, "time \"" + s + "\" is not RFC 3339 (YYYY-MM-DDTHH:MM:SSZ)");
+  for (size_t k = 0; k < 19; ++k) {
+    char c = s[k], want = shape[k];
+    bool ok = want == 'd'   ? (c >= '0' && c <= '9')
+              : want == 'T' ? (c == 'T' || c == 't' || c == ' ')
+                            : c == want;
+    if (!ok) fail(WF_EINVAL, "time \"" + s + "\" is not RFC 3339 (YYYY-MM-DDTHH:MM:SSZ)");
+  }
   int Y, M, D, h, m, sec, n = 0;
   if (std::sscanf(s.c_str(), "%4d-%2d-%2d%*1[Tt ]%2d:%2d:%2d%n", &Y, &M, &D, &h, &m, &sec, &n) !=
           6 ||
@@ -224,6 +251,8 @@ int64_t parse_rfc3339(const std::string &s) {
   tm.tm_min = m;
   tm.tm_sec = sec;
   int64_t t = static_cast<int64_t>(timegm(&tm));
+  if (tm.tm_mday != D || tm.tm_mon != M - 1)  // timegm rolled e.g. Feb 31 over
+    fail(WF_EINVAL, "time \"" + s + "\" names a day that does not exist");
   return (t - offset_min * 60) * 1000 + frac_ms;
 }
 
@@ -241,7 +270,9 @@ std::string format_rfc3339(int64_t ms) {
 int64_t get_time(const json &o, const char *field, const char *what, int64_t def) {
   auto it = o.find(field);
   if (it == o.end() || it->is_null()) return def;
-  if (it->is_number_integer()) return it->get<int64_t>();
+  if (it->is_number_integer() &&
+      !(it->is_number_unsigned() && it->get<uint64_t>() > static_cast<uint64_t>(INT64_MAX)))
+    return it->get<int64_t>();
   if (it->is_string()) {
     try {
       return parse_rfc3339(it->get<std::string>());
@@ -261,6 +292,11 @@ void check_keys(const json &o, std::initializer_list<const char *> allowed, cons
       if (it.key() == a) ok = true;
     if (!ok) fail(WF_EINVAL, std::string(what) + ": unknown key \"" + it.key() + "\"");
   }
+}
+
+void check_no_nul(const std::string &v, const char *field, const char *what) {
+  if (v.find('\0') != std::string::npos)
+    fail(WF_EINVAL, std::string(what) + ": \"" + field + "\" must not contain NUL characters");
 }
 
 int64_t system_now_ms() {

@@ -39,9 +39,10 @@ struct Limits {
 };
 
 // Parses `text` as JSON (RFC 8259, strict: no comments, no trailing content,
-// valid UTF-8, no lone surrogates, no raw control characters; "\u0000" is a
-// valid escape and yields a NUL inside the string). Limits, checked before or
-// while parsing so a violating document is never built whole:
+// valid UTF-8, no lone surrogates, no raw control characters or NUL bytes
+// anywhere; the escape "\u0000" is valid and yields a NUL in the string).
+// Limits, checked before or while parsing so a violating document is never
+// built whole:
 //  - size: over `max_bytes` is WF_ETOOBIG;
 //  - nesting: more than lim.max_depth open arrays/objects is WF_ETOOBIG;
 //  - strings: a string or key longer than max(lim.max_payload_bytes, 64 KiB)
@@ -63,6 +64,9 @@ double get_double(const json &o, const char *field, const char *what, double def
 int64_t get_time(const json &o, const char *field, const char *what, int64_t def);
 int64_t parse_rfc3339(const std::string &s);  // throws Error(WF_EINVAL)
 std::string format_rfc3339(int64_t ms);
+// Rejects an identifier (tenant, key, effect, event id, ...) holding a NUL
+// byte: it could not cross the C API intact.
+void check_no_nul(const std::string &v, const char *field, const char *what);
 // Rejects keys not in `allowed`.
 void check_keys(const json &o, std::initializer_list<const char *> allowed, const char *what);
 
