@@ -200,6 +200,8 @@ Engine::Engine(const std::string &p, Options o) : path(p), opt(std::move(o)) {
   check_encryption_key();
   read_db = std::make_unique<Db>(path, true, opt.busy_timeout_ms, opt.vfs);
   read_db->exec("PRAGMA trusted_schema=OFF");
+  api_db = std::make_unique<Db>(path, true, opt.busy_timeout_ms, opt.vfs);
+  api_db->exec("PRAGMA trusted_schema=OFF");
   {
     std::lock_guard<std::mutex> g(g_live_mu);
     g_live_boots.insert(boot_id);
@@ -219,6 +221,7 @@ Engine::~Engine() {
     std::lock_guard<std::mutex> g(g_live_mu);
     g_live_boots.erase(boot_id);
   }
+  api_db.reset();
   read_db.reset();
   write_db.reset();
 }

@@ -259,9 +259,13 @@ struct Engine {
   // Queues a request and waits for its durable commit.
   int submit_wait(std::function<void(WriteCtx &)> fn, bool savepoint = true);
 
-  // --- reader connection for stats and listings
+  // --- read-only connections (WAL snapshots): one for the loop's own
+  // queries, one for API reads (stats, listings), so a slow wf_stats never
+  // delays timers or claims.
   std::unique_ptr<Db> read_db;
   std::mutex read_mu;
+  std::unique_ptr<Db> api_db;
+  std::mutex api_mu;
 
   // --- effects registry
   std::mutex reg_mu;

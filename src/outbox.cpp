@@ -397,8 +397,8 @@ std::vector<int64_t> select_dead_ids(Db &db, const Filter &f) {
 
 std::string dead_list(Engine &e, const char *filter_json) {
   Filter f = parse_filter(e, filter_json);
-  std::lock_guard<std::mutex> g(e.read_mu);
-  Db &db = *e.read_db;
+  std::lock_guard<std::mutex> g(e.api_mu);
+  Db &db = *e.api_db;
   db.exec("BEGIN");
   json out = json::array();
   try {
@@ -525,8 +525,8 @@ json stats(Engine &e, const char *filter_json) {
   int64_t dead = 0;
   json extra;
   {
-    std::lock_guard<std::mutex> g(e.read_mu);
-    Db &db = *e.read_db;
+    std::lock_guard<std::mutex> g(e.api_mu);
+    Db &db = *e.api_db;
     db.exec("BEGIN");
     try {
       auto st = db.prepare(

@@ -372,13 +372,13 @@ void Engine::pump_sagas() {
     std::lock_guard<std::mutex> g(read_mu);
     auto st = read_db->prepare(
         "SELECT i.seq, i.event_seq, i.tenant, i.saga, i.correlation_id, i.start, e.envelope, "
-        "s.state, s.version, s.status FROM wf_saga_inbox i "
+        "s.state, s.version, s.status FROM "
+        "(SELECT min(seq) AS seq FROM wf_saga_inbox GROUP BY tenant, saga, correlation_id) h "
+        "JOIN wf_saga_inbox i ON i.seq = h.seq "
         "JOIN wf_events e ON e.seq = i.event_seq "
         "LEFT JOIN wf_sagas s ON s.tenant = i.tenant AND s.saga = i.saga AND "
         "s.correlation_id = i.correlation_id "
-        "WHERE i.state = 0 AND NOT EXISTS (SELECT 1 FROM wf_saga_inbox p WHERE "
-        "p.tenant = i.tenant AND p.saga = i.saga AND p.correlation_id = i.correlation_id AND "
-        "p.seq < i.seq) ORDER BY i.seq LIMIT ?1");
+        "WHERE i.state = 0 ORDER BY h.seq LIMIT ?1");
     st->bind(1, kBatch);
     while (st->step())
       heads.push_back(Head{st->col_int(0), st->col_int(1), st->col_text(2), st->col_text(3),
@@ -553,8 +553,8 @@ void Engine::pump_sagas() {
 std::string saga_get(Engine &e, const char *tenant, const char *saga, const char *corr) {
   if (!saga || !corr) fail(WF_EINVAL, "wf_saga_get: saga and correlation_id are required");
   std::string t = tenant ? tenant : "";
-  std::lock_guard<std::mutex> g(e.read_mu);
-  Db &db = *e.read_db;
+  std::lock_guard<std::mutex> g(e.api_mu);
+  Db &db = *e.api_db;
   db.exec("BEGIN");
   json out;
   try {
@@ -610,8 +610,8 @@ std::string saga_replay(Engine &e, const char *tenant, const char *saga, const c
   std::vector<json> events;
   int64_t version = 0;
   {
-    std::lock_guard<std::mutex> g(e.read_mu);
-    Db &db = *e.read_db;
+    std::lock_guard<std::mutex> g(e.api_mu);
+    Db &db = *e.api_db;
     db.exec("BEGIN");
     try {
       auto v = db.prepare(
