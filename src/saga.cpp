@@ -366,7 +366,6 @@ void Engine::pump_sagas() {
   // With few busy instances, fold each one's queued events through the
   // reducer in one pass and commit them together (a hot instance then moves
   // at reducer speed, not at one transaction per event).
-  const int64_t kFollow = 255;
   std::map<int64_t, std::vector<QueuedEvent>> followers;  // by head seq
   {
     std::lock_guard<std::mutex> g(read_mu);
@@ -386,6 +385,8 @@ void Engine::pump_sagas() {
                            st->col_null(7) ? "" : unseal(st->col_text(7), "wf_sagas.state"),
                            st->col_text(9), st->col_int(5) != 0, !st->col_null(8), st->col_int(8)});
     if (heads.size() < 64) {
+      // The fewer the busy instances, the deeper each one's fold.
+      const int64_t kFollow = heads.size() < 8 ? 4095 : 255;
       for (auto &h : heads) {
         if (saga_busy.count(instance_key(h.tenant, h.saga, h.corr))) continue;
         auto f = read_db->prepare(
