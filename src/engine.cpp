@@ -1,6 +1,7 @@
 // Engine construction, options, the writer thread (group commit), logging.
 #include "engine.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -189,11 +190,29 @@ Engine::Engine(const std::string &p, Options o) : path(p), opt(std::move(o)) {
     if (!st->step() || st->col_text(0) != "wal")
       fail(WF_EIO, "cannot switch \"" + path + "\" to WAL mode");
   }
+  {
+    // The switch commits when the statement is reset, and a failure there
+    // is not reported by it: read the mode back from the file.
+    auto st = write_db->prepare("PRAGMA journal_mode");
+    if (!st->step() || st->col_text(0) != "wal")
+      fail(WF_EIO, "cannot switch \"" + path + "\" to WAL mode (the change did not commit)");
+  }
   write_db->exec("PRAGMA trusted_schema=OFF");
   write_db->exec("PRAGMA foreign_keys=OFF");
   write_db->exec(opt.durability_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
   sync_full_now = opt.durability_full;
   migrate(*write_db);
+  {
+    // The database header says WAL (bytes 18-19 == 2) once the switch really
+    // reached the file; a write or sync error during the switch is otherwise
+    // silent and leaves a rollback-journal database behind.
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    unsigned char hdr[20] = {0};
+    ssize_t n = fd >= 0 ? ::pread(fd, hdr, sizeof hdr, 0) : -1;
+    if (fd >= 0) ::close(fd);
+    if (n == static_cast<ssize_t>(sizeof hdr) && (hdr[18] != 2 || hdr[19] != 2))
+      fail(WF_EIO, "cannot switch \"" + path + "\" to WAL mode: the file header did not change");
+  }
   if (!opt.encryption_key.empty()) cipher = Cipher::from_hex(opt.encryption_key);
   opt.encryption_key.assign(opt.encryption_key.size(), '0');  // keep no copy around
   opt.encryption_key.clear();

@@ -291,7 +291,8 @@ struct Engine {
     std::vector<std::string> steps_done;  // saga instances whose step committed
     bool fire_done = false;
     bool fire_again = false;
-    bool saga_retry = false;  // a step failed: try again a little later
+    bool saga_retry = false;   // a step failed: try again a little later
+    bool fire_failed = false;  // a firing transaction failed
     std::vector<std::shared_ptr<struct ClaimResult>> claimed;
     bool claim_failed = false;
     std::vector<std::pair<JobCtx *, Outcome>> outcomes;
@@ -321,6 +322,9 @@ struct Engine {
   std::set<std::string> saga_busy;  // instances with a step in the writer
   int64_t known_next_sched = INT64_MAX;
   bool fire_outstanding = false;
+  bool sched_hold = false;  // firing failed: wait for the retry timer
+  void read_failed(const std::exception &ex);
+  void refresh_next_due_unguarded();
   void pump_sagas();
   void pump_schedules();
   void refresh_next_sched();

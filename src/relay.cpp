@@ -21,6 +21,9 @@ void on_retry_cb(uv_timer_t *t) {
   auto *e = static_cast<Engine *>(t->data);
   e->maybe_ready = true;
   e->saga_wake = true;
+  e->sched_hold = false;
+  e->refresh_next_due();
+  e->refresh_next_sched();
   e->on_async();
 }
 void on_close_cb(uv_handle_t *) {}
@@ -152,7 +155,12 @@ void Engine::on_async_body(Inbox &in) {
   if (in.saga_ready) saga_wake = true;
   if (in.saga_retry) uv_timer_start(retry_timer, on_retry_cb, 100, 0);
   if (in.next_sched < known_next_sched) known_next_sched = in.next_sched;
-  if (in.fire_done) {
+  if (in.fire_failed) {
+    // Do not spin on a failing write: hold firing until the retry timer.
+    fire_outstanding = false;
+    sched_hold = true;
+    uv_timer_start(retry_timer, on_retry_cb, 100, 0);
+  } else if (in.fire_done) {
     fire_outstanding = false;
     if (in.fire_again)
       known_next_sched = std::min(known_next_sched, now());
@@ -177,12 +185,14 @@ void Engine::on_async_body(Inbox &in) {
   }
   if (opt.poll_ms > 0 && t >= next_poll) {
     next_poll = t + opt.poll_ms;
-    int64_t v;
-    {
+    int64_t v = last_data_version;
+    try {
       std::lock_guard<std::mutex> g(read_mu);
       auto st = read_db->prepare("PRAGMA data_version");
       st->step();
       v = st->col_int(0);
+    } catch (const std::exception &ex) {
+      read_failed(ex);
     }
     if (v != last_data_version) {
       last_data_version = v;
@@ -549,11 +559,20 @@ void Engine::renew_and_reclaim() {
   WriteReq r;
   int64_t lease = opt.lease_ms;
   int64_t window_sweep = 1000;
-  r.fn = [this, lease, window_sweep](WriteCtx &w) {
+  // Renew only the jobs this engine really holds: a job whose outcome could
+  // not be committed is no longer in flight here, so its lease runs out and
+  // it is delivered again (at least once) instead of staying stuck.
+  json held = json::array();
+  for (auto &kv : inflight) held.push_back(kv.first);
+  for (auto &kv : deferred) held.push_back(kv.first);
+  for (auto &kv : zombies) held.push_back(kv.first);
+  std::string held_ids = held.dump();
+  r.fn = [this, lease, window_sweep, held_ids](WriteCtx &w) {
     {
-      auto st =
-          w.db.prepare("UPDATE wf_jobs SET lease_until = ?1 WHERE state = 1 AND lease_owner = ?2");
-      st->bind(1, w.now + lease).bind(2, boot_id).exec();
+      auto st = w.db.prepare(
+          "UPDATE wf_jobs SET lease_until = ?1 WHERE state = 1 AND lease_owner = ?2 AND "
+          "id IN (SELECT value FROM json_each(?3))");
+      st->bind(1, w.now + lease).bind(2, boot_id).bind(3, held_ids).exec();
     }
     {
       auto st = w.db.prepare("UPDATE wf_boots SET heartbeat_at = ?1 WHERE boot_id = ?2");
@@ -564,14 +583,16 @@ void Engine::renew_and_reclaim() {
       auto st = w.db.prepare(
           "INSERT INTO wf_attempts(job_id, n, started_at, ended_at, outcome, error) "
           "SELECT id, attempts, started_at, ?1, 'interrupted', 'lease of engine ' || lease_owner "
-          "|| ' expired' FROM wf_jobs WHERE state = 1 AND lease_until < ?1 AND lease_owner != ?2");
-      st->bind(1, w.now).bind(2, boot_id).exec();
+          "|| ' expired' FROM wf_jobs WHERE state = 1 AND lease_until < ?1 AND "
+          "(lease_owner != ?2 OR id NOT IN (SELECT value FROM json_each(?3)))");
+      st->bind(1, w.now).bind(2, boot_id).bind(3, held_ids).exec();
     }
     {
       auto st = w.db.prepare(
           "UPDATE wf_jobs SET state = 0, lease_owner = NULL, lease_until = NULL "
-          "WHERE state = 1 AND lease_until < ?1 AND lease_owner != ?2");
-      st->bind(1, w.now).bind(2, boot_id).exec();
+          "WHERE state = 1 AND lease_until < ?1 AND "
+          "(lease_owner != ?2 OR id NOT IN (SELECT value FROM json_each(?3)))");
+      st->bind(1, w.now).bind(2, boot_id).bind(3, held_ids).exec();
       if (w.db.changes() > 0) w.ready_now = true;
     }
     {
@@ -584,7 +605,26 @@ void Engine::renew_and_reclaim() {
   submit(std::move(r));
 }
 
+void Engine::read_failed(const std::exception &ex) {
+  // A read on the loop's connection failed (locked by a checkpoint, I/O
+  // error): the state is safe in the database; look again shortly.
+  log(WF_LOG_ERROR, "relay read failed; retrying", json{{"error", ex.what()}});
+  // Claims and saga passes resume from the retry timer, not at once: a
+  // persistent fault must not turn into a busy loop.
+  maybe_ready = false;
+  saga_wake = false;
+  if (!stopping && retry_timer) uv_timer_start(retry_timer, on_retry_cb, 100, 0);
+}
+
 void Engine::refresh_next_due() {
+  try {
+    refresh_next_due_unguarded();
+  } catch (const std::exception &ex) {
+    read_failed(ex);
+  }
+}
+
+void Engine::refresh_next_due_unguarded() {
   json names = json::array();
   {
     std::lock_guard<std::mutex> g(reg_mu);

@@ -367,41 +367,47 @@ void Engine::pump_sagas() {
   // reducer in one pass and commit them together (a hot instance then moves
   // at reducer speed, not at one transaction per event).
   std::map<int64_t, std::vector<QueuedEvent>> followers;  // by head seq
-  {
-    std::lock_guard<std::mutex> g(read_mu);
-    auto st = read_db->prepare(
-        "SELECT i.seq, i.event_seq, i.tenant, i.saga, i.correlation_id, i.start, e.envelope, "
-        "s.state, s.version, s.status FROM "
-        "(SELECT min(seq) AS seq FROM wf_saga_inbox GROUP BY tenant, saga, correlation_id) h "
-        "JOIN wf_saga_inbox i ON i.seq = h.seq "
-        "JOIN wf_events e ON e.seq = i.event_seq "
-        "LEFT JOIN wf_sagas s ON s.tenant = i.tenant AND s.saga = i.saga AND "
-        "s.correlation_id = i.correlation_id "
-        "WHERE i.state = 0 ORDER BY h.seq LIMIT ?1");
-    st->bind(1, kBatch);
-    while (st->step())
-      heads.push_back(Head{st->col_int(0), st->col_int(1), st->col_text(2), st->col_text(3),
-                           st->col_text(4), unseal(st->col_text(6), "wf_events.envelope"),
-                           st->col_null(7) ? "" : unseal(st->col_text(7), "wf_sagas.state"),
-                           st->col_text(9), st->col_int(5) != 0, !st->col_null(8), st->col_int(8)});
-    if (heads.size() < 64) {
-      // The fewer the busy instances, the deeper each one's fold.
-      const int64_t kFollow = heads.size() < 8 ? 4095 : 255;
-      for (auto &h : heads) {
-        if (saga_busy.count(instance_key(h.tenant, h.saga, h.corr))) continue;
-        auto f = read_db->prepare(
-            "SELECT i.seq, i.event_seq, i.start, i.state, e.envelope FROM wf_saga_inbox i "
-            "JOIN wf_events e ON e.seq = i.event_seq WHERE i.tenant = ?1 AND i.saga = ?2 AND "
-            "i.correlation_id = ?3 AND i.seq > ?4 ORDER BY i.seq LIMIT ?5");
-        f->bind(1, h.tenant).bind(2, h.saga).bind(3, h.corr).bind(4, h.seq).bind(5, kFollow);
-        auto &v = followers[h.seq];
-        while (f->step()) {
-          if (f->col_int(3) != 0) break;  // parked: later events wait behind it
-          v.push_back(QueuedEvent{f->col_int(0), f->col_int(1), f->col_int(2) != 0,
-                                  unseal(f->col_text(4), "wf_events.envelope")});
+  try {
+    {
+      std::lock_guard<std::mutex> g(read_mu);
+      auto st = read_db->prepare(
+          "SELECT i.seq, i.event_seq, i.tenant, i.saga, i.correlation_id, i.start, e.envelope, "
+          "s.state, s.version, s.status FROM "
+          "(SELECT min(seq) AS seq FROM wf_saga_inbox GROUP BY tenant, saga, correlation_id) h "
+          "JOIN wf_saga_inbox i ON i.seq = h.seq "
+          "JOIN wf_events e ON e.seq = i.event_seq "
+          "LEFT JOIN wf_sagas s ON s.tenant = i.tenant AND s.saga = i.saga AND "
+          "s.correlation_id = i.correlation_id "
+          "WHERE i.state = 0 ORDER BY h.seq LIMIT ?1");
+      st->bind(1, kBatch);
+      while (st->step())
+        heads.push_back(Head{st->col_int(0), st->col_int(1), st->col_text(2), st->col_text(3),
+                             st->col_text(4), unseal(st->col_text(6), "wf_events.envelope"),
+                             st->col_null(7) ? "" : unseal(st->col_text(7), "wf_sagas.state"),
+                             st->col_text(9), st->col_int(5) != 0, !st->col_null(8),
+                             st->col_int(8)});
+      if (heads.size() < 64) {
+        // The fewer the busy instances, the deeper each one's fold.
+        const int64_t kFollow = heads.size() < 8 ? 4095 : 255;
+        for (auto &h : heads) {
+          if (saga_busy.count(instance_key(h.tenant, h.saga, h.corr))) continue;
+          auto f = read_db->prepare(
+              "SELECT i.seq, i.event_seq, i.start, i.state, e.envelope FROM wf_saga_inbox i "
+              "JOIN wf_events e ON e.seq = i.event_seq WHERE i.tenant = ?1 AND i.saga = ?2 AND "
+              "i.correlation_id = ?3 AND i.seq > ?4 ORDER BY i.seq LIMIT ?5");
+          f->bind(1, h.tenant).bind(2, h.saga).bind(3, h.corr).bind(4, h.seq).bind(5, kFollow);
+          auto &v = followers[h.seq];
+          while (f->step()) {
+            if (f->col_int(3) != 0) break;  // parked: later events wait behind it
+            v.push_back(QueuedEvent{f->col_int(0), f->col_int(1), f->col_int(2) != 0,
+                                    unseal(f->col_text(4), "wf_events.envelope")});
+          }
         }
       }
     }
+  } catch (const std::exception &ex) {
+    read_failed(ex);
+    return;
   }
   if (static_cast<int64_t>(heads.size()) == kBatch) saga_wake = true;
   for (auto &h : heads) {

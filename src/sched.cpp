@@ -165,7 +165,7 @@ void fire_one(Engine &e, WriteCtx &w, const std::string &tenant, const std::stri
 }  // namespace
 
 void Engine::pump_schedules() {
-  if (fire_outstanding || stopping || draining) return;
+  if (fire_outstanding || sched_hold || stopping || draining) return;
   int64_t t = now();
   if (known_next_sched > t) return;
   fire_outstanding = true;
@@ -255,7 +255,10 @@ void Engine::pump_schedules() {
   r.after = [this, more](int rc, const std::string &) {
     bool again = rc == WF_OK && *more;
     notify_loop([&](Inbox &in) {
-      in.fire_done = true;
+      if (rc != WF_OK)
+        in.fire_failed = true;
+      else
+        in.fire_done = true;
       in.fire_again |= again;
     });
   };
@@ -263,9 +266,13 @@ void Engine::pump_schedules() {
 }
 
 void Engine::refresh_next_sched() {
-  std::lock_guard<std::mutex> g(read_mu);
-  auto st = read_db->prepare("SELECT min(next_due) FROM wf_schedules");
-  known_next_sched = (st->step() && !st->col_null(0)) ? st->col_int(0) : INT64_MAX;
+  try {
+    std::lock_guard<std::mutex> g(read_mu);
+    auto st = read_db->prepare("SELECT min(next_due) FROM wf_schedules");
+    known_next_sched = (st->step() && !st->col_null(0)) ? st->col_int(0) : INT64_MAX;
+  } catch (const std::exception &ex) {
+    read_failed(ex);
+  }
 }
 
 }  // namespace wf
