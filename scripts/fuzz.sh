@@ -23,21 +23,8 @@ TARGETS=("$@")
 if ((${#TARGETS[@]} == 0)); then TARGETS=("${ALL[@]}"); fi
 BUILD=${FUZZ_BUILD_DIR:-build-fuzz}
 
-# clang and its libFuzzer runtime: installed if missing (as scripts/deps.sh
-# does for everything else; needs root or sudo then).
-PKGS=(clang-14 libclang-rt-14-dev)
-missing=()
-for p in "${PKGS[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  echo "installing: ${missing[*]}"
-  SUDO=""
-  if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
-  export DEBIAN_FRONTEND=noninteractive
-  $SUDO apt-get update -qq
-  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+# clang and its libFuzzer runtime: installed if missing.
+./scripts/deps.sh clang-14 libclang-rt-14-dev
 
 echo "== fuzz build ($BUILD)"
 # clang's -Wall -Wextra is held to -Werror too (clang 14 warns about nothing

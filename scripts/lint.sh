@@ -8,14 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v clang-tidy >/dev/null 2>&1; then
-  echo "installing clang-tidy"
-  SUDO=""
-  if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
-  export DEBIAN_FRONTEND=noninteractive
-  $SUDO apt-get update -qq
-  $SUDO apt-get install -y -qq --no-install-recommends clang-tidy >/dev/null
-fi
+./scripts/deps.sh clang-tidy
 
 BUILD_DIR=${LINT_BUILD_DIR:-build-lint}
 # Configure only: clang-tidy needs the compile commands, not the objects.
