@@ -185,17 +185,18 @@ void Engine::on_async_body(Inbox &in) {
   }
   if (opt.poll_ms > 0 && t >= next_poll) {
     next_poll = t + opt.poll_ms;
-    int64_t v = last_data_version;
+    bool changed = false;
     try {
       std::lock_guard<std::mutex> g(read_mu);
       auto st = read_db->prepare("PRAGMA data_version");
       st->step();
-      v = st->col_int(0);
+      int64_t v = st->col_int(0);
+      changed = v != last_data_version;
+      last_data_version = v;
     } catch (const std::exception &ex) {
       read_failed(ex);
     }
-    if (v != last_data_version) {
-      last_data_version = v;
+    if (changed) {
       maybe_ready = true;
       saga_wake = true;
       refresh_next_due();
@@ -613,6 +614,10 @@ void Engine::read_failed(const std::exception &ex) {
   // persistent fault must not turn into a busy loop.
   maybe_ready = false;
   saga_wake = false;
+  // Firing too: known_next_sched may be stale (a failed refresh after a
+  // firing leaves it in the past), and firing again at once would loop
+  // through the writer without end.
+  sched_hold = true;
   if (!stopping && retry_timer) uv_timer_start(retry_timer, on_retry_cb, 100, 0);
 }
 
@@ -657,13 +662,18 @@ void Engine::arm_timer() {
   if (!deadlines.empty()) next = std::min(next, deadlines.begin()->first);
   next = std::min(next, next_renew);
   if (opt.poll_ms > 0) next = std::min(next, next_poll);
-  if (!fire_outstanding) next = std::min(next, known_next_sched);
+  // A held firing waits for the retry timer, not for its (past) due time.
+  if (!fire_outstanding && !sched_hold) next = std::min(next, known_next_sched);
   {
     std::lock_guard<std::mutex> g(reg_mu);
     for (auto &kv : effects)
       if (kv.second->circuit_state.load() == 1) next = std::min(next, kv.second->open_until);
   }
-  int64_t delay = std::max<int64_t>(0, next - now());
+  // Never 0: libuv runs a timer re-armed with 0 from its own callback again
+  // in the same pass without updating its clock, so an instant that stays
+  // "due" without being consumed would spin the loop and starve the retry
+  // timer and async wakeups. Everything due now was handled by this pass.
+  int64_t delay = std::max<int64_t>(1, next - now());
   uv_timer_start(timer, on_timer_cb, static_cast<uint64_t>(delay), 0);
 }
 

@@ -20,7 +20,7 @@ using json = nlohmann::json;
 // at the C boundary.
 class Error : public std::runtime_error {
  public:
-  Error(int code, std::string msg) : std::runtime_error(std::move(msg)), code_(code) {}
+  Error(int code, const std::string &msg) : std::runtime_error(msg), code_(code) {}
   int code() const { return code_; }
 
  private:

@@ -22,6 +22,8 @@
 //    events applied, schedules fired) within WF_FAULTS_LIVENESS_MS (1000 ms,
 //    3.3 times lease_ms; 0 skips this check); wf_close returns WF_OK
 //    unless a fault was returned during it;
+//  - idle afterwards (or waiting out a sticky fault), the process uses at
+//    most half of a 200 ms window in CPU time: no spinning loop;
 //  - wf_close; PRAGMA integrity_check must say "ok";
 //  - the engine reopens on the file (default VFS) and drains everything;
 //  - every call that returned WF_OK is there: job delivered, host row and its
@@ -40,6 +42,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -97,6 +100,19 @@ struct Outcome {
   std::vector<std::string> failures;  // empty: the run passed
   harness::Report report;
 };
+
+// CPU time this process used while the calling thread slept `ms`.
+constexpr int kIdleWindowMs = 200;
+double process_cpu_ms_during_sleep(int ms) {
+  auto cpu_ms = [] {
+    timespec ts{};
+    ::clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return static_cast<double>(ts.tv_sec) * 1e3 + static_cast<double>(ts.tv_nsec) / 1e6;
+  };
+  const double before = cpu_ms();
+  std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+  return cpu_ms() - before;
+}
 
 void settle(wf_engine* e, int ms) {
   const auto deadline = Clock::now() + std::chrono::milliseconds(ms);
@@ -201,6 +217,16 @@ Outcome run_once(const std::string& dir, Kind kind, Phase run, int64_t k, int ro
       if (p.work != 0)
         o.failures.push_back("the engine did not finish its work within " +
                              std::to_string(live_ms) + " ms after the fault cleared: " + p.raw);
+    }
+    // Idle (finished, or waiting out a sticky fault on its retry timers),
+    // the engine must not burn CPU: a loop timer re-armed for an instant that
+    // stays due spins a core without a single failed write.
+    if (o.failures.empty()) {
+      const double cpu = process_cpu_ms_during_sleep(kIdleWindowMs);
+      if (cpu > kIdleWindowMs / 2.0)
+        o.failures.push_back("busy loop: the idle engine used " +
+                             std::to_string(static_cast<int>(cpu)) + " ms of CPU in " +
+                             std::to_string(kIdleWindowMs) + " ms");
     }
     const int64_t before_close = faulty::injected();
     rc = wf_close(e);
