@@ -228,21 +228,33 @@ void register_saga(Engine &e, const char *saga, const char *spec_json, wf_saga_f
   e.notify_loop([](Engine::Inbox &in) { in.saga_ready = true; });
 }
 
-StepOutput decode_saga_output(const std::string &text, const Options &opt, const std::string &saga,
-                              const std::string &tenant, const std::string &corr, const json &event,
-                              int64_t now, bool decode_effects) {
+namespace {
+
+// decode_saga_output, with two additions for the runtime and replay:
+// `event` is asked for only when a command needs the event's traceparent (so
+// the caller can parse the stored envelope lazily), and `*state_text`
+// receives the state as the JSON text the next reducer input splices in (the
+// same text nlohmann's dump writes for the parsed state: parse_json accepts
+// only valid UTF-8, so dump never has to replace anything).
+StepOutput decode_output(const std::string &text, const Options &opt, const std::string &saga,
+                         const std::string &tenant, const std::string &corr,
+                         const std::function<const json &()> &event, int64_t now,
+                         bool decode_effects, std::string *state_text) {
   const char *w = "saga output";
   json out = parse_json(text, opt.limits, w, opt.limits.max_payload_bytes * 4 + 65536);
   check_keys(out, {"state", "commands", "schedules", "cancel_schedules", "done"}, w);
   StepOutput o;
-  o.state = out.value("state", json(nullptr));
-  if (out.contains("done") && !out["done"].is_null()) {
-    if (!out["done"].is_boolean()) fail(WF_EINVAL, "saga output: \"done\" must be a boolean");
-    o.done = out["done"].get<bool>();
+  auto sit = out.find("state");
+  if (sit != out.end()) o.state = std::move(*sit);  // "state" is not read again below
+  auto dit = out.find("done");
+  if (dit != out.end() && !dit->is_null()) {
+    if (!dit->is_boolean()) fail(WF_EINVAL, "saga output: \"done\" must be a boolean");
+    o.done = dit->get<bool>();
   }
   std::string st = o.state.dump();
   if (st.size() > opt.limits.max_payload_bytes)
     fail(WF_ETOOBIG, "saga output: \"state\" is over max_payload_bytes");
+  if (state_text) *state_text = std::move(st);
   if (!decode_effects) return o;
   std::string ref = saga_ref(saga, tenant, corr).dump();
   int64_t t = now;
@@ -260,8 +272,10 @@ StepOutput decode_saga_output(const std::string &text, const Options &opt, const
       json meta = cmd.value("metadata", json::object());
       if (!meta.is_object()) fail(WF_EINVAL, what + ": \"metadata\" must be an object");
       if (!meta.contains("correlation_id")) meta["correlation_id"] = corr;
-      if (!meta.contains("traceparent") && event.contains("traceparent"))
-        meta["traceparent"] = event["traceparent"];
+      if (!meta.contains("traceparent")) {
+        const json &ev = event();
+        if (ev.contains("traceparent")) meta["traceparent"] = ev["traceparent"];
+      }
       meta["saga"] = saga;
       cmd["metadata"] = meta;
       NewJob j = decode_job(cmd, opt, t, what.c_str());
@@ -290,6 +304,16 @@ StepOutput decode_saga_output(const std::string &text, const Options &opt, const
   return o;
 }
 
+}  // namespace
+
+StepOutput decode_saga_output(const std::string &text, const Options &opt, const std::string &saga,
+                              const std::string &tenant, const std::string &corr, const json &event,
+                              int64_t now, bool decode_effects) {
+  return decode_output(
+      text, opt, saga, tenant, corr, [&]() -> const json & { return event; }, now, decode_effects,
+      nullptr);
+}
+
 // ------------------------------------------------------------- reducer I/O
 
 }  // namespace wf
@@ -303,17 +327,57 @@ namespace wf {
 
 namespace {
 
-// Calls the reducer and validates its output; throws Error with the reason.
-StepOutput run_reducer(Engine &e, const SagaDef &d, const std::string &tenant,
-                       const std::string &corr, const json &state, const json &event,
-                       bool decode_effects) {
-  json input{{"saga", d.name},
-             {"tenant", tenant},
-             {"correlation_id", corr},
-             {"state", state},
-             {"event", event}};
-  std::string in = input.dump(-1, ' ', false, json::error_handler_t::replace);
-  wf_buf buf;
+// The reducer input {"saga", "tenant", "correlation_id", "state", "event"} as
+// one instance's steps need it, built by splicing JSON texts instead of
+// building and dumping a json object. The result is byte for byte what
+// json{...}.dump(-1, ' ', false, replace) wrote before:
+//  - nlohmann objects keep their keys sorted, so the order is correlation_id,
+//    event, saga, state, tenant;
+//  - the three names are escaped once, by nlohmann itself;
+//  - the state is the dump of the parsed state (decode_output's text, or the
+//    dump of the stored state);
+//  - the event is the stored envelope text, which every writer produced with
+//    json::dump (insert_event, emit_outcome_event), and dump(parse(dump(x)))
+//    == dump(x). A stored text that is not an object (only a damaged row can
+//    be) goes through parse + dump as before.
+class ReducerInput {
+ public:
+  ReducerInput(const std::string &saga, const std::string &tenant, const std::string &corr) {
+    auto str = [](const std::string &v) {
+      return json(v).dump(-1, ' ', false, json::error_handler_t::replace);
+    };
+    head_ = "{\"correlation_id\":" + str(corr) + ",\"event\":";
+    mid_ = ",\"saga\":" + str(saga) + ",\"state\":";
+    tail_ = ",\"tenant\":" + str(tenant) + "}";
+  }
+  // Builds the input into `out` (its capacity is reused across steps).
+  void build(std::string &out, const std::string &state_text, const std::string &envelope) const {
+    const std::string *env = &envelope;
+    std::string fixed;
+    if (envelope.size() < 2 || envelope.front() != '{' || envelope.back() != '}') {
+      fixed = json::parse(envelope, nullptr, false)
+                  .dump(-1, ' ', false, json::error_handler_t::replace);
+      env = &fixed;
+    }
+    out.clear();
+    out.reserve(head_.size() + env->size() + mid_.size() + state_text.size() + tail_.size());
+    out.append(head_).append(*env).append(mid_).append(state_text).append(tail_);
+  }
+
+ private:
+  std::string head_, mid_, tail_;
+};
+
+// The dump of a stored state as the reducer input holds it.
+std::string stored_state_text(const std::string &stored) {
+  return json::parse(stored, nullptr, false).dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+// Calls the reducer on `in`; its output is left in `buf`. Throws Error with
+// the reason when the reducer fails.
+void call_reducer(const SagaDef &d, const std::string &in, wf_buf &buf) {
+  buf.data.clear();
+  buf.set = false;
   int rc;
   try {
     rc = d.fn(d.user, in.data(), in.size(), &buf);
@@ -322,7 +386,14 @@ StepOutput run_reducer(Engine &e, const SagaDef &d, const std::string &tenant,
   }
   if (rc != 0) fail(WF_EINVAL, "reducer returned " + std::to_string(rc));
   if (!buf.set) fail(WF_EINVAL, "reducer returned 0 without output (wf_buf_set)");
-  return decode_saga_output(buf.data, e.opt, d.name, tenant, corr, event, e.now(), decode_effects);
+}
+
+// A stored value in clear text (Engine::unseal without copying `stored`).
+std::string open_stored(Engine &e, std::string stored, const char *aad) {
+  if (e.cipher) return e.cipher->open(stored, aad);
+  if (Cipher::is_sealed(stored))
+    fail(WF_ECORRUPT, "the database holds encrypted values: open it with encryption_key");
+  return stored;
 }
 
 }  // namespace
@@ -422,7 +493,11 @@ void Engine::pump_sagas() {
     // Fold the events through the reducer in memory.
     bool exists = h.has_instance, done = h.has_instance && h.status == "done";
     int64_t version = h.has_instance ? h.version : 0;
-    json state = h.has_instance ? json::parse(h.state, nullptr, false) : json(nullptr);
+    // The state travels as the text the reducer input splices in.
+    std::string state = h.has_instance ? stored_state_text(h.state) : std::string("null");
+    ReducerInput input(d.name, h.tenant, h.corr);
+    std::string in;
+    wf_buf buf;
     std::vector<SagaAction> acts;
     for (auto &ev : evs) {
       SagaAction a;
@@ -433,13 +508,22 @@ void Engine::pump_sagas() {
         acts.push_back(std::move(a));
         continue;
       }
-      json event = json::parse(ev.envelope, nullptr, false);
+      // Parsed only if a command needs the event's traceparent.
+      std::optional<json> event;
+      auto get_event = [&]() -> const json & {
+        if (!event) event = json::parse(ev.envelope, nullptr, false);
+        return *event;
+      };
       try {
-        StepOutput out = run_reducer(*this, d, h.tenant, h.corr, state, event, true);
+        input.build(in, state, ev.envelope);
+        call_reducer(d, in, buf);
+        std::string new_state;
+        StepOutput out = decode_output(buf.data, opt, d.name, h.tenant, h.corr, get_event, now(),
+                                       true, &new_state);
         a.kind = SagaAction::kApply;
         a.expect_version = exists ? version : -1;
-        a.new_state = seal(out.state.dump(), "wf_sagas.state");
-        state = std::move(out.state);
+        a.new_state = seal(new_state, "wf_sagas.state");
+        state = std::move(new_state);
         done = out.done;
         a.out = std::make_shared<StepOutput>(std::move(out));
         version = exists ? version + 1 : 1;
@@ -614,7 +698,9 @@ std::string saga_replay(Engine &e, const char *tenant, const char *saga, const c
       fail(WF_ENOTFOUND, std::string("wf_saga_replay: saga \"") + saga + "\" is not registered");
     def = it->second;
   }
-  std::vector<json> events;
+  // Only the envelope texts are read; each goes into the reducer input as it
+  // is stored (after decryption), without being parsed.
+  std::vector<std::string> events;
   int64_t version = 0;
   {
     std::lock_guard<std::mutex> g(e.api_mu);
@@ -627,25 +713,33 @@ std::string saga_replay(Engine &e, const char *tenant, const char *saga, const c
       if (!v->step())
         fail(WF_ENOTFOUND, std::string("wf_saga_replay: no instance for \"") + corr + "\"");
       version = v->col_int(0);
+      events.reserve(size_t(version));
       auto st = db.prepare(
           "SELECT e.envelope FROM wf_saga_log l JOIN wf_events e ON e.seq = l.event_seq "
           "WHERE l.tenant = ?1 AND l.saga = ?2 AND l.correlation_id = ?3 ORDER BY l.n");
       st->bind(1, t).bind(2, saga).bind(3, corr);
-      while (st->step())
-        events.push_back(
-            json::parse(e.unseal(st->col_text(0), "wf_events.envelope"), nullptr, false));
+      while (st->step()) events.push_back(open_stored(e, st->col_text(0), "wf_events.envelope"));
       db.exec("COMMIT");
     } catch (...) {
       db.exec("ROLLBACK");
       throw;
     }
   }
-  json state = nullptr;
+  // The same input, reducer call and output validation as a live step
+  // (commands, schedules and cancels are not decoded); the state is carried
+  // as text from one step to the next.
+  const std::string c = corr;
+  ReducerInput input(def->name, t, c);
+  std::string state = "null", in;
+  wf_buf buf;
   bool done = false;
+  const json no_event;
+  auto get_event = [&]() -> const json & { return no_event; };  // not asked: no effects
   for (size_t i = 0; i < events.size(); ++i) {
     try {
-      StepOutput o = run_reducer(e, *def, t, corr, state, events[i], false);
-      state = std::move(o.state);
+      input.build(in, state, events[i]);
+      call_reducer(*def, in, buf);
+      StepOutput o = decode_output(buf.data, e.opt, def->name, t, c, get_event, 0, false, &state);
       done = o.done;
     } catch (const Error &ex) {
       fail(ex.code(), "wf_saga_replay: stopped at event " + std::to_string(i + 1) + " of " +
@@ -654,9 +748,9 @@ std::string saga_replay(Engine &e, const char *tenant, const char *saga, const c
   }
   if (commit) {
     check_writable(e);
-    std::string s = e.seal(state.dump(), "wf_sagas.state");
+    std::string s = e.seal(state, "wf_sagas.state");
     std::string status = done ? "done" : "active";
-    std::string sg = saga, c = corr;
+    std::string sg = saga;
     submit_or_raise(e, [&](WriteCtx &w) {
       auto up = w.db.prepare(
           "UPDATE wf_sagas SET state = ?4, status = ?5, updated_at = ?6 WHERE tenant = ?1 AND "
@@ -667,8 +761,11 @@ std::string saga_replay(Engine &e, const char *tenant, const char *saga, const c
         fail(WF_ESTATE, "wf_saga_replay: the instance changed during the replay; run it again");
     });
   }
-  json out{{"state", state}, {"events", events.size()}, {"done", done}};
-  return out.dump(-1, ' ', false, json::error_handler_t::replace);
+  // {"done", "events", "state"}: the keys in the order nlohmann's dump sorts them.
+  std::string out = done ? "{\"done\":true" : "{\"done\":false";
+  out.append(",\"events\":").append(std::to_string(events.size()));
+  out.append(",\"state\":").append(state).append("}");
+  return out;
 }
 
 json saga_stats(Engine &, Db &db, int64_t now, const std::optional<std::string> &tenant) {

@@ -26,7 +26,7 @@ struct Reducer {
     if (type == "invalid") return wf_buf_set(out, "not json", 8) == WF_OK ? 0 : 1;
     std::string item = type;
     if (ev["payload"].is_object() && ev["payload"].contains("n"))
-      item += ":" + std::to_string(ev["payload"]["n"].get<int>());
+      item.append(":").append(std::to_string(ev["payload"]["n"].get<int>()));
     state["events"].push_back(item);
     state["reducer"] = r->tag;
     json o{{"state", state}, {"done", false}};
@@ -128,11 +128,11 @@ TEST_F(SagaTest, EventsApplyInSubmissionOrderPerInstance) {
   submit({{"event_id", "p-a"}, {"type", "order.placed"}, {"correlation_id", "a"}});
   submit({{"event_id", "p-b"}, {"type", "order.placed"}, {"correlation_id", "b"}});
   for (int i = 0; i < 30; ++i) {
-    submit({{"event_id", "a" + std::to_string(i)},
+    submit({{"event_id", std::string("a").append(std::to_string(i))},
             {"type", "item"},
             {"correlation_id", "a"},
             {"payload", {{"n", i}}}});
-    submit({{"event_id", "b" + std::to_string(i)},
+    submit({{"event_id", std::string("b").append(std::to_string(i))},
             {"type", "item"},
             {"correlation_id", "b"},
             {"payload", {{"n", i}}}});
@@ -142,7 +142,8 @@ TEST_F(SagaTest, EventsApplyInSubmissionOrderPerInstance) {
     ASSERT_TRUE(wait_saga(c, [](const json &j) { return j["state"]["events"].size() >= 31; })) << c;
     json ev = get(c)["state"]["events"];
     EXPECT_EQ("order.placed", ev[0]);
-    for (int i = 0; i < 30; ++i) EXPECT_EQ("item:" + std::to_string(i), ev[i + 1]);
+    for (int i = 0; i < 30; ++i)
+      EXPECT_EQ(std::string("item:").append(std::to_string(i)), ev[i + 1]);
   }
 }
 
@@ -259,7 +260,7 @@ TEST_F(SagaTest, ReplayRebuildsStateWithoutEffects) {
   start_saga();
   submit({{"event_id", "e1"}, {"type", "order.placed"}, {"correlation_id", "o7"}});
   for (int i = 0; i < 3; ++i)
-    submit({{"event_id", "i" + std::to_string(i)},
+    submit({{"event_id", std::string("i").append(std::to_string(i))},
             {"type", "item"},
             {"correlation_id", "o7"},
             {"payload", {{"n", i}}}});
@@ -283,6 +284,175 @@ TEST_F(SagaTest, ReplayRebuildsStateWithoutEffects) {
   EXPECT_EQ(WF_ENOTFOUND, wf_saga_replay(e, "", "order", "nope", nullptr, &out));
   EXPECT_EQ(WF_EINVAL, wf_saga_replay(e, "", "order", "o7", "{\"commit\":1}", &out));
 }
+
+namespace {
+
+// Records every reducer input verbatim. The state folds all of each event:
+// its type, payload and the running number of events per type.
+struct RecordingReducer {
+  std::mutex mu;
+  std::vector<std::string> inputs;
+
+  static int fn(void *user, const char *in, size_t len, wf_buf *out) {
+    auto *r = static_cast<RecordingReducer *>(user);
+    {
+      std::lock_guard<std::mutex> g(r->mu);
+      r->inputs.emplace_back(in, len);
+    }
+    json input = json::parse(std::string(in, len));
+    json state = input["state"].is_null() ? json::object() : input["state"];
+    const json &ev = input["event"];
+    std::string type = ev["type"];
+    state["log"].push_back(json{{"type", type}, {"payload", ev["payload"]}});
+    json &count = state["count"][type];
+    count = count.is_null() ? 1 : count.get<int>() + 1;
+    state["who"] = input["tenant"].get<std::string>() + "/" + input["saga"].get<std::string>() +
+                   "/" + input["correlation_id"].get<std::string>();
+    json o{{"state", state}, {"done", type == "order.closed"}};
+    if (type == "order.placed")
+      o["commands"] = json::array(
+          {{{"effect", "reserve"},
+            {"key", std::string("reserve:").append(input["correlation_id"].get<std::string>())}}});
+    std::string s = o.dump();
+    return wf_buf_set(out, s.data(), s.size()) == WF_OK ? 0 : 1;
+  }
+  std::vector<std::string> take() {
+    std::lock_guard<std::mutex> g(mu);
+    return std::move(inputs);
+  }
+};
+
+const char *kReplayKey = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+
+std::string slurp_file(const std::string &p) {
+  std::string all;
+  FILE *f = std::fopen(p.c_str(), "rb");
+  if (!f) return all;
+  char buf[65536];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) all.append(buf, n);
+  std::fclose(f);
+  return all;
+}
+
+}  // namespace
+
+class SagaReplayTest : public EngineTest, public ::testing::WithParamInterface<bool> {};
+
+// Replay hands the reducer byte for byte the inputs the live steps got (so the
+// spliced input equals the canonical dump of {saga, tenant, correlation_id,
+// state, event}) and reaches the live state, with and without encryption.
+TEST_P(SagaReplayTest, ReplayGivesTheLiveInputsAndState) {
+  const bool encrypted = GetParam();
+  std::string opts = encrypted ? std::string("{\"durability\":\"normal\",\"encryption_key\":\"") +
+                                     kReplayKey + "\"}"
+                               : std::string("{\"durability\":\"normal\"}");
+  open(opts.c_str());
+  RecordingReducer red;
+  Sink sink;
+  sink.handler = [](wf_job *j) {
+    EXPECT_EQ(WF_OK,
+              wf_job_complete(j, "{\"ok\":true,\"note\":\"r\\u00e9serv\\u00e9\",\"x\":2.5}"));
+  };
+  ASSERT_EQ(WF_OK, wf_saga_register(e, "ord\"er",
+                                    "{\"start\":[\"order.placed\"],"
+                                    "\"on\":[\"item\",\"order.paid\",\"order.closed\"]}",
+                                    RecordingReducer::fn, &red));
+  ASSERT_EQ(WF_OK, wf_effect_register(e, "reserve", nullptr, Sink::cb, &sink));
+  ASSERT_EQ(WF_OK, wf_start(e));
+  const char *tenant = "t\\1";
+  const char *corr = "c\xc3\xa9/42 \"q\"";
+  auto submit_ev = [&](const std::string &id, const std::string &type, const std::string &extra) {
+    std::string doc = "{\"event_id\":\"" + id + "\",\"type\":\"" + type +
+                      "\",\"tenant\":\"t\\\\1\",\"correlation_id\":\"c\\u00e9/42 \\\"q\\\"\"" +
+                      extra + "}";
+    EXPECT_EQ(WF_OK, wf_submit(e, doc.c_str())) << wf_last_error() << " " << doc;
+  };
+  submit_ev("p", "order.placed",
+            ",\"traceparent\":\"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\","
+            "\"payload\":{\"secret\":\"replay-marker-7f3a\",\"z\":1,\"a\":[true,null,-0.0]}");
+  ASSERT_TRUE(sink.wait_count(1));
+  submit_ev("i1", "item", ",\"payload\":{\"n\":0.1,\"big\":18446744073709551615,\"neg\":-7}");
+  submit_ev("i2", "item",
+            ",\"payload\":{\"s\":\"tab\\tnl\\nnul\\u0000quote\\\"\\u2028\\ud83d\\ude00\","
+            "\"e\":1e300,\"o\":{\"b\":{},\"a\":[]}},\"extra\":{\"kept\":true}");
+  submit_ev("i3", "item", "");  // no payload: stored as null
+  submit_ev("pay", "order.paid", ",\"occurred_at\":\"2030-01-02T03:04:05.678Z\"");
+  submit_ev("close", "order.closed", ",\"payload\":\"bye\"");
+  // Wait for the instance to be done (reserve.completed came back too).
+  json live;
+  for (int i = 0; i < 2000; ++i) {
+    char *out = nullptr;
+    if (wf_saga_get(e, tenant, "ord\"er", corr, &out) == WF_OK) {
+      live = json::parse(out);
+      wf_free(out);
+      if (live["status"] == "done") break;
+    }
+    sink.wait([] { return false; }, 5);
+  }
+  ASSERT_EQ("done", live["status"]) << live.dump();
+  sync();
+  std::vector<std::string> live_inputs = red.take();
+  ASSERT_EQ(live["version"].get<size_t>(), live_inputs.size());
+  json counts = live["state"]["count"];
+  EXPECT_EQ(1, counts["order.placed"]);
+  EXPECT_EQ(3, counts["item"]);
+  EXPECT_EQ(1, counts["order.paid"]);
+  EXPECT_EQ(1, counts["order.closed"]);
+  // reserve.completed is applied unless the close got there first.
+  EXPECT_EQ(live_inputs.size(), size_t(6 + counts.value("reserve.completed", 0)));
+  for (const auto &in : live_inputs) {
+    json doc = json::parse(in);
+    EXPECT_EQ(doc.dump(-1, ' ', false, json::error_handler_t::replace), in);
+    EXPECT_EQ(tenant, doc["tenant"]);
+    EXPECT_EQ("ord\"er", doc["saga"]);
+    EXPECT_EQ(corr, doc["correlation_id"]);
+    EXPECT_TRUE(doc["event"].is_object());
+  }
+  EXPECT_TRUE(json::parse(live_inputs[0])["state"].is_null());
+
+  for (const char *opt : {static_cast<const char *>(nullptr), "{\"commit\":true}"}) {
+    char *out = nullptr;
+    ASSERT_EQ(WF_OK, wf_saga_replay(e, tenant, "ord\"er", corr, opt, &out)) << wf_last_error();
+    std::string text = out;
+    wf_free(out);
+    json r = json::parse(text);
+    EXPECT_EQ(r.dump(-1, ' ', false, json::error_handler_t::replace), text);
+    EXPECT_EQ(live["state"], r["state"]);
+    EXPECT_EQ(live["version"], r["events"]);
+    EXPECT_TRUE(r["done"].get<bool>());
+    std::vector<std::string> replay_inputs = red.take();
+    ASSERT_EQ(live_inputs.size(), replay_inputs.size());
+    for (size_t i = 0; i < live_inputs.size(); ++i)
+      EXPECT_EQ(live_inputs[i], replay_inputs[i]) << "input " << i;
+  }
+  // The committed replay stored the same state.
+  char *out = nullptr;
+  ASSERT_EQ(WF_OK, wf_saga_get(e, tenant, "ord\"er", corr, &out));
+  json after = json::parse(out);
+  wf_free(out);
+  EXPECT_EQ(live["state"], after["state"]);
+  EXPECT_EQ("done", after["status"]);
+  EXPECT_EQ(live["version"], after["version"]);
+  // Encryption at rest still covers envelopes and states.
+  ASSERT_EQ(WF_OK, wf_close(e));
+  e = nullptr;
+  std::string file = slurp_file(path) + slurp_file(path + "-wal");
+  EXPECT_EQ(!encrypted, file.find("replay-marker-7f3a") != std::string::npos);
+  // Reopened, the replay reads the stored texts the same way.
+  open(opts.c_str());
+  ASSERT_EQ(WF_OK, wf_saga_register(e, "ord\"er", "{\"start\":[\"order.placed\"]}",
+                                    RecordingReducer::fn, &red));
+  ASSERT_EQ(WF_OK, wf_saga_replay(e, tenant, "ord\"er", corr, nullptr, &out)) << wf_last_error();
+  EXPECT_EQ(live["state"], json::parse(out)["state"]);
+  wf_free(out);
+  EXPECT_EQ(live_inputs, red.take());
+}
+
+INSTANTIATE_TEST_SUITE_P(Encryption, SagaReplayTest, ::testing::Values(false, true),
+                         [](const ::testing::TestParamInfo<bool> &i) {
+                           return i.param ? std::string("Encrypted") : std::string("Plain");
+                         });
 
 TEST_F(SagaTest, TransactionalSubmitCommitsOrVanishes) {
   start_saga();
@@ -320,7 +490,7 @@ TEST_F(EngineTest, OneShotScheduleFiresOnceAtItsTime) {
   EXPECT_EQ(0u, s.count());
   advance(1);
   ASSERT_TRUE(s.wait_count(1));
-  EXPECT_EQ("schedule:k@" + std::to_string(due), s.seen[0]["key"]);
+  EXPECT_EQ(std::string("schedule:k@").append(std::to_string(due)), s.seen[0]["key"]);
   sync();
   EXPECT_EQ(0, stats()["schedules"]["pending"]);
   // Firing the same (key, due) again cannot double it: the derived key dedupes.
