@@ -49,11 +49,12 @@ Options parse_options(const char *options_json) {
   Limits lim;
   json doc = parse_json(options_json, lim, "options", 1 << 16);
   const char *w = "options";
-  check_keys(doc,
-             {"durability", "busy_timeout_ms", "lease_ms", "max_attempts", "backoff",
-              "dedupe_window_ms", "max_payload_bytes", "max_json_depth", "max_inflight", "poll_ms",
-              "drain_timeout_ms", "group_commit_wait_us", "vfs", "encryption_key"},
-             w);
+  check_keys(
+      doc,
+      {"durability", "busy_timeout_ms", "lease_ms", "max_attempts", "backoff", "dedupe_window_ms",
+       "max_payload_bytes", "max_json_depth", "max_inflight", "poll_ms", "drain_timeout_ms",
+       "group_commit_wait_us", "checkpoint_pages", "vfs", "encryption_key"},
+      w);
   std::string d = get_string(doc, "durability", w, false, "full");
   if (d == "full")
     o.durability_full = true;
@@ -74,6 +75,7 @@ Options parse_options(const char *options_json) {
   o.poll_ms = get_int(doc, "poll_ms", w, 500, 0, 3600000);
   o.drain_timeout_ms = get_int(doc, "drain_timeout_ms", w, 10000, 0, 3600000);
   o.group_commit_wait_us = get_int(doc, "group_commit_wait_us", w, 200, 0, 100000);
+  o.checkpoint_pages = get_int(doc, "checkpoint_pages", w, 4000, 0, INT64_C(1) << 30);
   o.vfs = get_string(doc, "vfs", w, false, "");
   o.encryption_key = get_string(doc, "encryption_key", w, false, "");
   return o;
@@ -226,7 +228,99 @@ Engine::Engine(const std::string &p, Options o) : path(p), opt(std::move(o)) {
     g_live_boots.insert(boot_id);
   }
   recover_on_open();
-  writer = std::thread([this] { writer_main(); });
+  if (opt.checkpoint_pages > 0) {
+    ckpt_db = std::make_unique<Db>(path, false, opt.busy_timeout_ms, opt.vfs);
+    {
+      // A new connection learns the file is in WAL mode on its first read;
+      // until then a checkpoint on it does nothing.
+      auto st = ckpt_db->prepare("PRAGMA journal_mode");
+      if (!st->step() || st->col_text(0) != "wal")
+        fail(WF_EIO, "checkpoint connection: \"" + path + "\" is not in WAL mode");
+    }
+    write_db->set_wal_hook([this](int frames) {
+      if (frames < opt.checkpoint_pages) return;
+      // Under a steady stream of commits the background checkpoint never
+      // catches up with the last frame, and SQLite starts the WAL over only
+      // when a write begins with every frame copied back: past this size the
+      // writer finishes the copy itself before its next transaction.
+      if (frames >= opt.checkpoint_pages * kWalRestartFactor)
+        wal_restart_due.store(true, std::memory_order_relaxed);
+      std::lock_guard<std::mutex> g(ckpt_mu);
+      if (ckpt_wanted) return;
+      ckpt_wanted = true;
+      ckpt_cv.notify_one();
+    });
+    checkpointer = std::thread([this] { checkpointer_main(); });
+  }
+  try {
+    writer = std::thread([this] { writer_main(); });
+  } catch (...) {
+    stop_checkpointer();  // no destructor runs for a constructor that throws
+    throw;
+  }
+}
+
+void Engine::checkpointer_main() {
+  std::unique_lock<std::mutex> lk(ckpt_mu);
+  bool failing = false;
+  for (;;) {
+    ckpt_cv.wait(lk, [&] { return ckpt_stop || ckpt_wanted; });
+    if (ckpt_stop) return;
+    lk.unlock();
+    int wal = 0, done = 0;
+    std::string err;
+    try {
+      std::lock_guard<std::mutex> g(ckpt_run_mu);
+      ckpt_db->checkpoint_passive(&wal, &done);
+      n_checkpoints.fetch_add(1, std::memory_order_relaxed);
+    } catch (const Error &ex) {
+      // Busy: another process is checkpointing; the next commit asks again.
+      if (ex.code() != WF_EBUSY) {
+        err = ex.what();
+        n_checkpoint_failures.fetch_add(1, std::memory_order_relaxed);
+      }
+    } catch (const std::exception &ex) {
+      err = ex.what();
+      n_checkpoint_failures.fetch_add(1, std::memory_order_relaxed);
+    }
+    if (!err.empty() && !failing)
+      log(WF_LOG_WARN, "checkpoint failed; retrying", json{{"error", err}});
+    else if (err.empty() && failing)
+      log(WF_LOG_INFO, "checkpoint succeeded again", json{{"wal_frames", wal}});
+    failing = !err.empty();
+    lk.lock();
+    // The next commit asks again if the WAL is still over the threshold. A
+    // failing checkpoint (I/O error) is retried at most every 100 ms.
+    ckpt_wanted = false;
+    if (failing) ckpt_cv.wait_for(lk, std::chrono::milliseconds(100), [&] { return ckpt_stop; });
+  }
+}
+
+// Writer thread, outside a transaction: copies the frames the background
+// checkpointer has not reached yet, so that the next write transaction starts
+// the WAL over. A failure (a reader in the way, the checkpointer busy, I/O) is
+// harmless: the next commit over the limit asks again.
+void Engine::restart_wal() {
+  int wal = 0, done = 0;
+  try {
+    // After the background pass in progress, if any: two checkpoints at once
+    // make one of them fail with SQLITE_BUSY.
+    std::lock_guard<std::mutex> g(ckpt_run_mu);
+    write_db->checkpoint_passive(&wal, &done);
+    n_writer_checkpoints.fetch_add(1, std::memory_order_relaxed);
+  } catch (const std::exception &ex) {
+    log(WF_LOG_DEBUG, "WAL restart checkpoint did not run", json{{"error", ex.what()}});
+  }
+}
+
+void Engine::stop_checkpointer() {
+  {
+    std::lock_guard<std::mutex> g(ckpt_mu);
+    ckpt_stop = true;
+  }
+  ckpt_cv.notify_all();
+  if (checkpointer.joinable()) checkpointer.join();
+  ckpt_db.reset();
 }
 
 Engine::~Engine() {
@@ -236,6 +330,8 @@ Engine::~Engine() {
   }
   wq_cv.notify_all();
   if (writer.joinable()) writer.join();
+  stop_checkpointer();
+  if (write_db) write_db->set_wal_hook(nullptr);
   {
     std::lock_guard<std::mutex> g(g_live_mu);
     g_live_boots.erase(boot_id);
@@ -477,6 +573,7 @@ void Engine::run_batch(std::vector<WriteReq> &batch) {
       db.exec(want_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
       sync_full_now = want_full;
     }
+    if (wal_restart_due.exchange(false, std::memory_order_relaxed)) restart_wal();
     db.exec("BEGIN IMMEDIATE");
     for (size_t i = 0; i < batch.size(); ++i) {
       WriteReq &r = batch[i];
@@ -541,6 +638,7 @@ void Engine::run_host_tx(WriteReq &req) {
       db.exec("PRAGMA synchronous=FULL");
       sync_full_now = true;
     }
+    if (wal_restart_due.exchange(false, std::memory_order_relaxed)) restart_wal();
     db.exec("BEGIN IMMEDIATE");
   } catch (const Error &e) {
     rc = e.code();

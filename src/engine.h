@@ -63,8 +63,9 @@ struct Options {
   int64_t poll_ms = 500;
   int64_t drain_timeout_ms = 10000;
   int64_t group_commit_wait_us = 200;
-  std::string vfs;             // SQLite VFS name ("" = default); fault-injection tests
-  std::string encryption_key;  // 64 hex digits, or "" for none; never logged
+  int64_t checkpoint_pages = 4000;  // background checkpoint threshold; 0 = SQLite's own
+  std::string vfs;                  // SQLite VFS name ("" = default); fault-injection tests
+  std::string encryption_key;       // 64 hex digits, or "" for none; never logged
 };
 
 Options parse_options(const char *options_json);
@@ -259,6 +260,23 @@ struct Engine {
   // Queues a request and waits for its durable commit.
   int submit_wait(std::function<void(WriteCtx &)> fn, bool savepoint = true);
 
+  // --- background checkpointer: the writer never checkpoints (its commits
+  // would wait for the database fsyncs); a hook on write_db wakes this thread
+  // when the WAL reaches opt.checkpoint_pages, and it runs a PASSIVE
+  // checkpoint on its own connection.
+  std::unique_ptr<Db> ckpt_db;
+  std::mutex ckpt_mu;
+  std::condition_variable ckpt_cv;
+  bool ckpt_wanted = false;  // GUARDED_BY(ckpt_mu)
+  bool ckpt_stop = false;    // GUARDED_BY(ckpt_mu)
+  std::mutex ckpt_run_mu;    // held while a checkpoint runs (either thread)
+  std::thread checkpointer;
+  void checkpointer_main();
+  void stop_checkpointer();
+  static constexpr int64_t kWalRestartFactor = 4;
+  std::atomic<bool> wal_restart_due{false};  // set by the WAL hook, taken by the writer
+  void restart_wal();
+
   // --- read-only connections (WAL snapshots): one for the loop's own
   // queries, one for API reads (stats, listings), so a slow wf_stats never
   // delays timers or claims.
@@ -360,7 +378,8 @@ struct Engine {
 
   // --- counters
   std::atomic<int64_t> n_enqueued{0}, n_completed{0}, n_retried{0}, n_dead{0}, n_timeouts{0},
-      n_commits{0}, n_dispatched{0};
+      n_commits{0}, n_dispatched{0}, n_checkpoints{0}, n_checkpoint_failures{0},
+      n_writer_checkpoints{0};
 
   // --- API operations (outbox.cpp, ops.cpp)
   void insert_job(WriteCtx &w, const NewJob &j, std::string *id, bool *existing);

@@ -584,6 +584,9 @@ json stats(Engine &e, const char *filter_json) {
   eng["dead_lettered"] = e.n_dead.load();
   eng["timeouts"] = e.n_timeouts.load();
   eng["commits"] = e.n_commits.load();
+  eng["checkpoints"] = e.n_checkpoints.load();
+  eng["checkpoint_failures"] = e.n_checkpoint_failures.load();
+  eng["writer_checkpoints"] = e.n_writer_checkpoints.load();
   json effs = json::object();
   {
     std::lock_guard<std::mutex> g(e.reg_mu);
@@ -644,7 +647,8 @@ std::string metrics(Engine &e) {
   gauge("wf_inflight", "Attempts in flight in this engine.", "gauge");
   o += "wf_inflight " + std::to_string(s["engine"]["inflight"].get<int64_t>()) + "\n";
   for (const char *c :
-       {"enqueued", "dispatched", "completed", "retried", "dead_lettered", "timeouts", "commits"}) {
+       {"enqueued", "dispatched", "completed", "retried", "dead_lettered", "timeouts", "commits",
+        "checkpoints", "checkpoint_failures", "writer_checkpoints"}) {
     std::string name = std::string("wf_") + c + "_total";
     gauge(name.c_str(), "Counter since this engine was opened.", "counter");
     o += name + " " + std::to_string(s["engine"][c].get<int64_t>()) + "\n";

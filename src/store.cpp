@@ -143,6 +143,28 @@ Db::Db(const std::string &path, bool readonly, int busy_timeout_ms, const std::s
   sqlite3_db_config(db_, SQLITE_DBCONFIG_ENABLE_LOAD_EXTENSION, 0, nullptr);
 }
 
+namespace {
+int wal_hook_trampoline(void *user, sqlite3 *, const char *, int frames) {
+  auto *fn = static_cast<std::function<void(int)> *>(user);
+  (*fn)(frames);
+  return SQLITE_OK;
+}
+}  // namespace
+
+void Db::set_wal_hook(std::function<void(int)> fn) {
+  wal_hook_ = std::move(fn);
+  if (wal_hook_)
+    sqlite3_wal_hook(db_, wal_hook_trampoline, &wal_hook_);
+  else
+    sqlite3_wal_hook(db_, nullptr, nullptr);
+}
+
+void Db::checkpoint_passive(int *wal_frames, int *done_frames) {
+  int rc =
+      sqlite3_wal_checkpoint_v2(db_, nullptr, SQLITE_CHECKPOINT_PASSIVE, wal_frames, done_frames);
+  if (rc != SQLITE_OK) raise(rc, "checkpoint");
+}
+
 Db::~Db() {
   for (auto &kv : cache_) sqlite3_finalize(kv.second);
   sqlite3_close_v2(db_);

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -77,6 +78,15 @@ class Db {
   int64_t last_rowid() const;
   bool in_txn() const;
   void set_authorizer(bool host_mode);
+  // Replaces SQLite's automatic checkpoint on this connection: `fn(frames)`
+  // runs after each commit with the number of frames in the WAL, on the
+  // committing thread. An empty function restores no hook (and no automatic
+  // checkpoint either).
+  void set_wal_hook(std::function<void(int)> fn);
+  // A PASSIVE checkpoint: copies what it can without waiting for readers or
+  // writers. `*wal_frames` / `*done_frames` get the WAL's size and how much of
+  // it is now in the database. Throws Error on failure.
+  void checkpoint_passive(int *wal_frames, int *done_frames);
   sqlite3 *raw() const { return db_; }
 
   // Throws Error with a status mapped from the SQLite result code.
@@ -85,6 +95,7 @@ class Db {
  private:
   sqlite3 *db_ = nullptr;
   std::map<const char *, sqlite3_stmt *> cache_;
+  std::function<void(int)> wal_hook_;
 };
 
 int map_sqlite_error(int rc);

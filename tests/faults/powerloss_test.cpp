@@ -67,7 +67,7 @@ int child_main(int argc, char** argv) {
   // synchronous=NORMAL acknowledged work is lost on power cuts.
   const char* dur = std::getenv("WF_POWERLOSS_DURABILITY");
   const std::string options = std::string("{\"vfs\":\"wf_faulty\",\"durability\":\"") +
-                              (dur && *dur ? dur : "full") + "\",\"poll_ms\":0}";
+                              (dur && *dur ? dur : "full") + "\",\"poll_ms\":0,\"checkpoint_pages\":200}";
   int rc = wf_open((dir + "/p.db").c_str(), options.c_str(), &e);
   if (rc == WF_OK) rc = harness::register_all(e, &log);
   if (rc == WF_OK) rc = wf_start(e);
@@ -115,8 +115,9 @@ TEST(PowerLoss, AcknowledgedWorkSurvivesPowerCuts) {
     ::unlink((db + "-shm").c_str());
 
     // 2. The child runs until it dies before its kill_at-th operation.
-    // Every long_every-th cycle runs long enough for the WAL to pass 1000
-    // pages, so the child checkpoints into the database file too.
+    // Every long_every-th cycle runs long enough for the WAL to pass
+    // checkpoint_pages (200) several times, so the child's background
+    // checkpointer (and the writer's catch-up) write the database file too.
     const bool long_cycle = long_every > 0 && cycle % long_every == long_every - 1;
     const int64_t kill_at = std::uniform_int_distribution<int64_t>(
         long_cycle ? long_ops / 2 : 1, long_cycle ? long_ops : max_ops)(rng);

@@ -76,7 +76,7 @@ const char* run_name(Phase r) {
 
 constexpr const char* kFaultyOptions =
     "{\"vfs\":\"wf_faulty\",\"busy_timeout_ms\":20,\"poll_ms\":0,\"lease_ms\":300,"
-    "\"drain_timeout_ms\":300}";
+    "\"drain_timeout_ms\":300,\"checkpoint_pages\":100}";
 constexpr const char* kPlainOptions = "{\"poll_ms\":0}";
 // Failed write transactions tolerated during the 60 ms settle (the
 // engine's retry timers fire every 100 ms).
@@ -546,9 +546,11 @@ WF_SWEEP_TESTS(LockBusy, Kind::kLockBusy)
 WF_SWEEP_TESTS(LockIoerr, Kind::kLockIoerr)
 WF_SWEEP_TESTS(ShmLock, Kind::kShmLock)
 
-// Checkpoints: a longer workload whose WAL passes 1000 pages, so SQLite
-// checkpoints into the database file while the engine runs; the faults hit
-// the calls on the database file only (checkpoint writes, syncs, truncates).
+// Checkpoints: a longer workload whose WAL passes checkpoint_pages (100 in
+// kFaultyOptions) many times, so the engine's background checkpointer and the
+// writer's catch-up copy into the database file while the engine runs; the
+// faults hit the calls on the database file only (checkpoint writes, syncs,
+// truncates).
 #define WF_CHECKPOINT_TESTS(Name, kind)                                    \
   TEST(FaultSweep, Checkpoint##Name##Once) {                               \
     sweep(kind, Phase::kOnce, faulty::File::kDb, kCheckpointRounds);       \

@@ -2,6 +2,7 @@
 // cancel, host transactions, dead-letter operations without a relay.
 #include <sys/stat.h>
 
+#include <chrono>
 #include <thread>
 
 #include "helpers.h"
@@ -305,6 +306,44 @@ TEST_F(EngineTest, StatsDocumentShape) {
   wf_free(out);
   EXPECT_NE(m.find("wf_outbox_jobs{effect=\"x\",state=\"ready\"} 1"), std::string::npos) << m;
   EXPECT_NE(m.find("# TYPE wf_dead_letters gauge"), std::string::npos);
+}
+
+// The writer never checkpoints: a background thread does, on its own
+// connection, once the WAL holds checkpoint_pages pages, so the WAL stays
+// small while commits go on.
+TEST_F(EngineTest, CheckpointsRunInTheBackground) {
+  open("{\"durability\":\"normal\",\"checkpoint_pages\":8}");
+  const std::string pad(2000, 'x');
+  for (int i = 0; i < 300; ++i) enqueue({{"effect", "x"}, {"payload", {{"pad", pad}}}});
+  ASSERT_EQ(WF_OK, wf_sync(e)) << wf_last_error();
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  json s = stats();
+  while (s["engine"]["checkpoints"].get<int64_t>() == 0 &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    s = stats();
+  }
+  EXPECT_GE(s["engine"]["checkpoints"].get<int64_t>(), 1) << s.dump();
+  EXPECT_EQ(0, s["engine"]["checkpoint_failures"].get<int64_t>());
+  // 300 commits of ~2 KB payloads are well over 1 MiB of WAL frames; the
+  // checkpoints let the writer start the WAL over.
+  struct stat st;
+  ASSERT_EQ(0, ::stat((path + "-wal").c_str(), &st));
+  EXPECT_LT(st.st_size, 1 << 20);
+  EXPECT_EQ(300, pending());
+  char *m = nullptr;
+  ASSERT_EQ(WF_OK, wf_metrics(e, &m));
+  EXPECT_NE(std::string(m).find("wf_checkpoints_total "), std::string::npos);
+  wf_free(m);
+}
+
+TEST_F(EngineTest, CheckpointPagesZeroLeavesCheckpointsToSqlite) {
+  open("{\"durability\":\"normal\",\"checkpoint_pages\":0}");
+  for (int i = 0; i < 50; ++i) enqueue({{"effect", "x"}});
+  EXPECT_EQ(0, stats()["engine"]["checkpoints"].get<int64_t>());
+  wf_engine *x = nullptr;
+  EXPECT_EQ(WF_EINVAL, wf_open(path.c_str(), "{\"checkpoint_pages\":-1}", &x));
+  EXPECT_NE(std::string(wf_last_error()).find("checkpoint_pages"), std::string::npos);
 }
 
 TEST_F(EngineTest, ReopenKeepsJobs) {
