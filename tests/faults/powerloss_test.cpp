@@ -67,7 +67,8 @@ int child_main(int argc, char** argv) {
   // synchronous=NORMAL acknowledged work is lost on power cuts.
   const char* dur = std::getenv("WF_POWERLOSS_DURABILITY");
   const std::string options = std::string("{\"vfs\":\"wf_faulty\",\"durability\":\"") +
-                              (dur && *dur ? dur : "full") + "\",\"poll_ms\":0,\"checkpoint_pages\":200}";
+                              (dur && *dur ? dur : "full") +
+                              "\",\"poll_ms\":0,\"checkpoint_pages\":200}";
   int rc = wf_open((dir + "/p.db").c_str(), options.c_str(), &e);
   if (rc == WF_OK) rc = harness::register_all(e, &log);
   if (rc == WF_OK) rc = wf_start(e);
