@@ -713,7 +713,7 @@ std::string saga_replay(Engine &e, const char *tenant, const char *saga, const c
       if (!v->step())
         fail(WF_ENOTFOUND, std::string("wf_saga_replay: no instance for \"") + corr + "\"");
       version = v->col_int(0);
-      events.reserve(size_t(version));
+      if (version > 0 && version <= (int64_t(1) << 20)) events.reserve(size_t(version));
       auto st = db.prepare(
           "SELECT e.envelope FROM wf_saga_log l JOIN wf_events e ON e.seq = l.event_seq "
           "WHERE l.tenant = ?1 AND l.saga = ?2 AND l.correlation_id = ?3 ORDER BY l.n");
