@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Quick start 2: install what is missing, build, run every test suite:
 # clang-format check, the GoogleTest suites via ctest (unit, C API, header,
-# exported symbols, install consumers, crash test, fuzz corpus replay),
+# exported symbols, install consumers, crash test, fault injection, power
+# loss, security, fuzz corpus replay), a bounded crash loop, clang-tidy,
 # a bounded libFuzzer pass, then the whole suite again under AddressSanitizer +
 # UndefinedBehaviorSanitizer and under ThreadSanitizer (ctest's summary ends it).
 set -euo pipefail
@@ -15,6 +16,21 @@ echo "== build (RelWithDebInfo)"
 BUILD_DIR=build ./scripts/build.sh -DWF_BUILD_TESTS=ON -DWF_BUILD_BENCH=ON -DWF_SANITIZE=OFF -DWF_FAILPOINTS=ON
 echo "== ctest"
 (cd build && ctest --output-on-failure -j2 --timeout 900)
+
+# A bounded crash loop on top of ctest's crash test: repeated runs of 20
+# SIGKILLs each with fresh seeds (scripts/crashloop.sh runs it for hours).
+# WF_CRASHLOOP_SECONDS sets the duration (default 60; 0 skips it).
+if [ "${WF_CRASHLOOP_SECONDS:-60}" != 0 ]; then
+  echo "== crash loop (${WF_CRASHLOOP_SECONDS:-60} s)"
+  ./scripts/crashloop.sh "${WF_CRASHLOOP_SECONDS:-60}" build
+fi
+
+# clang-tidy over src/ with the checked-in .clang-tidy: any finding fails.
+# WF_SKIP_LINT=1 skips it.
+if [ "${WF_SKIP_LINT:-0}" != 1 ]; then
+  echo "== clang-tidy"
+  ./scripts/lint.sh
+fi
 
 # ---- fuzz (owned by the fuzzing work; keep this block self-contained) ----
 # A bounded libFuzzer pass (ASan + UBSan) over every target, starting from the

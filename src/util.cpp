@@ -209,11 +209,14 @@ int64_t parse_rfc3339(const std::string &s) {
                             : c == want;
     if (!ok) fail(WF_EINVAL, "time \"" + s + "\" is not RFC 3339 (YYYY-MM-DDTHH:MM:SSZ)");
   }
-  int Y, M, D, h, m, sec, n = 0;
-  if (std::sscanf(s.c_str(), "%4d-%2d-%2d%*1[Tt ]%2d:%2d:%2d%n", &Y, &M, &D, &h, &m, &sec, &n) !=
-          6 ||
-      n != 19)
-    fail(WF_EINVAL, "time \"" + s + "\" is not RFC 3339 (YYYY-MM-DDTHH:MM:SSZ)");
+  // The shape check above guarantees digits at these positions.
+  auto num = [&s](size_t at, size_t len) {
+    int v = 0;
+    for (size_t k = at; k < at + len; ++k) v = v * 10 + (s[k] - '0');
+    return v;
+  };
+  const int Y = num(0, 4), M = num(5, 2), D = num(8, 2), h = num(11, 2), m = num(14, 2),
+            sec = num(17, 2);
   if (M < 1 || M > 12 || D < 1 || D > 31 || h > 23 || m > 59 || sec > 60)
     fail(WF_EINVAL, "time \"" + s + "\" has a field out of range");
   size_t i = 19;
@@ -233,10 +236,13 @@ int64_t parse_rfc3339(const std::string &s) {
   if (i < s.size() && (s[i] == 'Z' || s[i] == 'z')) {
     ++i;
   } else if (i < s.size() && (s[i] == '+' || s[i] == '-')) {
-    int oh, om, k = 0;
-    if (std::sscanf(s.c_str() + i + 1, "%2d:%2d%n", &oh, &om, &k) != 2 || k != 5 || oh > 23 ||
-        om > 59)
+    auto digit = [&s](size_t at) { return at < s.size() && s[at] >= '0' && s[at] <= '9'; };
+    if (!digit(i + 1) || !digit(i + 2) || i + 3 >= s.size() || s[i + 3] != ':' || !digit(i + 4) ||
+        !digit(i + 5))
       fail(WF_EINVAL, "time \"" + s + "\" has a malformed UTC offset");
+    const int64_t oh = (s[i + 1] - '0') * 10 + (s[i + 2] - '0');
+    const int64_t om = (s[i + 4] - '0') * 10 + (s[i + 5] - '0');
+    if (oh > 23 || om > 59) fail(WF_EINVAL, "time \"" + s + "\" has a malformed UTC offset");
     offset_min = (oh * 60 + om) * (s[i] == '-' ? -1 : 1);
     i += 6;
   } else {
@@ -259,11 +265,12 @@ int64_t parse_rfc3339(const std::string &s) {
 std::string format_rfc3339(int64_t ms) {
   time_t t = static_cast<time_t>(ms / 1000);
   struct tm tm;
-  gmtime_r(&t, &tm);
+  if (!gmtime_r(&t, &tm)) return std::to_string(ms);  // beyond struct tm's years
   char buf[96];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                static_cast<int>(ms % 1000));
+  int n = std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+                        tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                        static_cast<int>(ms % 1000));
+  if (n < 0) return std::to_string(ms);
   return buf;
 }
 

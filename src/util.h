@@ -27,7 +27,7 @@ class Error : public std::runtime_error {
   int code_;
 };
 
-[[noreturn]] inline void fail(int code, std::string msg) { throw Error(code, std::move(msg)); }
+[[noreturn]] inline void fail(int code, const std::string &msg) { throw Error(code, msg); }
 
 // Thread-local last error message (wf_last_error).
 void set_last_error(std::string msg);
