@@ -300,6 +300,13 @@ WF_API int wf_dead_purge(wf_engine *e, const char *filter_json, int64_t *count_o
 typedef void (*wf_log_fn)(void *user, int level, const char *json_line);
 WF_API int wf_set_logger(wf_engine *e, int min_level, wf_log_fn fn, void *user);
 
+/* Sets the logger that engines opened from now on start with (process-wide;
+ * none by default), so that what wf_open itself logs — "engine opened",
+ * jobs recovered from stopped engines — reaches the host. wf_set_logger on an
+ * engine replaces it for that engine. fn NULL removes it. `user` must stay
+ * valid while engines that use it are open. */
+WF_API int wf_set_default_logger(int min_level, wf_log_fn fn, void *user);
+
 #ifdef __cplusplus
 }
 #endif

@@ -431,4 +431,13 @@ WF_API int wf_set_logger(wf_engine *e, int min_level, wf_log_fn fn, void *user) 
   });
 }
 
+WF_API int wf_set_default_logger(int min_level, wf_log_fn fn, void *user) {
+  return guard([&] {
+    if (min_level < WF_LOG_DEBUG || min_level > WF_LOG_ERROR)
+      wf::fail(WF_EINVAL, "wf_set_default_logger: min_level must be WF_LOG_DEBUG..WF_LOG_ERROR");
+    wf::set_default_logger(min_level, fn, user);
+    return WF_OK;
+  });
+}
+
 }  // extern "C"

@@ -183,8 +183,28 @@ bool boot_alive_in_process(const std::string &boot) {
   return g_live_boots.count(boot) != 0;
 }
 
+namespace {
+std::mutex g_default_log_mu;
+wf_log_fn g_default_log_fn = nullptr;   // GUARDED_BY(g_default_log_mu)
+void *g_default_log_user = nullptr;     // GUARDED_BY(g_default_log_mu)
+int g_default_log_level = WF_LOG_INFO;  // GUARDED_BY(g_default_log_mu)
+}  // namespace
+
+void set_default_logger(int min_level, wf_log_fn fn, void *user) {
+  std::lock_guard<std::mutex> g(g_default_log_mu);
+  g_default_log_fn = fn;
+  g_default_log_user = user;
+  g_default_log_level = min_level;
+}
+
 Engine::Engine(const std::string &p, Options o) : path(p), opt(std::move(o)) {
   boot_id = random_hex(12);
+  {
+    std::lock_guard<std::mutex> g(g_default_log_mu);
+    log_fn = g_default_log_fn;
+    log_user = g_default_log_user;
+    log_level = g_default_log_level;
+  }
   write_db = std::make_unique<Db>(path, false, opt.busy_timeout_ms, opt.vfs);
   {
     // WAL must be set outside a transaction; it is persistent in the file.
@@ -258,6 +278,8 @@ Engine::Engine(const std::string &p, Options o) : path(p), opt(std::move(o)) {
     stop_checkpointer();  // no destructor runs for a constructor that throws
     throw;
   }
+  log(WF_LOG_INFO, "engine opened",
+      json{{"path", path}, {"schema_version", kSchemaVersion}, {"encrypted", cipher != nullptr}});
 }
 
 void Engine::checkpointer_main() {

@@ -394,6 +394,10 @@ struct Engine {
   void release_inflight_on_close();
 };
 
+// The process-wide logger new engines start with (wf_set_default_logger),
+// so that what wf_open itself logs can be captured.
+void set_default_logger(int min_level, wf_log_fn fn, void *user);
+
 // Returns how an attempt's failure resolves: dead or retry at run_at.
 int resolve_max_attempts(const Engine &e, const EffectPolicy *p, const std::optional<int64_t> &job);
 
