@@ -52,7 +52,12 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using json = nlohmann::ordered_json;
 
-constexpr const char *kOpenOptions = "{\"durability\":\"full\"}";
+// wf_open options: {"durability":"full"}, or $WF_BENCH_OPTIONS (a JSON
+// document, e.g. to compare checkpoint_pages settings).
+const char *open_options() {
+  const char *env = std::getenv("WF_BENCH_OPTIONS");
+  return env && *env ? env : "{\"durability\":\"full\"}";
+}
 
 // ------------------------------------------------------------------ helpers
 
@@ -507,7 +512,7 @@ wf_engine *open_engine(const std::string &path) {
   wf_engine *e = nullptr;
   {
     Step s("wf_open " + path, 60);
-    wf_check(wf_open(path.c_str(), kOpenOptions, &e), "wf_open");
+    wf_check(wf_open(path.c_str(), open_options(), &e), "wf_open");
   }
   if (!e) die("wf_open returned WF_OK but no engine");
   wf_check(wf_set_logger(e, g_log_level, log_cb, nullptr), "wf_set_logger");
@@ -1048,10 +1053,10 @@ int main(int argc, char **argv) {
                             {"kernel", un.release},
                             {"dir", g_tmpdir},
                             {"filesystem", fs}};
-    g_results["config"] = {{"open_options", kOpenOptions}, {"phase_s", cfg.phase_s},
-                           {"e2e_jobs", cfg.e2e_jobs},     {"batch", cfg.batch},
-                           {"threads", cfg.threads},       {"lat_s", cfg.lat_s},
-                           {"lat_rate", cfg.lat_rate},     {"lat_producers", cfg.lat_producers}};
+    g_results["config"] = {{"open_options", open_options()}, {"phase_s", cfg.phase_s},
+                           {"e2e_jobs", cfg.e2e_jobs},       {"batch", cfg.batch},
+                           {"threads", cfg.threads},         {"lat_s", cfg.lat_s},
+                           {"lat_rate", cfg.lat_rate},       {"lat_producers", cfg.lat_producers}};
     g_results["targets"] = {{"enqueue_multi_thread_jobs_s", 50000},
                             {"end_to_end_jobs_s", 30000},
                             {"dispatch_p99_ms_at_1000_jobs_s", 5.0}};
@@ -1115,7 +1120,7 @@ int main(int argc, char **argv) {
   }
 
   // ---- 2. engine enqueue
-  std::fprintf(out, "\nEngine (wf_open %s)\n", kOpenOptions);
+  std::fprintf(out, "\nEngine (wf_open %s)\n", open_options());
   EnqueueResult enq1, enqN;
   {
     std::string path = g_tmpdir + "/enqueue1.db";

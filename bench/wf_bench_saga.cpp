@@ -62,7 +62,12 @@ using json = nlohmann::ordered_json;
 // transaction). Saga steps, schedule firings and claims are commits the engine
 // makes without fsync whatever this option says (they are replayed from the
 // durable rows after a power loss), so "full" costs the measured paths nothing.
-constexpr const char *kOpenOptions = "{\"durability\":\"full\"}";
+// wf_open options: {"durability":"full"}, or $WF_BENCH_OPTIONS (a JSON
+// document, e.g. to compare checkpoint_pages settings).
+const char *open_options() {
+  const char *env = std::getenv("WF_BENCH_OPTIONS");
+  return env && *env ? env : "{\"durability\":\"full\"}";
+}
 
 constexpr double kTargetStepsS = 20000;
 constexpr double kTargetReplayS = 200000;
@@ -445,7 +450,7 @@ wf_engine *open_engine(const std::string &path, bool fresh = true) {
   wf_engine *e = nullptr;
   {
     Step s("wf_open " + path, 120);
-    wf_check(wf_open(path.c_str(), kOpenOptions, &e), "wf_open");
+    wf_check(wf_open(path.c_str(), open_options(), &e), "wf_open");
   }
   if (!e) die("wf_open returned WF_OK but no engine");
   wf_check(wf_set_logger(e, g_log_level, log_cb, nullptr), "wf_set_logger");
@@ -1094,7 +1099,7 @@ int scale_child(const std::string &path) {
   r["rss_before_kib"] = proc_status_kib("VmRSS:");
   wf_engine *e = nullptr;
   int64_t t = now_ns();
-  wf_check(wf_open(path.c_str(), kOpenOptions, &e), "wf_open");
+  wf_check(wf_open(path.c_str(), open_options(), &e), "wf_open");
   r["open_ms"] = ms_between(t, now_ns());
   r["rss_after_open_kib"] = proc_status_kib("VmRSS:");
   ProbeState probe;
@@ -1296,7 +1301,7 @@ int main(int argc, char **argv) {
                             {"kernel", un.release},
                             {"dir", g_tmpdir},
                             {"loadavg_1m_at_start", load0}};
-    g_results["config"] = {{"open_options", kOpenOptions},
+    g_results["config"] = {{"open_options", open_options()},
                            {"single_events", cfg.single_events},
                            {"instances", cfg.instances},
                            {"per_instance", cfg.per_instance},
@@ -1314,7 +1319,7 @@ int main(int argc, char **argv) {
   std::fprintf(out, "machine: %u CPU (%s), kernel %s, %s, load average %.2f at start\n", ncpu,
                cpu.c_str(), un.release, g_tmpdir.c_str(), load0);
   std::fprintf(out, "wf_open %s; events and schedules are loaded in host transactions of %d\n\n",
-               kOpenOptions, cfg.chunk);
+               open_options(), cfg.chunk);
   std::fflush(out);
 
   bool anomalies = false;

@@ -75,7 +75,7 @@ Options parse_options(const char *options_json) {
   o.poll_ms = get_int(doc, "poll_ms", w, 500, 0, 3600000);
   o.drain_timeout_ms = get_int(doc, "drain_timeout_ms", w, 10000, 0, 3600000);
   o.group_commit_wait_us = get_int(doc, "group_commit_wait_us", w, 200, 0, 100000);
-  o.checkpoint_pages = get_int(doc, "checkpoint_pages", w, 4000, 0, INT64_C(1) << 30);
+  o.checkpoint_pages = get_int(doc, "checkpoint_pages", w, 500, 0, INT64_C(1) << 30);
   o.vfs = get_string(doc, "vfs", w, false, "");
   o.encryption_key = get_string(doc, "encryption_key", w, false, "");
   return o;
@@ -258,7 +258,13 @@ Engine::Engine(const std::string &p, Options o) : path(p), opt(std::move(o)) {
         fail(WF_EIO, "checkpoint connection: \"" + path + "\" is not in WAL mode");
     }
     write_db->set_wal_hook([this](int frames) {
-      if (frames < opt.checkpoint_pages) return;
+      // Pages not yet copied: the WAL's size minus what the last pass copied
+      // (less than that when SQLite has started the WAL over since). Asking
+      // on every commit over the threshold would run checkpoints back to back,
+      // each with two fsyncs, while the WAL waits for a restart.
+      int64_t copied = ckpt_copied.load(std::memory_order_relaxed);
+      if (copied > frames) copied = 0;
+      if (frames - copied < opt.checkpoint_pages) return;
       // Under a steady stream of commits the background checkpoint never
       // catches up with the last frame, and SQLite starts the WAL over only
       // when a write begins with every frame copied back: past this size the
@@ -294,6 +300,7 @@ void Engine::checkpointer_main() {
     try {
       std::lock_guard<std::mutex> g(ckpt_run_mu);
       ckpt_db->checkpoint_passive(&wal, &done);
+      ckpt_copied.store(done, std::memory_order_relaxed);
       n_checkpoints.fetch_add(1, std::memory_order_relaxed);
     } catch (const Error &ex) {
       // Busy: another process is checkpointing; the next commit asks again.
@@ -329,6 +336,7 @@ void Engine::restart_wal() {
     // make one of them fail with SQLITE_BUSY.
     std::lock_guard<std::mutex> g(ckpt_run_mu);
     write_db->checkpoint_passive(&wal, &done);
+    ckpt_copied.store(done, std::memory_order_relaxed);
     n_writer_checkpoints.fetch_add(1, std::memory_order_relaxed);
   } catch (const std::exception &ex) {
     log(WF_LOG_DEBUG, "WAL restart checkpoint did not run", json{{"error", ex.what()}});

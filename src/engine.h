@@ -63,9 +63,9 @@ struct Options {
   int64_t poll_ms = 500;
   int64_t drain_timeout_ms = 10000;
   int64_t group_commit_wait_us = 200;
-  int64_t checkpoint_pages = 4000;  // background checkpoint threshold; 0 = SQLite's own
-  std::string vfs;                  // SQLite VFS name ("" = default); fault-injection tests
-  std::string encryption_key;       // 64 hex digits, or "" for none; never logged
+  int64_t checkpoint_pages = 500;  // background checkpoint threshold; 0 = SQLite's own
+  std::string vfs;                 // SQLite VFS name ("" = default); fault-injection tests
+  std::string encryption_key;      // 64 hex digits, or "" for none; never logged
 };
 
 Options parse_options(const char *options_json);
@@ -275,6 +275,7 @@ struct Engine {
   void stop_checkpointer();
   static constexpr int64_t kWalRestartFactor = 4;
   std::atomic<bool> wal_restart_due{false};  // set by the WAL hook, taken by the writer
+  std::atomic<int64_t> ckpt_copied{0};       // WAL frames the last checkpoint had copied
   void restart_wal();
 
   // --- read-only connections (WAL snapshots): one for the loop's own
