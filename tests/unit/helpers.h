@@ -35,6 +35,27 @@ struct ManualClock {
   static int64_t fn(void *u) { return static_cast<ManualClock *>(u)->now.load(); }
 };
 
+// Records log lines (a wf_log_fn with `this` as user).
+struct LogCapture {
+  std::mutex mu;
+  std::vector<std::string> lines;
+  static void fn(void *u, int, const char *line) {
+    auto *l = static_cast<LogCapture *>(u);
+    std::lock_guard<std::mutex> g(l->mu);
+    l->lines.emplace_back(line);
+  }
+  std::vector<std::string> snapshot() {
+    std::lock_guard<std::mutex> g(mu);
+    return lines;
+  }
+  // Lines whose "msg" is `msg`.
+  size_t count(const std::string &msg) {
+    size_t n = 0;
+    for (auto &l : snapshot()) n += json::parse(l)["msg"] == msg;
+    return n;
+  }
+};
+
 // Records deliveries; each job is handled by `handler` (default: complete).
 struct Sink {
   std::mutex mu;

@@ -249,17 +249,9 @@ TEST_F(EngineTest, HostTransactionFromOtherThreadsQueuesWriters) {
 
 TEST_F(EngineTest, LoggerGetsJsonLines) {
   open();
-  struct Log {
-    std::mutex mu;
-    std::vector<std::string> lines;
-    static void fn(void *u, int, const char *line) {
-      auto *l = static_cast<Log *>(u);
-      std::lock_guard<std::mutex> g(l->mu);
-      l->lines.push_back(line);
-    }
-  } log;
-  ASSERT_EQ(WF_OK, wf_set_logger(e, WF_LOG_DEBUG, Log::fn, &log));
-  EXPECT_EQ(WF_EINVAL, wf_set_logger(e, 9, Log::fn, &log));
+  LogCapture log;
+  ASSERT_EQ(WF_OK, wf_set_logger(e, WF_LOG_DEBUG, LogCapture::fn, &log));
+  EXPECT_EQ(WF_EINVAL, wf_set_logger(e, 9, LogCapture::fn, &log));
   Sink s;
   s.handler = [](wf_job *j) { wf_job_fail(j, "nope"); };
   ASSERT_EQ(WF_OK, wf_effect_register(e, "x", nullptr, Sink::cb, &s));
@@ -269,7 +261,7 @@ TEST_F(EngineTest, LoggerGetsJsonLines) {
   sync();
   ASSERT_EQ(WF_OK, wf_set_logger(e, WF_LOG_DEBUG, nullptr, nullptr));
   bool found = false;
-  for (auto &l : log.lines) {
+  for (auto &l : log.snapshot()) {
     json j = json::parse(l);
     EXPECT_TRUE(j.contains("ts") && j.contains("level") && j.contains("msg")) << l;
     if (j["msg"] == "job dead-lettered") found = true;
@@ -281,32 +273,15 @@ TEST_F(EngineTest, LoggerGetsJsonLines) {
 // What wf_open logs goes to the process-wide default logger: the engine's
 // own logger can only be set after wf_open returned.
 TEST_F(EngineTest, DefaultLoggerSeesWhatOpenLogs) {
-  struct Log {
-    std::mutex mu;
-    std::vector<std::string> lines;
-    static void fn(void *u, int, const char *line) {
-      auto *l = static_cast<Log *>(u);
-      std::lock_guard<std::mutex> g(l->mu);
-      l->lines.push_back(line);
-    }
-    size_t count(const std::string &msg) {
-      std::lock_guard<std::mutex> g(mu);
-      size_t n = 0;
-      for (auto &l : lines) n += json::parse(l)["msg"] == msg;
-      return n;
-    }
-  } log;
-  EXPECT_EQ(WF_EINVAL, wf_set_default_logger(-1, Log::fn, &log));
-  ASSERT_EQ(WF_OK, wf_set_default_logger(WF_LOG_INFO, Log::fn, &log));
+  LogCapture log;
+  EXPECT_EQ(WF_EINVAL, wf_set_default_logger(-1, LogCapture::fn, &log));
+  ASSERT_EQ(WF_OK, wf_set_default_logger(WF_LOG_INFO, LogCapture::fn, &log));
   open();
   ASSERT_EQ(WF_OK, wf_set_default_logger(WF_LOG_INFO, nullptr, nullptr));
   EXPECT_EQ(1u, log.count("engine opened"));
-  {
-    std::lock_guard<std::mutex> g(log.mu);
-    json first = json::parse(log.lines.at(0));
-    EXPECT_EQ(path, first["path"]);
-    EXPECT_TRUE(first.contains("boot_id") && first.contains("schema_version")) << first.dump();
-  }
+  json first = json::parse(log.snapshot().at(0));
+  EXPECT_EQ(path, first["path"]);
+  EXPECT_TRUE(first.contains("boot_id") && first.contains("schema_version")) << first.dump();
   // Engines opened after the default was removed do not use it.
   ASSERT_EQ(WF_OK, wf_close(e));
   e = nullptr;
