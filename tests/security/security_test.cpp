@@ -44,20 +44,7 @@ std::string show(const std::string &v) {
   return s;
 }
 
-// Records every log line.
-struct LogCapture {
-  std::mutex mu;
-  std::vector<std::string> lines;
-  static void fn(void *u, int, const char *line) {
-    auto *l = static_cast<LogCapture *>(u);
-    std::lock_guard<std::mutex> g(l->mu);
-    l->lines.emplace_back(line);
-  }
-  std::vector<std::string> snapshot() {
-    std::lock_guard<std::mutex> g(mu);
-    return lines;
-  }
-};
+// Log lines are recorded with wft::LogCapture (tests/unit/helpers.h).
 
 // A reducer that records, per instance, the tenant and correlation id it was
 // called with and the ids of the events it applied.
