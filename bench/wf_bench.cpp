@@ -47,42 +47,15 @@
 #include <thread>
 #include <vector>
 
+#include "common.h"
+
+using namespace wfb;
+
 namespace {
-
-using Clock = std::chrono::steady_clock;
-using json = nlohmann::ordered_json;
-
-// wf_open options: {"durability":"full"}, or $WF_BENCH_OPTIONS (a JSON
-// document, e.g. to compare checkpoint_pages settings).
-const char *open_options() {
-  const char *env = std::getenv("WF_BENCH_OPTIONS");
-  return env && *env ? env : "{\"durability\":\"full\"}";
-}
 
 // ------------------------------------------------------------------ helpers
 
-int64_t now_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch())
-      .count();
-}
-
 double secs_between(int64_t a_ns, int64_t b_ns) { return double(b_ns - a_ns) / 1e9; }
-
-__attribute__((format(printf, 1, 2))) std::string strf(const char *fmt, ...) {
-  char buf[1024];
-  va_list ap;
-  va_start(ap, fmt);
-  int n = std::vsnprintf(buf, sizeof buf, fmt, ap);
-  va_end(ap);
-  if (n < 0) return {};
-  if (size_t(n) < sizeof buf) return std::string(buf, size_t(n));
-  std::string s(size_t(n) + 1, '\0');
-  va_start(ap, fmt);
-  std::vsnprintf(s.data(), s.size(), fmt, ap);
-  va_end(ap);
-  s.resize(size_t(n));
-  return s;
-}
 
 // Latency summary of a set of samples in nanoseconds (nearest-rank percentiles).
 struct LatStats {
@@ -116,112 +89,12 @@ json lat_json(const LatStats &s) {
               {"mean_ms", s.mean_ms}};
 }
 
-// --------------------------------------------------- global state, failure
-
-std::string g_tmpdir;  // removed at exit, also on failure
-std::mutex g_results_mu;
-json g_results;  // every figure; also dumped (partial) on failure
-std::atomic<bool> g_dying{false};
-
-void remove_tmpdir() {
-  if (g_tmpdir.empty()) return;
-  std::error_code ec;
-  std::filesystem::remove_all(g_tmpdir, ec);
-}
-
-// Reports a fatal problem, dumps what has been measured so far, removes the
-// temp dir and exits at once (engine threads may be stuck, so no destructors).
-[[noreturn]] void die(const std::string &msg) {
-  if (g_dying.exchange(true)) {
-    // Another thread is already reporting; let it finish.
-    for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));
-  }
-  std::fflush(stdout);
-  std::fprintf(stderr, "\nwf_bench: FATAL: %s\n", msg.c_str());
-  {
-    std::unique_lock<std::mutex> lk(g_results_mu, std::try_to_lock);
-    if (lk.owns_lock()) {
-      g_results["error"] = msg;
-      std::fprintf(stderr, "wf_bench: partial results: %s\n", g_results.dump().c_str());
-    }
-  }
-  remove_tmpdir();
-  std::fflush(stderr);
-  std::fflush(stdout);
-  std::_Exit(1);
-}
-
-void wf_check(int rc, const char *what) {
-  if (rc != WF_OK) {
-    // wf_last_error() is thread-local: read it here, on the failing thread.
-    die(strf("%s failed: %d (%s): %s", what, rc, wf_strerror(rc), wf_last_error()));
-  }
-}
+// ------------------------------------------------------------ results
 
 void set_result(const json::json_pointer &ptr, json value) {
   std::lock_guard<std::mutex> lk(g_results_mu);
   g_results[ptr] = std::move(value);
 }
-
-// Watchdog: a step that has not finished by its deadline is reported as a hang
-// (the engine or the disk is stuck) and the process exits.
-class Watchdog {
- public:
-  Watchdog() : thread_([this] { run(); }) {}
-  ~Watchdog() {
-    {
-      std::lock_guard<std::mutex> lk(mu_);
-      stop_ = true;
-    }
-    cv_.notify_all();
-    thread_.join();
-  }
-  void arm(const std::string &step, double seconds) {
-    std::lock_guard<std::mutex> lk(mu_);
-    step_ = step;
-    armed_ = true;
-    deadline_ = Clock::now() + std::chrono::milliseconds(int64_t(seconds * 1000));
-    cv_.notify_all();
-  }
-  void disarm() {
-    std::lock_guard<std::mutex> lk(mu_);
-    armed_ = false;
-    cv_.notify_all();
-  }
-
- private:
-  void run() {
-    std::unique_lock<std::mutex> lk(mu_);
-    while (!stop_) {
-      if (!armed_) {
-        cv_.wait(lk);
-        continue;
-      }
-      auto deadline = deadline_;
-      if (cv_.wait_until(lk, deadline) == std::cv_status::timeout && armed_ && !stop_ &&
-          deadline_ == deadline) {
-        std::string step = step_;
-        lk.unlock();
-        die(strf("step '%s' did not finish within its time budget (hang?)", step.c_str()));
-      }
-    }
-  }
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::string step_;
-  bool armed_ = false, stop_ = false;
-  Clock::time_point deadline_{};
-  std::thread thread_;
-};
-
-Watchdog *g_watchdog = nullptr;
-
-struct Step {
-  explicit Step(const std::string &name, double budget_s) { g_watchdog->arm(name, budget_s); }
-  ~Step() { g_watchdog->disarm(); }
-  Step(const Step &) = delete;
-  Step &operator=(const Step &) = delete;
-};
 
 // ------------------------------------------------------------ configuration
 
@@ -533,13 +406,6 @@ double close_engine(wf_engine *e, const std::string &path) {
 // Engine-side counters and process CPU time around a phase: commits/s and
 // jobs per commit show how well the writer groups work; CPU shows whether the
 // two cores, rather than the disk, are the limit.
-double cpu_seconds() {
-  struct rusage ru {};
-  ::getrusage(RUSAGE_SELF, &ru);
-  return double(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
-         double(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
-}
-
 // engine.commits from wf_stats, or -1 when the document has no such field.
 int64_t engine_commits(wf_engine *e) {
   char *out = nullptr;

@@ -53,32 +53,21 @@
 #include <thread>
 #include <vector>
 
-namespace {
+#include "common.h"
 
-using Clock = std::chrono::steady_clock;
-using json = nlohmann::ordered_json;
+using namespace wfb;
+
+namespace {
 
 // Event submission and schedule creation are durable (fsync per host
 // transaction). Saga steps, schedule firings and claims are commits the engine
 // makes without fsync whatever this option says (they are replayed from the
 // durable rows after a power loss), so "full" costs the measured paths nothing.
-// wf_open options: {"durability":"full"}, or $WF_BENCH_OPTIONS (a JSON
-// document, e.g. to compare checkpoint_pages settings).
-const char *open_options() {
-  const char *env = std::getenv("WF_BENCH_OPTIONS");
-  return env && *env ? env : "{\"durability\":\"full\"}";
-}
-
 constexpr double kTargetStepsS = 20000;
 constexpr double kTargetReplayS = 200000;
 constexpr double kTargetLatenessP99Ms = 10;
 
 // ------------------------------------------------------------------ helpers
-
-int64_t now_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch())
-      .count();
-}
 
 // Wall clock in microseconds since the epoch: schedules are due in wall time.
 int64_t wall_us() {
@@ -91,22 +80,6 @@ int64_t wall_ms() { return wall_us() / 1000; }
 
 double secs_between(int64_t a_ns, int64_t b_ns) { return double(b_ns - a_ns) / 1e9; }
 double ms_between(int64_t a_ns, int64_t b_ns) { return double(b_ns - a_ns) / 1e6; }
-
-__attribute__((format(printf, 1, 2))) std::string strf(const char *fmt, ...) {
-  char buf[512];
-  va_list ap;
-  va_start(ap, fmt);
-  int n = std::vsnprintf(buf, sizeof buf, fmt, ap);
-  va_end(ap);
-  if (n < 0) return {};
-  if (size_t(n) < sizeof buf) return std::string(buf, size_t(n));
-  std::string s(size_t(n) + 1, '\0');
-  va_start(ap, fmt);
-  std::vsnprintf(s.data(), s.size(), fmt, ap);
-  va_end(ap);
-  s.resize(size_t(n));
-  return s;
-}
 
 std::string fmt_int(double v) {
   long long n = std::llround(v);
@@ -159,13 +132,6 @@ std::string dist_line(const Dist &d) {
   return strf("p50 %7.3f  p99 %7.3f  max %8.3f ms", d.p50_ms, d.p99_ms, d.max_ms);
 }
 
-double cpu_seconds() {
-  struct rusage ru {};
-  ::getrusage(RUSAGE_SELF, &ru);
-  return double(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
-         double(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
-}
-
 // Seconds that the threads of this process spent runnable but waiting for a
 // CPU (sum over live threads of /proc/self/task/*/schedstat field 2). On a
 // shared machine this separates "the engine was slow" from "it had no core".
@@ -196,109 +162,12 @@ int64_t file_size(const std::string &p) {
   return ::stat(p.c_str(), &st) == 0 ? int64_t(st.st_size) : 0;
 }
 
-// --------------------------------------------------- global state, failure
-
-std::string g_tmpdir;  // removed at exit, also on failure
-std::mutex g_results_mu;
-json g_results;
-std::atomic<bool> g_dying{false};
-const char *g_prog = "wf_bench_saga";
-
-void remove_tmpdir() {
-  if (g_tmpdir.empty()) return;
-  std::error_code ec;
-  std::filesystem::remove_all(g_tmpdir, ec);
-}
-
-// Reports a fatal problem with what was measured so far, removes the temp dir
-// and exits at once (engine threads may be stuck, so no destructors run).
-[[noreturn]] void die(const std::string &msg) {
-  if (g_dying.exchange(true)) {
-    for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));
-  }
-  std::fflush(stdout);
-  std::fprintf(stderr, "\n%s: FATAL: %s\n", g_prog, msg.c_str());
-  {
-    std::unique_lock<std::mutex> lk(g_results_mu, std::try_to_lock);
-    if (lk.owns_lock() && !g_results.empty()) {
-      g_results["error"] = msg;
-      std::fprintf(stderr, "%s: partial results: %s\n", g_prog, g_results.dump().c_str());
-    }
-  }
-  remove_tmpdir();
-  std::fflush(stderr);
-  std::_Exit(1);
-}
-
-void wf_check(int rc, const char *what) {
-  if (rc != WF_OK) die(strf("%s failed: %d (%s): %s", what, rc, wf_strerror(rc), wf_last_error()));
-}
+// ------------------------------------------------------------ results
 
 void set_result(const char *ptr, json value) {
   std::lock_guard<std::mutex> lk(g_results_mu);
   g_results[json::json_pointer(ptr)] = std::move(value);
 }
-
-// A step that outlives its budget is reported as a hang and the process exits.
-class Watchdog {
- public:
-  Watchdog() : thread_([this] { run(); }) {}
-  ~Watchdog() {
-    {
-      std::lock_guard<std::mutex> lk(mu_);
-      stop_ = true;
-    }
-    cv_.notify_all();
-    thread_.join();
-  }
-  void arm(const std::string &step, double seconds) {
-    std::lock_guard<std::mutex> lk(mu_);
-    step_ = step;
-    armed_ = true;
-    ++gen_;
-    deadline_ = Clock::now() + std::chrono::milliseconds(int64_t(seconds * 1000));
-    cv_.notify_all();
-  }
-  void disarm() {
-    std::lock_guard<std::mutex> lk(mu_);
-    armed_ = false;
-    cv_.notify_all();
-  }
-
- private:
-  void run() {
-    std::unique_lock<std::mutex> lk(mu_);
-    while (!stop_) {
-      if (!armed_) {
-        cv_.wait(lk);
-        continue;
-      }
-      uint64_t gen = gen_;
-      if (cv_.wait_until(lk, deadline_) == std::cv_status::timeout && armed_ && !stop_ &&
-          gen == gen_) {
-        std::string step = step_;
-        lk.unlock();
-        die(strf("step '%s' did not finish within its time budget (hang?)", step.c_str()));
-      }
-    }
-  }
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::string step_;
-  bool armed_ = false, stop_ = false;
-  uint64_t gen_ = 0;
-  Clock::time_point deadline_{};
-  std::thread thread_;
-};
-
-Watchdog *g_watchdog = nullptr;
-
-struct Step {
-  Step(const std::string &name, double budget_s) { g_watchdog->arm(name, budget_s); }
-  ~Step() { g_watchdog->disarm(); }
-  Step(const Step &) = delete;
-  Step &operator=(const Step &) = delete;
-};
 
 // ------------------------------------------------------------ configuration
 
@@ -1273,6 +1142,7 @@ double loadavg1() {
 }  // namespace
 
 int main(int argc, char **argv) {
+  g_prog = "wf_bench_saga";
   if (argc == 3 && std::strcmp(argv[1], "--scale-child") == 0) return scale_child(argv[2]);
   Config cfg = parse_args(argc, argv);
   g_log_level = cfg.verbose ? WF_LOG_INFO : WF_LOG_WARN;
