@@ -5,11 +5,10 @@
 #include <string>
 
 #include "engine.h"
+#include "fuzz_common.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  wf::Options opt;
-  opt.limits.max_payload_bytes = 4096;
-  opt.limits.max_depth = 16;
+  const wf::Options opt = wffuzz::options();
   std::string text(reinterpret_cast<const char *>(data), size);
   try {
     wf::json doc = wf::parse_json(text, opt.limits, "job", 8192);

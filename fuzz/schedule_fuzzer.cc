@@ -9,20 +9,13 @@
 
 #include "cron.h"
 #include "engine.h"
+#include "fuzz_common.h"
 
-namespace {
-
-void check_code(const wf::Error &e) {
-  if (e.code() != WF_EINVAL && e.code() != WF_ETOOBIG) abort();
-}
-
-}  // namespace
+using wffuzz::check_code;
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  wf::Options opt;
-  opt.limits.max_payload_bytes = 4096;
-  opt.limits.max_depth = 16;
-  const int64_t now = INT64_C(1795428000000);  // 2026-11-23T10:00:00Z
+  const wf::Options opt = wffuzz::options();
+  const int64_t now = wffuzz::kNow;
   const size_t max_doc = opt.limits.max_payload_bytes + 65536 + 1024;
   std::string text(reinterpret_cast<const char *>(data), size);
   wf::json doc;
