@@ -55,6 +55,7 @@ extern "C" {
 #define WF_ESTATE (-11)       /* object already finished (e.g. late completion) */
 #define WF_EUNSUPPORTED (-12) /* feature not available in this build */
 #define WF_EINTERNAL (-13)    /* bug: please report */
+#define WF_ECONFLICT (-14)    /* lost a compare-and-set: the object changed meanwhile, retry */
 
 /* Log levels for wf_set_logger. */
 #define WF_LOG_DEBUG 0
