@@ -413,20 +413,25 @@ CREATE INDEX wf_schedules_parked ON wf_schedules(parked_at) WHERE parked_reason 
 
 namespace {
 
-// The migration list: step i brings a file from version kMigrations[i].to - 1
-// to kMigrations[i].to. Add a step by appending {N + 1, sql} and raising
-// kSchemaVersion in store.h.
-struct Migration {
-  int to;
-  const char *sql;
-};
-const Migration kMigrations[] = {
-    {1, kSchemaV1},
-    {2, kSchemaV2},
-    {3, kSchemaV3},
-};
-static_assert(sizeof kMigrations / sizeof kMigrations[0] == kSchemaVersion,
-              "kSchemaVersion must be the last migration step");
+// The migration steps: step N brings a file from version N - 1 to N. To add
+// one, define kSchemaV<N>, add a case to both switches below and raise
+// kSchemaVersion in store.h. (Each exec names its constant: scripts/check_sql.sh
+// accepts only literal SQL.)
+void apply_migration(Db &db, int to) {
+  switch (to) {
+    case 1:
+      db.exec(kSchemaV1);
+      return;
+    case 2:
+      db.exec(kSchemaV2);
+      return;
+    case 3:
+      db.exec(kSchemaV3);
+      return;
+    default:
+      fail(WF_EINTERNAL, "no migration step to schema version " + std::to_string(to));
+  }
+}
 
 // The engine tables each release before version 3 created: a file holding
 // exactly one of these sets (and no version row) is a wfengine file of that
@@ -454,9 +459,16 @@ std::string list_names(const std::set<std::string> &names) {
 }  // namespace
 
 const char *migration_sql(int to) {
-  for (const Migration &m : kMigrations)
-    if (m.to == to) return m.sql;
-  return nullptr;
+  switch (to) {
+    case 1:
+      return kSchemaV1;
+    case 2:
+      return kSchemaV2;
+    case 3:
+      return kSchemaV3;
+    default:
+      return nullptr;
+  }
 }
 
 void check_db_path(const std::string &path) {
@@ -520,8 +532,7 @@ void migrate(Db &db, const std::string &path) {
     // migrated the schema since the caller's look.
     SchemaState s = inspect_schema(db, path);
     if (s.version < kSchemaVersion) {
-      for (const Migration &m : kMigrations)
-        if (m.to > s.version) db.exec(m.sql);
+      for (int to = s.version + 1; to <= kSchemaVersion; ++to) apply_migration(db, to);
       // A file of an earlier release: its user_version held the engine's
       // version, never the host's. Reset it to SQLite's default once, so a
       // release before 3 refuses the file ("wfengine tables but no schema
