@@ -55,6 +55,7 @@ extern "C" {
 #define WF_ESTATE (-11)       /* object already finished (e.g. late completion) */
 #define WF_EUNSUPPORTED (-12) /* feature not available in this build */
 #define WF_EINTERNAL (-13)    /* bug: please report */
+#define WF_ECONFLICT (-14)    /* lost a compare-and-set: the object changed meanwhile, retry */
 
 /* Log levels for wf_set_logger. */
 #define WF_LOG_DEBUG 0
@@ -89,7 +90,16 @@ WF_API void wf_free(void *p);
  * mode, applies schema migrations and recovers jobs leased by engines that are
  * gone. `options_json` may be NULL or "{}"; unknown keys are an error (see
  * docs/options.md). The writer thread starts here, so enqueueing works before
- * wf_start. On success *out is the engine; free it with wf_close. */
+ * wf_start. On success *out is the engine; free it with wf_close.
+ *
+ * Files: a new path, a wfengine file (an older schema is migrated), or the
+ * host's own SQLite database (the engine adds its wf_* tables and switches
+ * the file to WAL; the host's tables and PRAGMA user_version are never
+ * touched: the engine's schema version is kept in its table wf_meta).
+ * Refused before anything in the file changes, with WF_ECORRUPT and a
+ * wf_last_error() naming the reason: not a SQLite database, a newer wfengine
+ * schema, tables named wf_* without a wfengine schema version. ":memory:",
+ * "" and "file:" URIs are WF_EINVAL and create no file. */
 WF_API int wf_open(const char *path, const char *options_json, wf_engine **out);
 
 /* Starts the relay loop thread: claims ready jobs, dispatches them to
@@ -111,8 +121,9 @@ WF_API int wf_drain(wf_engine *e, int64_t timeout_ms);
 WF_API int wf_close(wf_engine *e);
 
 /* Injectable clock (tests, simulations): the engine reads "now" from `fn`
- * instead of the system clock. NULL restores the system clock. Call
- * wf_wake after moving the clock so timers are re-evaluated. */
+ * instead of the system clock (its values are clamped to +-2^62 ms). NULL
+ * restores the system clock. Call wf_wake after moving the clock so timers
+ * are re-evaluated. */
 typedef int64_t (*wf_clock_fn)(void *user);
 WF_API int wf_set_clock(wf_engine *e, wf_clock_fn fn, void *user);
 
@@ -138,7 +149,8 @@ typedef void (*wf_effect_fn)(void *user, wf_job *job);
  * "jitter": "full"|"none"}, "concurrency", "tenant_concurrency",
  * "circuit": {"failure_ratio","window","min_attempts","cooldown_ms"}}.
  * Registering an effect twice is WF_EEXIST. May be called before or after
- * wf_start. Jobs for effects that nobody registered wait, they are not burnt. */
+ * wf_start. Jobs for effects that nobody registered wait, they are not burnt.
+ * `effect` must be 1 to 200 bytes of valid UTF-8 (else WF_EINVAL). */
 WF_API int wf_effect_register(wf_engine *e, const char *effect, const char *policy_json,
                               wf_effect_fn fn, void *user);
 
@@ -161,12 +173,16 @@ WF_API int wf_job_attempt(const wf_job *j);                      /* 1-based */
  * (batched); if the process dies first, the job is delivered again. */
 WF_API int wf_job_complete(wf_job *j, const char *result_json);
 
-/* Transient failure: the job runs again after `delay_ms`, or after the policy's
- * backoff when `delay_ms` < 0, unless its attempts are exhausted, in which case
- * it becomes a dead letter. `j` is gone afterwards. */
+/* Transient failure: the job runs again after `delay_ms` (at most 2^45 ms;
+ * longer delays are cut to it), or after the policy's backoff when
+ * `delay_ms` < 0, unless its attempts are exhausted, in which case it becomes
+ * a dead letter. `j` is gone afterwards. `error` (NULL ok) is stored, logged
+ * and, for a saga's job, put into the <effect>.failed event: invalid UTF-8 in
+ * it is replaced with U+FFFD and it is cut to 64 KiB, never refused. */
 WF_API int wf_job_retry(wf_job *j, const char *error, int64_t delay_ms);
 
-/* Permanent failure: the job becomes a dead letter with `error`. */
+/* Permanent failure: the job becomes a dead letter with `error` (treated as
+ * in wf_job_retry: invalid UTF-8 replaced with U+FFFD, cut to 64 KiB). */
 WF_API int wf_job_fail(wf_job *j, const char *error);
 
 /* ------------------------------------------------------------------ outbox */
@@ -195,10 +211,13 @@ WF_API int wf_cancel(wf_engine *e, const char *tenant, const char *id_or_key);
  * "catch_up_max"? (for "all", default 100), "job": {...} | "event": {...}}.
  * When it fires it enqueues the job or submits the event, with a key / event
  * id derived from (schedule key, due time), so a firing is never doubled.
+ * A firing that fails because of the schedule itself (e.g. its job is over a
+ * lowered max_payload_bytes) parks it (wf_stats schedules.parked); calling
+ * wf_schedule again with the same key replaces and un-parks it.
  * Durable on return. See docs/scheduler.md. */
 WF_API int wf_schedule(wf_engine *e, const char *schedule_json);
 
-/* Removes a schedule. WF_ENOTFOUND if there is none. */
+/* Removes a schedule (parked ones too). WF_ENOTFOUND if there is none. */
 WF_API int wf_unschedule(wf_engine *e, const char *tenant, const char *key);
 
 /* ------------------------------------------------------------------- sagas */
@@ -219,7 +238,8 @@ WF_API int wf_buf_set(wf_buf *out, const char *data, size_t len);
  * needed, `on` types apply only to existing instances, `correlation` names the
  * envelope field (dotted path allowed, e.g. "payload.order_id"). Outcome
  * events of jobs the saga emitted (`<effect>.completed` / `<effect>.failed`)
- * are always delivered to it. Register sagas before submitting their events. */
+ * are always delivered to it. Register sagas before submitting their events.
+ * `saga` must be 1 to 200 bytes of valid UTF-8 (else WF_EINVAL). */
 WF_API int wf_saga_register(wf_engine *e, const char *saga, const char *spec_json, wf_saga_fn fn,
                             void *user);
 
@@ -237,8 +257,12 @@ WF_API int wf_saga_get(wf_engine *e, const char *tenant, const char *saga,
 /* Controlled replay: re-runs the instance's applied events, in order, through
  * the currently registered reducer from a null state, emitting no jobs,
  * schedules or events. `options_json`: {"commit": false} by default; with
- * true the replayed state replaces the stored one (reducer upgrades).
- * *state_json_out receives {"state", "events": n, "done": bool}. */
+ * true the replayed state replaces the stored one (reducer upgrades) and the
+ * instance's version goes up by one, so a live step computed from the state
+ * before the replay is not committed but computed again from the replayed
+ * state. WF_ECONFLICT (nothing written; run it again) when a step of the
+ * instance committed while the replay ran. *state_json_out receives
+ * {"state", "events": n, "done": bool}. Strings must be valid UTF-8. */
 WF_API int wf_saga_replay(wf_engine *e, const char *tenant, const char *saga,
                           const char *correlation_id, const char *options_json,
                           char **state_json_out);
@@ -254,7 +278,8 @@ WF_API int wf_tx_begin(wf_engine *e, wf_tx **out);
 /* Executes one SQL statement with bound parameters `params_json` (a JSON
  * array, NULL ok). Result rows (NULL ok) come back as a JSON array of objects.
  * Writing or creating the engine's own tables (wf_*), transaction control,
- * ATTACH and PRAGMA are refused with WF_EINVAL. */
+ * ATTACH and PRAGMA are refused with WF_EINVAL. Text values that are not
+ * UTF-8 come back with U+FFFD (blobs come back as hex). */
 WF_API int wf_tx_exec(wf_tx *t, const char *sql, const char *params_json, char **rows_json_out);
 
 /* Enqueues a job inside the transaction (same document as wf_enqueue). */
@@ -275,7 +300,12 @@ WF_API int wf_tx_rollback(wf_tx *t);
 /* ------------------------------------------------------------- operations */
 
 /* Statistics as JSON (see docs/operations.md). `filter_json` NULL or
- * {"tenant"?, "effect"?}. Reads a committed snapshot; never blocks writers. */
+ * {"tenant"?, "effect"?}; any other key is WF_EINVAL naming it. "tenant"
+ * narrows the outbox, dead letters, schedules, sagas and events; "effect" the
+ * outbox, dead letters and engine.effects; engine counters are never
+ * filtered. schedules.parked counts schedules whose firing failed
+ * (schedules.parked_list names them). Reads a committed snapshot; never
+ * blocks writers. */
 WF_API int wf_stats(wf_engine *e, const char *filter_json, char **json_out);
 
 /* Prometheus text exposition of the same figures. */

@@ -1,5 +1,6 @@
 // The C ABI: every entry point catches everything and maps it to a status
 // and a thread-local message (wf_last_error).
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 
@@ -90,6 +91,8 @@ WF_API const char *wf_strerror(int status) {
       return "not supported";
     case WF_EINTERNAL:
       return "internal error";
+    case WF_ECONFLICT:
+      return "conflict: changed concurrently, retry";
     default:
       return "unknown status";
   }
@@ -214,19 +217,27 @@ WF_API int wf_job_complete(wf_job *j, const char *result_json) {
   });
 }
 
+// Error texts from providers are stored, logged and (for saga jobs) put into
+// the outcome event: invalid UTF-8 is replaced with U+FFFD and the text is cut
+// to 64 KiB, so no provider string can make an outcome unstorable.
+constexpr size_t kMaxErrorText = 65536;
+// Longest retry delay (about 1115 years); longer ones are cut to it.
+constexpr int64_t kMaxRetryDelayMs = INT64_C(1) << 45;
+
 WF_API int wf_job_retry(wf_job *j, const char *error, int64_t delay_ms) {
   return guard([&] {
     wf::JobCtx *c = job(j);
-    return c->engine->complete(c, wf::Outcome{wf::Outcome::kRetry, error ? error : "retry",
-                                              delay_ms < 0 ? -1 : delay_ms, ""});
+    std::string text = error ? wf::sanitize_utf8(error, kMaxErrorText) : std::string("retry");
+    int64_t delay = delay_ms < 0 ? -1 : std::min(delay_ms, kMaxRetryDelayMs);
+    return c->engine->complete(c, wf::Outcome{wf::Outcome::kRetry, std::move(text), delay, ""});
   });
 }
 
 WF_API int wf_job_fail(wf_job *j, const char *error) {
   return guard([&] {
     wf::JobCtx *c = job(j);
-    return c->engine->complete(c,
-                               wf::Outcome{wf::Outcome::kFail, error ? error : "failed", -1, ""});
+    std::string text = error ? wf::sanitize_utf8(error, kMaxErrorText) : std::string("failed");
+    return c->engine->complete(c, wf::Outcome{wf::Outcome::kFail, std::move(text), -1, ""});
   });
 }
 

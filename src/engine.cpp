@@ -165,7 +165,7 @@ NewJob decode_job(const json &doc, const Options &opt, int64_t now, const char *
       !doc["delay_ms"].is_null())
     fail(WF_EINVAL, std::string(what) + ": give either \"run_at\" or \"delay_ms\", not both");
   int64_t delay = get_int(doc, "delay_ms", what, 0, 0, INT64_C(1) << 45);
-  j.run_at = get_time(doc, "run_at", what, now + delay);
+  j.run_at = get_time(doc, "run_at", what, sat_add(now, delay));
   if (doc.contains("max_attempts") && !doc["max_attempts"].is_null())
     j.max_attempts = get_int(doc, "max_attempts", what, 0, 1, 1000000);
   return j;
@@ -205,7 +205,14 @@ Engine::Engine(const std::string &p, Options o) : path(p), opt(std::move(o)) {
     log_user = g_default_log_user;
     log_level = g_default_log_level;
   }
+  // Nothing is created for a name that cannot be a database file.
+  check_db_path(path);
   write_db = std::make_unique<Db>(path, false, opt.busy_timeout_ms, opt.vfs);
+  // Decide whether the file is usable before changing anything in it (the
+  // WAL switch below rewrites the header): a newer schema, tables named like
+  // ours without a version, or a file that is not a SQLite database is
+  // refused here, untouched. migrate() decides again under the write lock.
+  inspect_schema(*write_db, path);
   {
     // WAL must be set outside a transaction; it is persistent in the file.
     auto st = write_db->prepare("PRAGMA journal_mode=WAL");
@@ -223,7 +230,7 @@ Engine::Engine(const std::string &p, Options o) : path(p), opt(std::move(o)) {
   write_db->exec("PRAGMA foreign_keys=OFF");
   write_db->exec(opt.durability_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
   sync_full_now = opt.durability_full;
-  migrate(*write_db);
+  migrate(*write_db, path);
   {
     // The database header says WAL (bytes 18-19 == 2) once the switch really
     // reached the file; a write or sync error during the switch is otherwise
@@ -374,7 +381,10 @@ Engine::~Engine() {
 int64_t Engine::now() const {
   auto *self = const_cast<Engine *>(this);
   std::lock_guard<std::mutex> g(self->clock_mu);
-  if (clock_fn) return clock_fn(clock_user);
+  // An injected clock is kept within +-2^62 ms (146 million years), so that
+  // now + any duration the engine accepts (at most 2^45 ms) cannot overflow.
+  constexpr int64_t kClockLimit = INT64_C(1) << 62;
+  if (clock_fn) return std::clamp(clock_fn(clock_user), -kClockLimit, kClockLimit);
   return system_now_ms();
 }
 
@@ -587,6 +597,14 @@ void Engine::writer_main() {
   }
 }
 
+namespace {
+// Failures that belong to the database or the process, not to one request's
+// data: the whole transaction is lost and re-running it would not help.
+bool batch_wide(int code) {
+  return code == WF_EIO || code == WF_EBUSY || code == WF_ENOMEM || code == WF_ECORRUPT;
+}
+}  // namespace
+
 void Engine::run_batch(std::vector<WriteReq> &batch) {
   Db &db = *write_db;
   bool want_full = false;
@@ -595,64 +613,107 @@ void Engine::run_batch(std::vector<WriteReq> &batch) {
       if (r.durable) want_full = true;
   std::vector<int> rcs(batch.size(), WF_OK);
   std::vector<std::string> errs(batch.size());
-  WriteCtx w{db, now()};
+  // Requests without a savepoint (claims, outcomes, renewals) run bare for
+  // speed; when one of them throws on its own data, the transaction is
+  // rolled back and run again without it, so that it fails alone and the
+  // others in the batch still commit (a few passes at most).
+  std::vector<char> dropped(batch.size(), 0);
+  constexpr int kMaxPasses = 4;
+  const int64_t t = now();
   int batch_rc = WF_OK;
   std::string batch_err;
-  try {
-    if (want_full != sync_full_now) {
-      db.exec(want_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
-      sync_full_now = want_full;
-    }
-    if (wal_restart_due.exchange(false, std::memory_order_relaxed)) restart_wal();
-    db.exec("BEGIN IMMEDIATE");
-    for (size_t i = 0; i < batch.size(); ++i) {
-      WriteReq &r = batch[i];
-      if (!r.savepoint) {
-        r.fn(w);  // failures here doom the batch
-        continue;
+  for (int pass = 1;; ++pass) {
+    WriteCtx w{db, t};
+    batch_rc = WF_OK;
+    batch_err.clear();
+    size_t culprit = batch.size();  // a bare request that failed on its own
+    try {
+      if (want_full != sync_full_now) {
+        db.exec(want_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
+        sync_full_now = want_full;
       }
-      db.exec("SAVEPOINT r");
-      WriteCtx sub{db, w.now};
-      try {
-        r.fn(sub);
-        db.exec("RELEASE r");
-        w.merge(sub);
-      } catch (const Error &e) {
-        rcs[i] = e.code();
-        errs[i] = e.what();
-        db.exec("ROLLBACK TO r");
-        db.exec("RELEASE r");
-      } catch (const std::bad_alloc &) {
-        rcs[i] = WF_ENOMEM;
-        errs[i] = "out of memory";
-        db.exec("ROLLBACK TO r");
-        db.exec("RELEASE r");
+      if (wal_restart_due.exchange(false, std::memory_order_relaxed)) restart_wal();
+      db.exec("BEGIN IMMEDIATE");
+      for (size_t i = 0; i < batch.size(); ++i) {
+        if (dropped[i]) continue;
+        WriteReq &r = batch[i];
+        rcs[i] = WF_OK;
+        errs[i].clear();
+        if (!r.savepoint) {
+          try {
+            r.fn(w);
+          } catch (const Error &e) {
+            if (!batch_wide(e.code())) {
+              culprit = i;
+              rcs[i] = e.code();
+              errs[i] = e.what();
+            }
+            throw;
+          } catch (const std::bad_alloc &) {
+            throw;
+          } catch (const std::exception &e) {
+            culprit = i;
+            rcs[i] = WF_EINTERNAL;
+            errs[i] = std::string("internal error: ") + e.what();
+            throw;
+          }
+          continue;
+        }
+        db.exec("SAVEPOINT r");
+        WriteCtx sub{db, w.now};
+        try {
+          r.fn(sub);
+          db.exec("RELEASE r");
+          w.merge(sub);
+        } catch (const Error &e) {
+          rcs[i] = e.code();
+          errs[i] = e.what();
+          db.exec("ROLLBACK TO r");
+          db.exec("RELEASE r");
+        } catch (const std::bad_alloc &) {
+          rcs[i] = WF_ENOMEM;
+          errs[i] = "out of memory";
+          db.exec("ROLLBACK TO r");
+          db.exec("RELEASE r");
+        } catch (const std::exception &e) {
+          rcs[i] = WF_EINTERNAL;
+          errs[i] = std::string("internal error: ") + e.what();
+          db.exec("ROLLBACK TO r");
+          db.exec("RELEASE r");
+        }
       }
+      db.exec("COMMIT");
+      n_commits.fetch_add(1, std::memory_order_relaxed);
+      if (want_full) WF_FAILPOINT("after_commit_before_return");
+    } catch (const Error &e) {
+      batch_rc = e.code();
+      batch_err = e.what();
+    } catch (const std::exception &e) {
+      batch_rc = WF_EINTERNAL;
+      batch_err = e.what();
     }
-    db.exec("COMMIT");
-    n_commits.fetch_add(1, std::memory_order_relaxed);
-    if (want_full) WF_FAILPOINT("after_commit_before_return");
-  } catch (const Error &e) {
-    batch_rc = e.code();
-    batch_err = e.what();
-  } catch (const std::exception &e) {
-    batch_rc = WF_EINTERNAL;
-    batch_err = e.what();
-  }
-  if (batch_rc != WF_OK) {
+    if (batch_rc == WF_OK) {
+      post_hints(w);
+      break;
+    }
     if (db.in_txn()) {
       try {
         db.exec("ROLLBACK");
       } catch (...) {
       }
     }
+    if (culprit == batch.size() || pass >= kMaxPasses || db.in_txn()) break;
+    dropped[culprit] = 1;
+    log(WF_LOG_ERROR, "write request failed; the rest of its batch runs again without it",
+        json{{"error", errs[culprit]}});
+  }
+  if (batch_rc != WF_OK) {
     log(WF_LOG_ERROR, "write transaction failed", json{{"error", batch_err}});
     for (size_t i = 0; i < batch.size(); ++i) {
+      if (dropped[i]) continue;
       rcs[i] = batch_rc;
       errs[i] = batch_err;
     }
-  } else {
-    post_hints(w);
   }
   for (size_t i = 0; i < batch.size(); ++i)
     if (batch[i].after) batch[i].after(rcs[i], errs[i]);

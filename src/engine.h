@@ -96,6 +96,18 @@ struct NewSchedule {
 };
 NewSchedule decode_schedule(const json &doc, const Options &opt, int64_t now, const char *what);
 
+class Cron;
+// What one firing pass does with a due schedule: the due times that fire now
+// (oldest first) and the next due time (INT64_MAX: none, a one-shot or a cron
+// that never fires again; the schedule is then removed). `cron` is null for a
+// one-shot. Pure; saturating arithmetic at the int64 limits.
+struct FirePlan {
+  std::vector<int64_t> fires;
+  int64_t next = INT64_MAX;
+};
+FirePlan plan_firing(const Cron *cron, const std::string &catch_up, int64_t catch_up_max,
+                     int64_t next_due, int64_t now);
+
 struct SagaDef {
   std::string name;
   std::set<std::string> start, on;
@@ -162,6 +174,9 @@ struct WriteCtx {
 };
 
 struct WriteReq {
+  // Runs in the writer's transaction. It may run more than once (its batch is
+  // run again when another bare request in it fails on its own data), so it
+  // must reset whatever it fills outside the database.
   std::function<void(WriteCtx &)> fn;
   std::function<void(int rc, const std::string &err)> after;  // after commit/rollback
   bool durable = false;    // needs a durable commit before `after`
@@ -387,6 +402,9 @@ struct Engine {
   // Inserts an event and routes it to sagas; false if (tenant, event_id) exists.
   bool insert_event(WriteCtx &w, const NewEvent &ev);
   void upsert_schedule(WriteCtx &w, const NewSchedule &s);
+  // Marks a schedule whose firing failed as parked with the reason (writer).
+  void park_schedule(WriteCtx &w, const std::string &tenant, const std::string &key,
+                     const std::string &reason);
   // Outcome event of a saga-emitted job, in the completion's transaction.
   void emit_outcome_event(WriteCtx &w, const std::string &origin, const std::string &effect,
                           int64_t job_id, const std::string &key, bool ok, const std::string &text,

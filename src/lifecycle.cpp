@@ -112,6 +112,7 @@ void register_effect(Engine &e, const char *effect, const char *policy_json, wf_
   if (e.closed) fail(WF_ECLOSED, "engine is closed");
   if (!effect || !*effect || strlen(effect) > 200)
     fail(WF_EINVAL, "wf_effect_register: effect name must be 1 to 200 bytes");
+  check_utf8(effect, "effect", "wf_effect_register");
   if (!fn) fail(WF_EINVAL, "wf_effect_register: callback is NULL");
   auto st = std::make_shared<EffectState>();
   st->name = effect;

@@ -117,6 +117,8 @@ std::string enqueue_batch(Engine &e, const char *jobs_json) {
 void cancel(Engine &e, const char *tenant, const char *id_or_key) {
   check_writable(e);
   if (!id_or_key || !*id_or_key) fail(WF_EINVAL, "cancel: id_or_key is empty");
+  if (tenant) check_utf8(tenant, "tenant", "cancel");
+  check_utf8(id_or_key, "id_or_key", "cancel");
   std::string ten = tenant ? tenant : "";
   std::string ik = id_or_key;
   bool numeric = ik.size() < 19 && ik.find_first_not_of("0123456789") == std::string::npos;
@@ -242,7 +244,9 @@ std::string tx_exec(HostTx *tx, const char *sql, const char *params_json, bool w
     if (!db.in_txn()) tx->failed = true;  // SQLite rolled the transaction back
     throw;
   }
-  return rows.dump();
+  // Text columns that are not UTF-8 (the host's own data) come back with
+  // U+FFFD instead of failing the call; binary data belongs in blobs (hex).
+  return rows.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
 bool tx_enqueue(HostTx *tx, const char *job_json, std::string *id) {
@@ -513,7 +517,19 @@ int64_t dead_purge(Engine &e, const char *filter_json) {
 // ------------------------------------------------------------------ stats
 
 json stats(Engine &e, const char *filter_json) {
-  Filter f = parse_filter(e, filter_json);
+  // Only what stats can honour: "tenant" narrows the outbox, dead letters,
+  // schedules, sagas and events; "effect" narrows the outbox, dead letters
+  // and engine.effects. Engine counters are never filtered. Any other key
+  // (the dead-letter filter's ids/since/until/limit included) is an error.
+  Filter f;
+  if (filter_json && *filter_json) {
+    json doc = parse_json(filter_json, e.opt.limits, "stats filter", 1 << 16);
+    check_keys(doc, {"tenant", "effect"}, "stats filter");
+    if (doc.contains("tenant") && !doc["tenant"].is_null())
+      f.tenant = get_string(doc, "tenant", "stats filter", true);
+    if (doc.contains("effect") && !doc["effect"].is_null())
+      f.effect = get_string(doc, "effect", "stats filter", true);
+  }
   int64_t t = e.now();
   json out;
   json outbox{{"ready", 0},
@@ -552,7 +568,8 @@ json stats(Engine &e, const char *filter_json) {
         }
         if (state == 0 && due) oldest = std::min(oldest, st->col_int(5));
       }
-      if (oldest != INT64_MAX) outbox["oldest_ready_age_ms"] = std::max<int64_t>(0, t - oldest);
+      if (oldest != INT64_MAX)
+        outbox["oldest_ready_age_ms"] = std::max<int64_t>(0, sat_sub(t, oldest));
       auto d = db.prepare(
           "SELECT count(*) FROM wf_dead WHERE (?1 IS NULL OR tenant = ?1) AND "
           "(?2 IS NULL OR effect = ?2)");
@@ -591,6 +608,7 @@ json stats(Engine &e, const char *filter_json) {
   {
     std::lock_guard<std::mutex> g(e.reg_mu);
     for (auto &[name, eff] : e.effects) {
+      if (f.effect && name != *f.effect) continue;
       static const char *cs[] = {"closed", "open", "half_open"};
       effs[name] =
           json{{"inflight", eff->inflight.load()},     {"circuit", cs[eff->circuit_state.load()]},
@@ -636,6 +654,8 @@ std::string metrics(Engine &e) {
   o += "wf_schedules_pending " + std::to_string(s["schedules"]["pending"].get<int64_t>()) + "\n";
   gauge("wf_schedules_due", "Schedules due now and not yet fired.", "gauge");
   o += "wf_schedules_due " + std::to_string(s["schedules"]["due"].get<int64_t>()) + "\n";
+  gauge("wf_schedules_parked", "Schedules whose firing failed, waiting for the host.", "gauge");
+  o += "wf_schedules_parked " + std::to_string(s["schedules"]["parked"].get<int64_t>()) + "\n";
   gauge("wf_sagas", "Saga instances by status.", "gauge");
   for (const char *st : {"active", "done", "parked"})
     o += std::string("wf_sagas{status=\"") + st + "\"} " +

@@ -272,6 +272,8 @@ void Engine::pump() {
   WriteReq r;
   int64_t lease = opt.lease_ms;
   r.fn = [this, specs = std::move(specs), result, lease](WriteCtx &w) {
+    result->jobs.clear();  // re-runnable: the batch may run again (run_batch)
+    result->any_full = false;
     for (const auto &s : specs) {
       auto st = w.db.prepare(s.excluded.empty() ? kClaimSql : kClaimExclSql);
       st->bind(1, boot_id).bind(2, w.now + lease).bind(3, w.now).bind(4, s.effect).bind(5, s.limit);
@@ -673,7 +675,7 @@ void Engine::arm_timer() {
   // in the same pass without updating its clock, so an instant that stays
   // "due" without being consumed would spin the loop and starve the retry
   // timer and async wakeups. Everything due now was handled by this pass.
-  int64_t delay = std::max<int64_t>(1, next - now());
+  int64_t delay = std::max<int64_t>(1, sat_sub(next, now()));
   uv_timer_start(timer, on_timer_cb, static_cast<uint64_t>(delay), 0);
 }
 

@@ -150,7 +150,11 @@ void Engine::emit_outcome_event(WriteCtx &w, const std::string &origin, const st
       "INSERT INTO wf_events(tenant, event_id, type, correlation_id, envelope, received_at, "
       "routed) VALUES(?1, ?2, ?3, ?4, ?5, ?6, 1) ON CONFLICT DO NOTHING");
   st->bind(1, tenant).bind(2, event_id).bind(3, env["type"].get<std::string>()).bind(4, corr);
-  st->bind(5, seal(env.dump(), "wf_events.envelope")).bind(6, w.now).exec();
+  // Never throws on text: an error text or key that is not UTF-8 (a provider's
+  // exception message) is stored with U+FFFD, not allowed to fail the batch.
+  st->bind(5, seal(env.dump(-1, ' ', false, json::error_handler_t::replace), "wf_events.envelope"))
+      .bind(6, w.now)
+      .exec();
   if (w.db.changes() == 0) return;
   int64_t seq = w.db.last_rowid();
   auto ins = w.db.prepare(
@@ -189,6 +193,7 @@ void register_saga(Engine &e, const char *saga, const char *spec_json, wf_saga_f
   if (e.closed) fail(WF_ECLOSED, "engine is closed");
   if (!saga || !*saga || strlen(saga) > 200)
     fail(WF_EINVAL, "wf_saga_register: saga name must be 1 to 200 bytes");
+  check_utf8(saga, "saga", "wf_saga_register");
   if (!fn) fail(WF_EINVAL, "wf_saga_register: reducer is NULL");
   auto d = std::make_shared<SagaDef>();
   d->name = saga;
@@ -643,6 +648,9 @@ void Engine::pump_sagas() {
 
 std::string saga_get(Engine &e, const char *tenant, const char *saga, const char *corr) {
   if (!saga || !corr) fail(WF_EINVAL, "wf_saga_get: saga and correlation_id are required");
+  if (tenant) check_utf8(tenant, "tenant", "wf_saga_get");
+  check_utf8(saga, "saga", "wf_saga_get");
+  check_utf8(corr, "correlation_id", "wf_saga_get");
   std::string t = tenant ? tenant : "";
   std::lock_guard<std::mutex> g(e.api_mu);
   Db &db = *e.api_db;
@@ -679,6 +687,9 @@ std::string saga_get(Engine &e, const char *tenant, const char *saga, const char
 std::string saga_replay(Engine &e, const char *tenant, const char *saga, const char *corr,
                         const char *options_json) {
   if (!saga || !corr) fail(WF_EINVAL, "wf_saga_replay: saga and correlation_id are required");
+  if (tenant) check_utf8(tenant, "tenant", "wf_saga_replay");
+  check_utf8(saga, "saga", "wf_saga_replay");
+  check_utf8(corr, "correlation_id", "wf_saga_replay");
   std::string t = tenant ? tenant : "";
   bool commit = false;
   if (options_json && *options_json) {
@@ -752,13 +763,18 @@ std::string saga_replay(Engine &e, const char *tenant, const char *saga, const c
     std::string status = done ? "done" : "active";
     std::string sg = saga;
     submit_or_raise(e, [&](WriteCtx &w) {
+      // The committed replay is a state change like a step: it bumps the
+      // version, so a live step computed from the state before it fails its
+      // compare-and-set and is computed again from the replayed state.
       auto up = w.db.prepare(
-          "UPDATE wf_sagas SET state = ?4, status = ?5, updated_at = ?6 WHERE tenant = ?1 AND "
-          "saga = ?2 AND correlation_id = ?3 AND version = ?7");
+          "UPDATE wf_sagas SET state = ?4, status = ?5, updated_at = ?6, version = version + 1 "
+          "WHERE tenant = ?1 AND saga = ?2 AND correlation_id = ?3 AND version = ?7");
       up->bind(1, t).bind(2, sg).bind(3, c).bind(4, s).bind(5, status).bind(6, w.now);
       up->bind(7, version).exec();
       if (w.db.changes() != 1)
-        fail(WF_ESTATE, "wf_saga_replay: the instance changed during the replay; run it again");
+        fail(WF_ECONFLICT,
+             "wf_saga_replay: the instance changed during the replay (a step committed); "
+             "nothing was written, run the replay again");
     });
   }
   // {"done", "events", "state"}: the keys in the order nlohmann's dump sorts them.
@@ -792,14 +808,33 @@ json saga_stats(Engine &, Db &db, int64_t now, const std::optional<std::string> 
   um->step();
   out["events"] = json{{"pending", ev->col_int(0)}, {"unmatched", um->col_int(0)}};
   auto sc = db.prepare(
-      "SELECT count(*), min(next_due), count(*) FILTER (WHERE next_due <= ?2) FROM wf_schedules "
+      "SELECT count(*) FILTER (WHERE parked_reason IS NULL), "
+      "min(next_due) FILTER (WHERE parked_reason IS NULL), "
+      "count(*) FILTER (WHERE parked_reason IS NULL AND next_due <= ?2), "
+      "count(*) FILTER (WHERE parked_reason IS NOT NULL) FROM wf_schedules "
       "WHERE (?1 IS NULL OR tenant = ?1)");
   if (tenant) sc->bind(1, *tenant);
   sc->bind(2, now);
   sc->step();
+  // Parked schedules (their firing failed): the oldest 100, with the reason.
+  json parked_list = json::array();
+  if (sc->col_int(3) > 0) {
+    auto pl = db.prepare(
+        "SELECT tenant, key, parked_reason, parked_at FROM wf_schedules INDEXED BY "
+        "wf_schedules_parked WHERE parked_reason IS NOT NULL AND (?1 IS NULL OR tenant = ?1) "
+        "ORDER BY parked_at LIMIT 100");
+    if (tenant) pl->bind(1, *tenant);
+    while (pl->step())
+      parked_list.push_back(json{{"tenant", pl->col_text(0)},
+                                 {"key", pl->col_text(1)},
+                                 {"reason", pl->col_text(2)},
+                                 {"parked_at", pl->col_int(3)}});
+  }
   out["schedules"] = json{{"pending", sc->col_int(0)},
                           {"next_due_ms", sc->col_null(1) ? json(nullptr) : json(sc->col_int(1))},
-                          {"due", sc->col_int(2)}};
+                          {"due", sc->col_int(2)},
+                          {"parked", sc->col_int(3)},
+                          {"parked_list", std::move(parked_list)}};
   return out;
 }
 

@@ -2,6 +2,7 @@
 // by the writer in the same transaction that reschedules them, with keys
 // derived from (schedule key, due time) so a firing is never doubled.
 #include <climits>
+#include <optional>
 
 #include "cron.h"
 #include "failpoint.h"
@@ -15,6 +16,36 @@ constexpr int64_t kMisfireGraceMs = 60000;
 // Upper bound on due times examined when catching up after long downtime.
 constexpr int kMaxCatchUpScan = 1000000;
 }  // namespace
+
+FirePlan plan_firing(const Cron *cron, const std::string &catch_up, int64_t catch_up_max,
+                     int64_t next_due, int64_t now) {
+  FirePlan p;
+  // Lateness saturates: a due time at the far past is "very late", never a
+  // wrapped-around negative number.
+  auto late = [now](int64_t due) { return sat_sub(now, due); };
+  if (!cron) {
+    if (catch_up != "none" || late(next_due) <= kMisfireGraceMs) p.fires.push_back(next_due);
+    return p;
+  }
+  std::vector<int64_t> missed;
+  int64_t x = next_due;
+  for (int n = 0; x <= now && n < kMaxCatchUpScan; ++n) {
+    missed.push_back(x);
+    if (catch_up != "all" && missed.size() > 1) missed.erase(missed.begin());
+    x = cron->next_after(x);
+  }
+  if (x <= now) x = cron->next_after(now);  // scan bound hit
+  p.next = x;
+  if (catch_up == "all") {
+    size_t max = static_cast<size_t>(std::max<int64_t>(1, catch_up_max));
+    size_t from = missed.size() > max ? missed.size() - max : 0;
+    p.fires.assign(missed.begin() + static_cast<long>(from), missed.end());
+  } else if (!missed.empty()) {
+    int64_t last = missed.back();
+    if (catch_up == "latest" || late(last) <= kMisfireGraceMs) p.fires.push_back(last);
+  }
+  return p;
+}
 
 NewSchedule decode_schedule(const json &doc, const Options &opt, int64_t now, const char *what) {
   check_keys(
@@ -52,7 +83,7 @@ NewSchedule decode_schedule(const json &doc, const Options &opt, int64_t now, co
       fail(WF_EINVAL, std::string(what) + ": \"tz\" applies to \"cron\" only");
     s.tz = "UTC";
     if (doc.contains("delay_ms") && !doc["delay_ms"].is_null())
-      s.next_due = now + get_int(doc, "delay_ms", what, 0, 0, INT64_C(1) << 45);
+      s.next_due = sat_add(now, get_int(doc, "delay_ms", what, 0, 0, INT64_C(1) << 45));
     else
       s.next_due = get_time(doc, "at", what, now);
   }
@@ -84,8 +115,8 @@ NewSchedule decode_schedule(const json &doc, const Options &opt, int64_t now, co
 void Engine::upsert_schedule(WriteCtx &w, const NewSchedule &s) {
   auto st = w.db.prepare(
       "INSERT OR REPLACE INTO wf_schedules(tenant, key, cron, tz, catch_up, catch_up_max, "
-      "target, body, next_due, fired, last_due, origin, created_at) "
-      "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 0, NULL, ?10, ?11)");
+      "target, body, next_due, fired, last_due, origin, created_at, parked_reason, parked_at) "
+      "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 0, NULL, ?10, ?11, NULL, NULL)");
   st->bind(1, s.tenant).bind(2, s.key);
   if (s.cron.empty())
     st->bind_null(3);
@@ -126,6 +157,8 @@ void tx_schedule(HostTx *tx, const char *schedule_json) {
 void unschedule(Engine &e, const char *tenant, const char *key) {
   check_writable(e);
   if (!key || !*key) fail(WF_EINVAL, "unschedule: key is empty");
+  if (tenant) check_utf8(tenant, "tenant", "unschedule");
+  check_utf8(key, "key", "unschedule");
   std::string ten = tenant ? tenant : "", k = key;
   submit_or_raise(e, [&](WriteCtx &w) {
     auto st = w.db.prepare("DELETE FROM wf_schedules WHERE tenant = ?1 AND key = ?2");
@@ -164,6 +197,16 @@ void fire_one(Engine &e, WriteCtx &w, const std::string &tenant, const std::stri
 
 }  // namespace
 
+void Engine::park_schedule(WriteCtx &w, const std::string &tenant, const std::string &key,
+                           const std::string &reason) {
+  std::string r = sanitize_utf8(reason, 2048);
+  auto up = w.db.prepare(
+      "UPDATE wf_schedules SET parked_reason = ?3, parked_at = ?4 WHERE tenant = ?1 AND key = ?2");
+  up->bind(1, tenant).bind(2, key).bind(3, r).bind(4, w.now).exec();
+  log(WF_LOG_ERROR, "schedule could not fire; parked (wf_schedule with the same key replaces it)",
+      json{{"tenant", tenant}, {"key", key}, {"error", r}});
+}
+
 void Engine::pump_schedules() {
   if (fire_outstanding || sched_hold || stopping || draining) return;
   int64_t t = now();
@@ -178,51 +221,33 @@ void Engine::pump_schedules() {
     };
     std::vector<Due> due;
     {
+      // Parked schedules are not in the (partial) index and never due.
       auto st = w.db.prepare(
           "SELECT tenant, key, cron, tz, catch_up, catch_up_max, target, body, next_due, origin "
-          "FROM wf_schedules WHERE next_due <= ?1 ORDER BY next_due LIMIT 512");
+          "FROM wf_schedules INDEXED BY wf_schedules_due WHERE next_due <= ?1 AND "
+          "parked_reason IS NULL ORDER BY next_due LIMIT 512");
       st->bind(1, w.now);
       while (st->step())
         due.push_back(Due{st->col_text(0), st->col_text(1), st->col_text(2), st->col_text(3),
-                          st->col_text(4), st->col_text(6),
-                          unseal(st->col_text(7), "wf_schedules.body"), st->col_text(9),
+                          st->col_text(4), st->col_text(6), st->col_text(7), st->col_text(9),
                           st->col_int(5), st->col_int(8)});
     }
     *more = due.size() == 512;
     for (auto &d : due) {
       // Each schedule fires in its own savepoint: one bad row (a cron the
-      // library no longer accepts) must not stop the others.
+      // library no longer accepts, a job over a lowered max_payload_bytes)
+      // must not stop the others.
       w.db.exec("SAVEPOINT fire");
       WriteCtx sub{w.db, w.now};
       try {
-        std::vector<int64_t> fires;
-        int64_t next = INT64_MAX;
-        if (d.cron.empty()) {
-          if (d.catch_up != "none" || w.now - d.next_due <= kMisfireGraceMs)
-            fires.push_back(d.next_due);
-        } else {
-          Cron c = Cron::parse(d.cron, d.tz);
-          std::vector<int64_t> missed;
-          int64_t x = d.next_due;
-          for (int n = 0; x <= w.now && n < kMaxCatchUpScan; ++n) {
-            missed.push_back(x);
-            if (d.catch_up != "all" && missed.size() > 1) missed.erase(missed.begin());
-            x = c.next_after(x);
-          }
-          if (x <= w.now) x = c.next_after(w.now);  // scan bound hit
-          next = x;
-          if (d.catch_up == "all") {
-            size_t from = missed.size() > static_cast<size_t>(d.max) ? missed.size() - d.max : 0;
-            fires.assign(missed.begin() + static_cast<long>(from), missed.end());
-          } else if (!missed.empty()) {
-            int64_t last = missed.back();
-            if (d.catch_up == "latest" || w.now - last <= kMisfireGraceMs) fires.push_back(last);
-          }
-        }
-        for (int64_t at : fires)
-          fire_one(*this, sub, d.tenant, d.key, d.target, d.body, d.origin, at);
-        if (!fires.empty()) WF_FAILPOINT("after_schedule_fired_before_reschedule");
-        if (next == INT64_MAX) {
+        std::string body = unseal(d.body, "wf_schedules.body");
+        std::optional<Cron> c;
+        if (!d.cron.empty()) c = Cron::parse(d.cron, d.tz);
+        FirePlan plan = plan_firing(c ? &*c : nullptr, d.catch_up, d.max, d.next_due, w.now);
+        for (int64_t at : plan.fires)
+          fire_one(*this, sub, d.tenant, d.key, d.target, body, d.origin, at);
+        if (!plan.fires.empty()) WF_FAILPOINT("after_schedule_fired_before_reschedule");
+        if (plan.next == INT64_MAX) {
           auto del = w.db.prepare("DELETE FROM wf_schedules WHERE tenant = ?1 AND key = ?2");
           del->bind(1, d.tenant).bind(2, d.key).exec();
         } else {
@@ -231,24 +256,35 @@ void Engine::pump_schedules() {
               "coalesce(?5, last_due) WHERE tenant = ?1 AND key = ?2");
           up->bind(1, d.tenant)
               .bind(2, d.key)
-              .bind(3, next)
-              .bind(4, static_cast<int64_t>(fires.size()));
-          if (fires.empty())
+              .bind(3, plan.next)
+              .bind(4, static_cast<int64_t>(plan.fires.size()));
+          if (plan.fires.empty())
             up->bind_null(5);
           else
-            up->bind(5, fires.back());
+            up->bind(5, plan.fires.back());
           up->exec();
-          sub.next_sched = std::min(sub.next_sched, next);
+          sub.next_sched = std::min(sub.next_sched, plan.next);
         }
         w.db.exec("RELEASE fire");
         w.merge(sub);
       } catch (const Error &ex) {
+        // A database failure dooms the whole transaction (the writer retries
+        // the pass later); anything else is this schedule's own problem: it
+        // is parked with the reason, never removed, and fires again only when
+        // the host replaces it (wf_schedule with the same key).
+        if (!w.db.in_txn() || ex.code() == WF_EIO || ex.code() == WF_EBUSY ||
+            ex.code() == WF_ENOMEM)
+          throw;
         w.db.exec("ROLLBACK TO fire");
         w.db.exec("RELEASE fire");
-        log(WF_LOG_ERROR, "schedule could not fire; removed",
-            json{{"tenant", d.tenant}, {"key", d.key}, {"error", ex.what()}});
-        auto del = w.db.prepare("DELETE FROM wf_schedules WHERE tenant = ?1 AND key = ?2");
-        del->bind(1, d.tenant).bind(2, d.key).exec();
+        park_schedule(w, d.tenant, d.key, ex.what());
+      } catch (const std::bad_alloc &) {
+        throw;
+      } catch (const std::exception &ex) {
+        if (!w.db.in_txn()) throw;
+        w.db.exec("ROLLBACK TO fire");
+        w.db.exec("RELEASE fire");
+        park_schedule(w, d.tenant, d.key, std::string("internal error: ") + ex.what());
       }
     }
   };
@@ -268,7 +304,9 @@ void Engine::pump_schedules() {
 void Engine::refresh_next_sched() {
   try {
     std::lock_guard<std::mutex> g(read_mu);
-    auto st = read_db->prepare("SELECT min(next_due) FROM wf_schedules");
+    auto st = read_db->prepare(
+        "SELECT min(next_due) FROM wf_schedules INDEXED BY wf_schedules_due WHERE "
+        "parked_reason IS NULL");
     known_next_sched = (st->step() && !st->col_null(0)) ? st->col_int(0) : INT64_MAX;
   } catch (const std::exception &ex) {
     read_failed(ex);

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <set>
 #include <system_error>
 
 namespace wf {
@@ -399,35 +400,148 @@ CREATE TABLE wf_saga_log(
 ) WITHOUT ROWID;
 )sql";
 
-void migrate(Db &db) {
+// Version 3 keeps the schema version in wf_meta (earlier releases used PRAGMA
+// user_version, which belongs to the host) and parks schedules whose firing
+// fails instead of deleting them.
+static const char *kSchemaV3 = R"sql(
+ALTER TABLE wf_schedules ADD COLUMN parked_reason TEXT;   -- NULL: active
+ALTER TABLE wf_schedules ADD COLUMN parked_at INTEGER;
+DROP INDEX wf_schedules_due;
+CREATE INDEX wf_schedules_due ON wf_schedules(next_due) WHERE parked_reason IS NULL;
+CREATE INDEX wf_schedules_parked ON wf_schedules(parked_at) WHERE parked_reason IS NOT NULL;
+)sql";
+
+namespace {
+
+// The migration steps: step N brings a file from version N - 1 to N. To add
+// one, define kSchemaV<N>, add a case to both switches below and raise
+// kSchemaVersion in store.h. (Each exec names its constant: scripts/check_sql.sh
+// accepts only literal SQL.)
+void apply_migration(Db &db, int to) {
+  switch (to) {
+    case 1:
+      db.exec(kSchemaV1);
+      return;
+    case 2:
+      db.exec(kSchemaV2);
+      return;
+    case 3:
+      db.exec(kSchemaV3);
+      return;
+    default:
+      fail(WF_EINTERNAL, "no migration step to schema version " + std::to_string(to));
+  }
+}
+
+// The engine tables each release before version 3 created: a file holding
+// exactly one of these sets (and no version row) is a wfengine file of that
+// version.
+const std::set<std::string> kTablesV1 = {"wf_meta",      "wf_jobs", "wf_attempts",
+                                         "wf_done_keys", "wf_dead", "wf_boots"};
+const std::set<std::string> kTablesV2 = {
+    "wf_meta",      "wf_jobs",   "wf_attempts",   "wf_done_keys", "wf_dead",    "wf_boots",
+    "wf_schedules", "wf_events", "wf_saga_inbox", "wf_sagas",     "wf_saga_log"};
+
+std::string list_names(const std::set<std::string> &names) {
+  std::string out;
+  size_t n = 0;
+  for (const auto &t : names) {
+    if (n++ == 8) {
+      out += ", ...";
+      break;
+    }
+    if (!out.empty()) out += ", ";
+    out += t;
+  }
+  return out;
+}
+
+}  // namespace
+
+const char *migration_sql(int to) {
+  switch (to) {
+    case 1:
+      return kSchemaV1;
+    case 2:
+      return kSchemaV2;
+    case 3:
+      return kSchemaV3;
+    default:
+      return nullptr;
+  }
+}
+
+void check_db_path(const std::string &path) {
+  if (path.empty()) fail(WF_EINVAL, "wf_open: path is empty");
+  if (path == ":memory:" || path.rfind("file:", 0) == 0)
+    fail(WF_EINVAL, "wf_open: \"" + path +
+                        "\" is not accepted: the engine needs a database file on disk (WAL mode, "
+                        "several connections); in-memory databases and URI filenames are not "
+                        "supported, pass a file path");
+}
+
+SchemaState inspect_schema(Db &db, const std::string &path) {
+  SchemaState out;
+  std::set<std::string> tables;
+  try {
+    auto st = db.prepare(
+        "SELECT name FROM sqlite_schema WHERE type = 'table' AND name LIKE 'wf\\_%' ESCAPE '\\'");
+    while (st->step()) tables.insert(st->col_text(0));
+  } catch (const Error &e) {
+    if (e.code() == WF_ECORRUPT)
+      fail(WF_ECORRUPT,
+           "cannot use \"" + path +
+               "\": it is not a SQLite database (or its header is damaged): " + e.what());
+    throw;
+  }
+  if (tables.empty()) return out;  // a new file, or the host's database without our tables
+  if (tables.count("wf_meta")) {
+    auto st = db.prepare("SELECT v FROM wf_meta WHERE k = 'schema_version'");
+    if (st->step()) {
+      std::string v = st->col_text(0);
+      int version = 0;
+      if (v.empty() || v.size() > 6 || v.find_first_not_of("0123456789") != std::string::npos ||
+          (version = std::stoi(v)) < 1)
+        fail(WF_ECORRUPT, "cannot use \"" + path + "\": its wfengine schema version \"" + v +
+                              "\" is not a version number");
+      if (version > kSchemaVersion)
+        fail(WF_ECORRUPT, "cannot use \"" + path + "\": its wfengine schema version " +
+                              std::to_string(version) + " is newer than this library supports (" +
+                              std::to_string(kSchemaVersion) + "); open it with a newer release");
+      out.version = version;
+      return out;
+    }
+  }
+  // Files written before version 3 kept the version in user_version; they
+  // are recognised by their exact set of tables, so user_version is not read.
+  if (tables == kTablesV1 || tables == kTablesV2) {
+    out.version = tables == kTablesV1 ? 1 : 2;
+    out.legacy = true;
+    return out;
+  }
+  fail(WF_ECORRUPT, "cannot use \"" + path + "\": it has tables named like the engine's (" +
+                        list_names(tables) +
+                        ") but no wfengine schema version; the wf_ prefix is reserved for the "
+                        "engine's tables");
+}
+
+void migrate(Db &db, const std::string &path) {
   db.exec("BEGIN IMMEDIATE");
   try {
-    int version;
-    {
-      auto st = db.prepare("PRAGMA user_version");
-      st->step();
-      version = static_cast<int>(st->col_int(0));
+    // Decided again under the write lock: another process may have created or
+    // migrated the schema since the caller's look.
+    SchemaState s = inspect_schema(db, path);
+    if (s.version < kSchemaVersion) {
+      for (int to = s.version + 1; to <= kSchemaVersion; ++to) apply_migration(db, to);
+      // A file of an earlier release: its user_version held the engine's
+      // version, never the host's. Reset it to SQLite's default once, so a
+      // release before 3 refuses the file ("wfengine tables but no schema
+      // version") instead of running on a schema it does not know. Files
+      // created from version 3 on never have user_version read or written.
+      if (s.legacy) db.exec("PRAGMA user_version = 0");
+      auto st = db.prepare("INSERT OR REPLACE INTO wf_meta(k, v) VALUES('schema_version', ?1)");
+      st->bind(1, std::to_string(kSchemaVersion)).exec();
     }
-    if (version > kSchemaVersion)
-      fail(WF_ECORRUPT, "database schema version " + std::to_string(version) +
-                            " is newer than this library supports (" +
-                            std::to_string(kSchemaVersion) + ")");
-    if (version == 0) {
-      // A non-empty database without our version is someone else's file.
-      auto st =
-          db.prepare("SELECT count(*) FROM sqlite_schema WHERE name LIKE 'wf\\_%' ESCAPE '\\'");
-      st->step();
-      if (st->col_int(0) != 0)
-        fail(WF_ECORRUPT, "database has wfengine tables but no schema version");
-      db.exec(kSchemaV1);
-      version = 1;
-    }
-    if (version == 1) {
-      db.exec(kSchemaV2);
-      version = 2;
-    }
-    // Future migrations: if (version == 2) { ...; version = 3; }
-    if (version == 2) db.exec("PRAGMA user_version = 2");
     db.exec("COMMIT");
   } catch (...) {
     if (db.in_txn()) sqlite3_exec(db.raw(), "ROLLBACK", nullptr, nullptr, nullptr);

@@ -100,8 +100,30 @@ class Db {
 
 int map_sqlite_error(int rc);
 
-// Applies migrations up to the current schema version in one transaction.
-void migrate(Db &db);
-constexpr int kSchemaVersion = 2;
+// The engine's schema version, kept in wf_meta (k = 'schema_version'); the
+// host's PRAGMA user_version is never read or written for it (a file of a
+// release before version 3 has it reset to 0 once, when it is migrated).
+constexpr int kSchemaVersion = 3;
+
+// Refuses paths that cannot be the engine's database file (":memory:", "",
+// URI filenames) before anything is created. Throws Error(WF_EINVAL).
+void check_db_path(const std::string &path);
+
+// What a database file holds, read without changing it.
+struct SchemaState {
+  int version = 0;      // 0: no engine tables (a new file or the host's database)
+  bool legacy = false;  // written by a release before version 3 (version in user_version)
+};
+// Throws Error(WF_ECORRUPT) naming the reason when the engine cannot use the
+// file: not a SQLite database, a newer schema version, or tables named wf_*
+// without a schema version. `path` is for messages.
+SchemaState inspect_schema(Db &db, const std::string &path);
+
+// Applies migrations up to kSchemaVersion in one transaction (deciding again
+// under the write lock, with inspect_schema's checks).
+void migrate(Db &db, const std::string &path);
+// The SQL of the migration step to version `to` (tests build files of
+// earlier releases with it); nullptr for an unknown step.
+const char *migration_sql(int to);
 
 }  // namespace wf

@@ -306,6 +306,73 @@ void check_no_nul(const std::string &v, const char *field, const char *what) {
     fail(WF_EINVAL, std::string(what) + ": \"" + field + "\" must not contain NUL characters");
 }
 
+namespace {
+// Length of the valid UTF-8 sequence at s[i], or 0 when it is invalid.
+size_t utf8_seq(std::string_view s, size_t i) {
+  const auto b = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
+  unsigned char c = b(i);
+  if (c < 0x80) return 1;
+  size_t n;
+  unsigned char lo = 0x80, hi = 0xBF;  // range of the second byte
+  if (c >= 0xC2 && c <= 0xDF) {
+    n = 2;
+  } else if (c >= 0xE0 && c <= 0xEF) {
+    n = 3;
+    if (c == 0xE0) lo = 0xA0;  // no overlongs
+    if (c == 0xED) hi = 0x9F;  // no surrogates
+  } else if (c >= 0xF0 && c <= 0xF4) {
+    n = 4;
+    if (c == 0xF0) lo = 0x90;  // no overlongs
+    if (c == 0xF4) hi = 0x8F;  // nothing above U+10FFFF
+  } else {
+    return 0;
+  }
+  if (i + n > s.size()) return 0;
+  if (b(i + 1) < lo || b(i + 1) > hi) return 0;
+  for (size_t k = 2; k < n; ++k)
+    if ((b(i + k) & 0xC0) != 0x80) return 0;
+  return n;
+}
+}  // namespace
+
+bool valid_utf8(std::string_view s) {
+  for (size_t i = 0; i < s.size();) {
+    size_t n = utf8_seq(s, i);
+    if (n == 0) return false;
+    i += n;
+  }
+  return true;
+}
+
+void check_utf8(std::string_view v, const char *field, const char *what) {
+  if (!valid_utf8(v)) fail(WF_EINVAL, std::string(what) + ": \"" + field + "\" is not valid UTF-8");
+}
+
+std::string sanitize_utf8(std::string_view s, size_t max_bytes) {
+  std::string out;
+  out.reserve(std::min(s.size(), max_bytes));
+  for (size_t i = 0; i < s.size();) {
+    size_t n = utf8_seq(s, i);
+    std::string_view piece = n ? s.substr(i, n) : std::string_view("\xEF\xBF\xBD", 3);
+    if (out.size() + piece.size() > max_bytes) break;
+    out.append(piece);
+    i += n ? n : 1;
+  }
+  return out;
+}
+
+int64_t sat_add(int64_t a, int64_t b) {
+  int64_t r;
+  if (!__builtin_add_overflow(a, b, &r)) return r;
+  return b > 0 ? INT64_MAX : INT64_MIN;
+}
+
+int64_t sat_sub(int64_t a, int64_t b) {
+  int64_t r;
+  if (!__builtin_sub_overflow(a, b, &r)) return r;
+  return b < 0 ? INT64_MAX : INT64_MIN;
+}
+
 int64_t system_now_ms() {
   using namespace std::chrono;
   return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();

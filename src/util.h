@@ -70,6 +70,20 @@ void check_no_nul(const std::string &v, const char *field, const char *what);
 // Rejects keys not in `allowed`.
 void check_keys(const json &o, std::initializer_list<const char *> allowed, const char *what);
 
+// Host strings that did not come through parse_json (C string arguments:
+// names, error texts). valid_utf8 is strict (no overlongs, no surrogates, no
+// code points above U+10FFFF); check_utf8 throws WF_EINVAL naming the field;
+// sanitize_utf8 replaces each invalid sequence with U+FFFD and cuts the
+// result to at most `max_bytes` bytes on a character boundary.
+bool valid_utf8(std::string_view s);
+void check_utf8(std::string_view v, const char *field, const char *what);
+std::string sanitize_utf8(std::string_view s, size_t max_bytes = SIZE_MAX);
+
+// Saturating arithmetic for instants and durations in ms: results are clamped
+// to [INT64_MIN, INT64_MAX] instead of overflowing.
+int64_t sat_add(int64_t a, int64_t b);
+int64_t sat_sub(int64_t a, int64_t b);
+
 int64_t system_now_ms();
 std::string random_hex(size_t bytes);
 
