@@ -435,4 +435,37 @@ void migrate(Db &db) {
   }
 }
 
+// ------------------------------------------------------------ fork safety
+
+// SQLite's process-wide static mutexes (memory allocator, VFS inode list,
+// page cache, PRNG, open list), in an order compatible with SQLite's own
+// nesting: taken by the pthread_atfork prepare handler so that no thread
+// holds one at the instant of fork(), released in parent and child.
+namespace {
+sqlite3_mutex *g_fork_mutexes[9] = {};
+int g_fork_nmutex = 0;
+}  // namespace
+
+void sqlite_fork_init() {
+  if (sqlite3_initialize() != SQLITE_OK) fail(WF_ENOMEM, "sqlite3_initialize failed");
+  static const int ids[] = {
+      SQLITE_MUTEX_STATIC_MAIN, SQLITE_MUTEX_STATIC_OPEN, SQLITE_MUTEX_STATIC_VFS1,
+      SQLITE_MUTEX_STATIC_VFS2, SQLITE_MUTEX_STATIC_VFS3, SQLITE_MUTEX_STATIC_LRU,
+      SQLITE_MUTEX_STATIC_PMEM, SQLITE_MUTEX_STATIC_PRNG, SQLITE_MUTEX_STATIC_MEM};
+  int n = 0;
+  for (int id : ids) {
+    sqlite3_mutex *m = sqlite3_mutex_alloc(id);
+    if (m) g_fork_mutexes[n++] = m;  // NULL when SQLite is built without mutexes
+  }
+  g_fork_nmutex = n;
+}
+
+void sqlite_fork_prepare() {
+  for (int i = 0; i < g_fork_nmutex; ++i) sqlite3_mutex_enter(g_fork_mutexes[i]);
+}
+
+void sqlite_fork_release() {
+  for (int i = g_fork_nmutex - 1; i >= 0; --i) sqlite3_mutex_leave(g_fork_mutexes[i]);
+}
+
 }  // namespace wf

@@ -104,4 +104,11 @@ int map_sqlite_error(int rc);
 void migrate(Db &db);
 constexpr int kSchemaVersion = 2;
 
+// fork() safety (engine.cpp's pthread_atfork handlers): sqlite_fork_init
+// once before the handlers are installed; prepare takes SQLite's static
+// mutexes, release gives them back (in the parent and in the child).
+void sqlite_fork_init();
+void sqlite_fork_prepare();
+void sqlite_fork_release();
+
 }  // namespace wf
