@@ -95,8 +95,9 @@ WF_API void wf_free(void *p);
  * wf_start. On success *out is the engine; free it with wf_close. What it
  * logs goes to the default logger (wf_set_default_logger) and is delivered
  * before it returns. Open engines in the process that uses them: an engine
- * inherited across fork() returns WF_EFORKED in the child (pre-fork servers:
- * open in each worker, after the fork). */
+ * inherited across fork() returns WF_EFORKED in the child, and so does
+ * wf_open there of the file such an engine has open (pre-fork servers: open
+ * in each worker, after the fork). */
 WF_API int wf_open(const char *path, const char *options_json, wf_engine **out);
 
 /* Starts the relay loop thread: claims ready jobs, dispatches them to

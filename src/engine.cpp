@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -178,6 +179,16 @@ NewJob decode_job(const json &doc, const Options &opt, int64_t now, const char *
 namespace {
 std::mutex g_live_mu;
 std::set<std::string> g_live_boots;  // boots alive in this process
+// Database files of the engines open in this process (or inherited across
+// fork(): an inherited engine is never destroyed in the child), by inode,
+// with the fork generation they were opened in.
+struct OpenFile {
+  dev_t dev;
+  ino_t ino;
+  uint64_t gen;
+  const void *engine;
+};
+std::vector<OpenFile> g_open_files;  // GUARDED_BY(g_live_mu)
 }  // namespace
 
 bool boot_alive_in_process(const std::string &boot) {
@@ -260,6 +271,21 @@ Engine::Engine(const std::string &p, Options o) : path(p), opt(std::move(o)) {
 void Engine::open_body() {
   install_fork_handlers();
   fork_gen = fork_generation();
+  {
+    // SQLite keeps per-file lock bookkeeping in process memory; in a child
+    // that inherited a connection to this file it describes locks the child
+    // does not hold, and a new connection would fail or hang at random.
+    struct stat st;
+    if (::stat(path.c_str(), &st) == 0) {
+      std::lock_guard<std::mutex> g(g_live_mu);
+      for (const auto &f : g_open_files)
+        if (f.dev == st.st_dev && f.ino == st.st_ino && f.gen != fork_gen)
+          fail(WF_EFORKED, "wf_open: this process inherited (across fork()) an engine open on \"" +
+                               path +
+                               "\": SQLite cannot open the same file again in the child; open "
+                               "engines after fork (or exec)");
+    }
+  }
   write_db = std::make_unique<Db>(path, false, opt.busy_timeout_ms, opt.vfs);
   {
     // WAL must be set outside a transaction; it is persistent in the file.
@@ -301,6 +327,9 @@ void Engine::open_body() {
   {
     std::lock_guard<std::mutex> g(g_live_mu);
     g_live_boots.insert(boot_id);
+    struct stat st;
+    if (::stat(path.c_str(), &st) == 0)
+      g_open_files.push_back({st.st_dev, st.st_ino, fork_gen, this});
   }
   recover_on_open();
   if (opt.checkpoint_pages > 0) {
@@ -426,6 +455,11 @@ Engine::~Engine() {
   {
     std::lock_guard<std::mutex> g(g_live_mu);
     g_live_boots.erase(boot_id);
+    for (size_t i = 0; i < g_open_files.size(); ++i)
+      if (g_open_files[i].engine == this) {
+        g_open_files.erase(g_open_files.begin() + static_cast<std::ptrdiff_t>(i));
+        break;
+      }
   }
   api_db.reset();
   read_db.reset();

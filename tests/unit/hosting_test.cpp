@@ -28,8 +28,10 @@ int run_child(const std::function<int()> &fn, int deadline_ms = 30000) {
     if (r == pid) return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
     if (std::chrono::steady_clock::now() > deadline) {
       if (getenv("WF_TEST_GDB")) {
-        std::string cmd = "gdb -p " + std::to_string(pid) + " -batch -ex 'thread apply all bt' 2>&1 | grep -v '^\\[' >&2";
-        if (system(cmd.c_str()) != 0) {}
+        std::string cmd = "gdb -p " + std::to_string(pid) +
+                          " -batch -ex 'thread apply all bt' 2>&1 | grep -v '^\\[' >&2";
+        if (system(cmd.c_str()) != 0) {
+        }
       }
       kill(pid, SIGKILL);
       waitpid(pid, &status, 0);
@@ -133,8 +135,7 @@ TEST_F(EngineTest, CallsRacingWithCloseGetClosedNeverCrash) {
     }
     // Let every thread make some calls, then close under them.
     auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-    while (calls.load() < 50 && std::chrono::steady_clock::now() < until)
-      std::this_thread::yield();
+    while (calls.load() < 50 && std::chrono::steady_clock::now() < until) std::this_thread::yield();
     ASSERT_EQ(WF_OK, wf_close(e)) << wf_last_error();
     for (auto &t : threads) t.join();
     EXPECT_EQ(0, bad.load()) << bad_msg;
@@ -247,15 +248,15 @@ TEST_F(EngineTest, CallsThatWouldWaitForTheirOwnTxAreBusy) {
         // The new owner: it uses the transaction, then tries the non-tx API.
         EXPECT_EQ(WF_OK, wf_tx_enqueue(t, "{\"effect\":\"x\",\"key\":\"in-tx\"}", nullptr));
         EXPECT_EQ(WF_EBUSY, wf_enqueue(e, "{\"effect\":\"x\"}", nullptr));
-        EXPECT_NE(std::string(wf_last_error()).find("wf_tx"), std::string::npos)
-            << wf_last_error();
+        EXPECT_NE(std::string(wf_last_error()).find("wf_tx"), std::string::npos) << wf_last_error();
         EXPECT_EQ(WF_EBUSY, wf_sync(e));
         EXPECT_EQ(WF_EBUSY, wf_drain(e, 1000));
         EXPECT_EQ(WF_EBUSY, wf_close(e));
         wf_tx *t2 = nullptr;
         EXPECT_EQ(WF_EBUSY, wf_tx_begin(e, &t2));
-        EXPECT_EQ(WF_EBUSY, wf_schedule(e, "{\"key\":\"s\",\"delay_ms\":1000,\"job\":{\"effect\":"
-                                           "\"x\"}}"));
+        EXPECT_EQ(WF_EBUSY, wf_schedule(e,
+                                        "{\"key\":\"s\",\"delay_ms\":1000,\"job\":{\"effect\":"
+                                        "\"x\"}}"));
         EXPECT_EQ(WF_EBUSY, wf_submit(e, "{\"event_id\":\"e\",\"type\":\"t\"}"));
         // The main thread (it began the transaction but did not use it last)
         // waits for the commit like any other writer.
@@ -295,7 +296,7 @@ TEST_F(EngineTest, AbandonedTxIsRolledBackAfterTheTimeout) {
   ASSERT_EQ(WF_OK, wf_tx_rollback(t));
   // Abandoned again, then freed with wf_tx_rollback.
   ASSERT_EQ(WF_OK, wf_tx_begin(e, &t));
-  EXPECT_EQ(WF_EBUSY, wf_sync(e));  // this thread owns it
+  EXPECT_EQ(WF_EBUSY, wf_sync(e));                            // this thread owns it
   std::thread waiter([&] { EXPECT_EQ(WF_OK, wf_sync(e)); });  // returns after the rollback
   waiter.join();
   EXPECT_EQ(WF_ESTATE, wf_tx_exec(t, "SELECT 1", nullptr, nullptr));
@@ -325,13 +326,12 @@ TEST_F(EngineTest, TimeoutRollbackIsSerialisedWithExec) {
   for (int round = 0; round < 3; ++round) {
     wf_tx *t = nullptr;
     ASSERT_EQ(WF_OK, wf_tx_begin(e, &t)) << wf_last_error();
-    ASSERT_EQ(WF_OK,
-              wf_tx_exec(t, "CREATE TABLE IF NOT EXISTS host(x INTEGER)", nullptr, nullptr));
+    ASSERT_EQ(WF_OK, wf_tx_exec(t, "CREATE TABLE IF NOT EXISTS host(x INTEGER)", nullptr, nullptr));
     int ok = 0, rc = WF_OK;
     auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
     while (rc == WF_OK && std::chrono::steady_clock::now() < until) {
-      rc = wf_tx_exec(t, "INSERT INTO host(x) VALUES(?)", json::array({ok}).dump().c_str(),
-                      nullptr);
+      rc =
+          wf_tx_exec(t, "INSERT INTO host(x) VALUES(?)", json::array({ok}).dump().c_str(), nullptr);
       if (rc == WF_OK) ok++;
     }
     EXPECT_EQ(WF_ESTATE, rc) << wf_last_error();
@@ -463,6 +463,9 @@ TEST_F(EngineTest, FreshOpenInAForkedChildWorksWhileTheParentIsBusy) {
   for (int i = 0; i < 50; ++i) {
     std::string p = dir + "/child" + std::to_string(i) + ".db";
     int rc = run_child([p] {
+      // The default logger is inherited; its capture's mutex may have been
+      // held by the parent's logger thread at the fork (the host's own lock).
+      if (wf_set_default_logger(WF_LOG_DEBUG, nullptr, nullptr) != WF_OK) return 7;
       wf_engine *c = nullptr;
       if (wf_open(p.c_str(), "{\"durability\":\"normal\"}", &c) != WF_OK) return 2;
       if (wf_enqueue(c, "{\"effect\":\"x\"}", nullptr) != WF_OK) return 3;
@@ -504,4 +507,34 @@ TEST_F(EngineTest, LastErrorIsClearedBySuccessfulCalls) {
   EXPECT_EQ(WF_EINVAL, wf_tx_exec(nullptr, "SELECT 1", nullptr, nullptr));
   EXPECT_EQ(WF_OK, wf_tx_rollback(nullptr));
   EXPECT_STREQ("", wf_last_error());
+}
+
+// A child that inherited an engine on a file cannot open that file again
+// (SQLite's per-file lock bookkeeping in the inherited memory describes locks
+// the child does not hold: the open failed or hung at random): it gets
+// WF_EFORKED at once; another file works.
+TEST_F(EngineTest, ChildCannotReopenTheInheritedFile) {
+  open("{\"durability\":\"normal\",\"checkpoint_pages\":4}", false);
+  Sink s;
+  ASSERT_EQ(WF_OK, wf_effect_register(e, "x", nullptr, Sink::cb, &s));
+  ASSERT_EQ(WF_OK, wf_start(e));
+  std::atomic<bool> stop{false};
+  std::thread busy([&] {
+    for (int i = 0; !stop; ++i) EXPECT_EQ(WF_OK, wf_enqueue(e, job_doc("x", i).c_str(), nullptr));
+  });
+  std::string p = path, other = dir + "/other.db";
+  for (int i = 0; i < 10; ++i) {
+    int rc = run_child([p, other] {
+      wf_engine *c = nullptr;
+      if (wf_open(p.c_str(), nullptr, &c) != WF_EFORKED) return 2;
+      if (std::string(wf_last_error()).find("fork") == std::string::npos) return 3;
+      if (wf_open(other.c_str(), "{\"durability\":\"normal\"}", &c) != WF_OK) return 4;
+      if (wf_enqueue(c, "{\"effect\":\"y\"}", nullptr) != WF_OK) return 5;
+      if (wf_close(c) != WF_OK) return 6;
+      return 0;
+    });
+    EXPECT_EQ(0, rc) << "fork " << i << " (-1: the child hung)";
+  }
+  stop = true;
+  busy.join();
 }
