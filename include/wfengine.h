@@ -329,7 +329,9 @@ WF_API int wf_dead_purge(wf_engine *e, const char *filter_json, int64_t *count_o
  * dropped and counted (a "log lines dropped" warning follows), the engine never
  * blocks on a slow logger. wf_set_logger first lets the lines logged before it
  * reach the previous logger; once it returns the previous logger is not
- * running and is not called again. fn NULL removes the logger. */
+ * running and is not called again (not so when called from a provider
+ * callback, reducer or the logger itself: there it does not wait). fn NULL
+ * removes the logger. */
 typedef void (*wf_log_fn)(void *user, int level, const char *json_line);
 WF_API int wf_set_logger(wf_engine *e, int min_level, wf_log_fn fn, void *user);
 

@@ -548,8 +548,12 @@ void Engine::set_logger(int min_level, wf_log_fn fn, void *user) {
   std::unique_lock<std::mutex> lk(log_mu);
   // Lines logged before this call go to the previous logger; once this
   // returns, the previous logger is not running and is not called again.
-  flush_log(lk);
-  if (std::this_thread::get_id() != logger_tid.load()) log_cv.wait(lk, [&] { return !log_busy; });
+  // Not on an engine thread: a logger calling wf_sync would wait for the
+  // loop that would wait here.
+  if (!on_engine_thread()) {
+    flush_log(lk);
+    log_cv.wait(lk, [&] { return !log_busy; });
+  }
   log_fn = fn;
   log_user = user;
   log_level = min_level;

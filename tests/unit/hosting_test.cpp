@@ -28,10 +28,10 @@ int run_child(const std::function<int()> &fn, int deadline_ms = 30000) {
     if (r == pid) return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
     if (std::chrono::steady_clock::now() > deadline) {
       if (getenv("WF_TEST_GDB")) {
+        // Debugging aid: the hung child's stacks (which mutex it waits on).
         std::string cmd = "gdb -p " + std::to_string(pid) +
                           " -batch -ex 'thread apply all bt' 2>&1 | grep -v '^\\[' >&2";
-        if (system(cmd.c_str()) != 0) {
-        }
+        if (system(cmd.c_str()) != 0) ADD_FAILURE() << "gdb failed";
       }
       kill(pid, SIGKILL);
       waitpid(pid, &status, 0);
