@@ -887,6 +887,7 @@ void Engine::run_host_tx(WriteReq &req) {
   }
   tx->state = HostTx::kTimedOut;
   tx->released = true;
+  n_tx_timeouts.fetch_add(1, std::memory_order_relaxed);
   {
     std::lock_guard<std::mutex> g(htx_mu);
     if (open_tx == tx.get()) open_tx = nullptr;

@@ -421,7 +421,7 @@ struct Engine {
   // --- counters
   std::atomic<int64_t> n_enqueued{0}, n_completed{0}, n_retried{0}, n_dead{0}, n_timeouts{0},
       n_commits{0}, n_dispatched{0}, n_checkpoints{0}, n_checkpoint_failures{0},
-      n_writer_checkpoints{0};
+      n_writer_checkpoints{0}, n_tx_timeouts{0};
 
   // --- API operations (outbox.cpp, ops.cpp)
   void insert_job(WriteCtx &w, const NewJob &j, std::string *id, bool *existing);

@@ -627,6 +627,8 @@ json stats(Engine &e, const char *filter_json) {
   eng["checkpoints"] = e.n_checkpoints.load();
   eng["checkpoint_failures"] = e.n_checkpoint_failures.load();
   eng["writer_checkpoints"] = e.n_writer_checkpoints.load();
+  eng["tx_timeouts"] = e.n_tx_timeouts.load();
+  eng["log_dropped"] = e.n_log_dropped.load();
   json effs = json::object();
   {
     std::lock_guard<std::mutex> g(e.reg_mu);
@@ -688,7 +690,7 @@ std::string metrics(Engine &e) {
   o += "wf_inflight " + std::to_string(s["engine"]["inflight"].get<int64_t>()) + "\n";
   for (const char *c :
        {"enqueued", "dispatched", "completed", "retried", "dead_lettered", "timeouts", "commits",
-        "checkpoints", "checkpoint_failures", "writer_checkpoints"}) {
+        "checkpoints", "checkpoint_failures", "writer_checkpoints", "tx_timeouts", "log_dropped"}) {
     std::string name = std::string("wf_") + c + "_total";
     gauge(name.c_str(), "Counter since this engine was opened.", "counter");
     o += name + " " + std::to_string(s["engine"][c].get<int64_t>()) + "\n";

@@ -289,6 +289,7 @@ TEST_F(EngineTest, AbandonedTxIsRolledBackAfterTheTimeout) {
   EXPECT_EQ(WF_ESTATE,
             wf_tx_schedule(t, "{\"key\":\"s\",\"delay_ms\":1000,\"job\":{\"effect\":\"x\"}}"));
   EXPECT_EQ(WF_ESTATE, wf_tx_commit(t));  // and frees it
+  EXPECT_EQ(1, stats()["engine"]["tx_timeouts"]);
   // Nothing of it was committed.
   EXPECT_EQ(1, pending());
   ASSERT_EQ(WF_OK, wf_tx_begin(e, &t));
@@ -426,6 +427,8 @@ TEST_F(EngineTest, InheritedEngineFailsFastInTheChild) {
   ASSERT_TRUE(s.wait_count(20));
   enqueue({{"effect", "x"}});
   ASSERT_TRUE(s.wait_count(21));
+  ASSERT_EQ(WF_OK, wf_close(e));  // before the sink (a local) goes
+  e = nullptr;
 }
 
 // A fresh wf_open in a child forked while engines run (writer, loop,
@@ -537,4 +540,48 @@ TEST_F(EngineTest, ChildCannotReopenTheInheritedFile) {
   }
   stop = true;
   busy.join();
+  ASSERT_EQ(WF_OK, wf_close(e));  // before the sink (a local) goes
+  e = nullptr;
+}
+
+// A logger slower than the engine never blocks it: past 4096 queued lines,
+// lines are dropped and counted, and the logger is told how many.
+TEST_F(EngineTest, FullLogQueueDropsAndCounts) {
+  open("{\"durability\":\"normal\",\"max_attempts\":1000000}", false);
+  struct Slow {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool open = false;
+    bool dropped_told = false;
+  } slow;
+  ASSERT_EQ(WF_OK, wf_set_logger(
+                       e, WF_LOG_INFO,
+                       [](void *u, int, const char *line) {
+                         auto *s = static_cast<Slow *>(u);
+                         std::unique_lock<std::mutex> lk(s->mu);
+                         s->cv.wait(lk, [&] { return s->open; });  // blocked until released
+                         if (json::parse(line)["msg"] == "log lines dropped (logger too slow)")
+                           s->dropped_told = true;
+                       },
+                       &slow));
+  Sink s;
+  s.handler = [](wf_job *j) { EXPECT_EQ(WF_OK, wf_job_retry(j, "again", 0)); };
+  ASSERT_EQ(WF_OK, wf_effect_register(e, "x", nullptr, Sink::cb, &s));
+  json batch = json::array();
+  for (int i = 0; i < 100; ++i) batch.push_back({{"effect", "x"}});
+  ASSERT_EQ(WF_OK, wf_enqueue_batch(e, batch.dump().c_str(), nullptr));
+  ASSERT_EQ(WF_OK, wf_start(e));
+  // Each retry logs a line; the logger is stuck on the first one, yet the
+  // engine goes on well past the queue's 4096 lines.
+  ASSERT_TRUE(s.wait_count(5000, 120000));
+  EXPECT_GT(stats()["engine"]["log_dropped"].get<int64_t>(), 0);
+  {
+    std::lock_guard<std::mutex> g(slow.mu);
+    slow.open = true;
+  }
+  slow.cv.notify_all();
+  ASSERT_EQ(WF_OK, wf_set_logger(e, WF_LOG_INFO, nullptr, nullptr));  // delivers the queue
+  EXPECT_TRUE(slow.dropped_told);
+  ASSERT_EQ(WF_OK, wf_close(e));  // before the sink (a local) goes: the jobs retry for ever
+  e = nullptr;
 }
