@@ -1,6 +1,7 @@
 #include "store.h"
 
 #include <fcntl.h>
+#include <sched.h>
 #include <sqlite3.h>
 #include <strings.h>
 #include <unistd.h>
@@ -437,10 +438,13 @@ void migrate(Db &db) {
 
 // ------------------------------------------------------------ fork safety
 
-// SQLite's process-wide static mutexes (memory allocator, VFS inode list,
-// page cache, PRNG, open list), in an order compatible with SQLite's own
-// nesting: taken by the pthread_atfork prepare handler so that no thread
-// holds one at the instant of fork(), released in parent and child.
+// SQLite's process-wide static mutexes (memory allocator, VFS inode list and
+// temp names, page cache, PRNG, open list): taken by the pthread_atfork
+// prepare handler so that no thread holds one at the instant of fork(),
+// released in parent and child. SQLite nests them in orders that are not one
+// total order (PRNG then MAIN in sqlite3_randomness, VFS1 then PRNG for temp
+// names, ...), so they are taken all-or-none with try-locks, backing off and
+// retrying while another thread holds one.
 namespace {
 sqlite3_mutex *g_fork_mutexes[9] = {};
 int g_fork_nmutex = 0;
@@ -461,7 +465,19 @@ void sqlite_fork_init() {
 }
 
 void sqlite_fork_prepare() {
-  for (int i = 0; i < g_fork_nmutex; ++i) sqlite3_mutex_enter(g_fork_mutexes[i]);
+  for (int attempt = 0;; ++attempt) {
+    int held = 0;
+    while (held < g_fork_nmutex && sqlite3_mutex_try(g_fork_mutexes[held]) == SQLITE_OK) ++held;
+    if (held == g_fork_nmutex) return;
+    for (int i = held - 1; i >= 0; --i) sqlite3_mutex_leave(g_fork_mutexes[i]);
+    if (attempt >= 100000) {
+      // A build whose try-lock never succeeds (SQLite allows that; the POSIX
+      // mutexes do not do it): take them in turn and hope.
+      for (int i = 0; i < g_fork_nmutex; ++i) sqlite3_mutex_enter(g_fork_mutexes[i]);
+      return;
+    }
+    sched_yield();
+  }
 }
 
 void sqlite_fork_release() {
