@@ -122,7 +122,7 @@ WF_API int wf_drain(wf_engine *e, int64_t timeout_ms);
  * and the logger got every line. The handle's small shell is never freed (a
  * tombstone): a second wf_close and every later call on `e` return
  * WF_ECLOSED. WF_EBUSY (and nothing is closed) when called from an engine
- * callback (provider, saga reducer, logger, clock) or from the thread that
+ * thread (provider callback, saga reducer, logger) or from the thread that
  * made the last call on the engine's open wf_tx. On an engine inherited
  * across fork() it returns WF_OK and only marks the handle closed (no thread,
  * database write or lease of the parent is touched; the memory is left). */
