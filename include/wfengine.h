@@ -8,8 +8,9 @@
  *  - Documents (options, jobs, filters, policies) are UTF-8 JSON strings.
  *  - Strings returned through `char **out` belong to the caller: free them with
  *    wf_free(). Pointers passed to callbacks are borrowed, valid as documented.
- *  - All functions are thread-safe on one engine, except that one wf_tx belongs
- *    to one thread at a time.
+ *  - All functions are thread-safe on one engine. A wf_tx may move between
+ *    threads but takes one call at a time. See docs/semantics.md, "Rules for
+ *    hosts", for close, transactions, loggers and fork().
  *  - Times are integers in milliseconds since the Unix epoch (`*_ms`), or
  *    RFC 3339 strings inside JSON documents.
  */
@@ -56,6 +57,7 @@ extern "C" {
 #define WF_EUNSUPPORTED (-12) /* feature not available in this build */
 #define WF_EINTERNAL (-13)    /* bug: please report */
 #define WF_ECONFLICT (-14)    /* lost a compare-and-set: the object changed meanwhile, retry */
+#define WF_EFORKED (-15)      /* engine or wf_tx inherited across fork(): open after fork */
 
 /* Log levels for wf_set_logger. */
 #define WF_LOG_DEBUG 0
@@ -76,9 +78,10 @@ WF_API const char *wf_version(void);
 /* Static English text for a status code. Never NULL. */
 WF_API const char *wf_strerror(int status);
 
-/* Thread-local human message about the last failure on the calling thread
- * (names the field, key or limit that was wrong). Valid until the next wf_*
- * call on this thread. Never NULL ("" when there is nothing to say). */
+/* Thread-local human message about the last call on the calling thread that
+ * returns a status: every such call clears it on entry, so it is "" after a
+ * success and names the field, key or limit after a failure. Valid until the
+ * next wf_* call on this thread. Never NULL. */
 WF_API const char *wf_last_error(void);
 
 /* Frees a string returned by the library through `char **out`. NULL ok. */
@@ -90,7 +93,9 @@ WF_API void wf_free(void *p);
  * mode, applies schema migrations and recovers jobs leased by engines that are
  * gone. `options_json` may be NULL or "{}"; unknown keys are an error (see
  * docs/options.md). The writer thread starts here, so enqueueing works before
- * wf_start. On success *out is the engine; free it with wf_close.
+ * wf_start. On success *out is the engine; free it with wf_close. What it
+ * logs goes to the default logger (wf_set_default_logger) and is delivered
+ * before it returns.
  *
  * Files: a new path, a wfengine file (an older schema is migrated), or the
  * host's own SQLite database (the engine adds its wf_* tables and switches
@@ -99,7 +104,12 @@ WF_API void wf_free(void *p);
  * Refused before anything in the file changes, with WF_ECORRUPT and a
  * wf_last_error() naming the reason: not a SQLite database, a newer wfengine
  * schema, tables named wf_* without a wfengine schema version. ":memory:",
- * "" and "file:" URIs are WF_EINVAL and create no file. */
+ * "" and "file:" URIs are WF_EINVAL and create no file.
+ *
+ * Open engines in the process that uses them: an engine inherited across
+ * fork() returns WF_EFORKED in the child, and so does wf_open there of the
+ * file such an engine has open (pre-fork servers: open in each worker, after
+ * the fork). */
 WF_API int wf_open(const char *path, const char *options_json, wf_engine **out);
 
 /* Starts the relay loop thread: claims ready jobs, dispatches them to
@@ -117,7 +127,17 @@ WF_API int wf_drain(wf_engine *e, int64_t timeout_ms);
 /* Drains (bounded by the `drain_timeout_ms` option), returns leases of jobs
  * still in flight to the queue, stops the threads and closes the database.
  * Handles of jobs not completed by then become invalid. NULL is ok.
- * WF_EBUSY (and nothing is closed) when called from a provider callback. */
+ * May race with calls on other threads: from the moment it starts, new calls
+ * on `e` return WF_ECLOSED; it waits for the calls already running (a wf_drain
+ * elsewhere returns WF_ECLOSED at once) and for an open wf_tx at most its
+ * tx_timeout_ms. When it returns, no engine thread or callback runs any more
+ * and the logger got every line. The handle's small shell is never freed (a
+ * tombstone): a second wf_close and every later call on `e` return
+ * WF_ECLOSED. WF_EBUSY (and nothing is closed) when called from an engine
+ * thread (provider callback, saga reducer, logger) or from the thread that
+ * made the last call on the engine's open wf_tx. On an engine inherited
+ * across fork() it returns WF_OK and only marks the handle closed (no thread,
+ * database write or lease of the parent is touched; the memory is left). */
 WF_API int wf_close(wf_engine *e);
 
 /* Injectable clock (tests, simulations): the engine reads "now" from `fn`
@@ -269,10 +289,17 @@ WF_API int wf_saga_replay(wf_engine *e, const char *tenant, const char *saga,
 
 /* ------------------------------------------------------ host transaction */
 
-/* Begins a write transaction on the engine's database that the calling thread
- * owns until wf_tx_commit or wf_tx_rollback. While it is open, other writers
- * queue behind it: keep it short, and do not call non-tx write functions of
- * the same engine from this thread (they return WF_EBUSY). */
+/* Begins a write transaction on the engine's database, open until
+ * wf_tx_commit or wf_tx_rollback. The handle may be used from any thread, one
+ * call at a time (e.g. begun on one thread and committed on another). While it
+ * is open, other writers queue behind it: keep it short. On the thread that
+ * made the last call on it (this one, or the last wf_tx_* caller) every call
+ * that would wait on the writer (non-tx writes, wf_sync, wf_drain, wf_close,
+ * wf_tx_begin) returns WF_EBUSY. A transaction still open `tx_timeout_ms`
+ * (option, default 30000) after it began is rolled back by the engine; from
+ * then on every wf_tx_* call on it returns WF_ESTATE, and it only needs
+ * freeing with wf_tx_rollback (or wf_tx_commit, which returns WF_ESTATE). Calls
+ * on a wf_tx inherited across fork() return WF_EFORKED. */
 WF_API int wf_tx_begin(wf_engine *e, wf_tx **out);
 
 /* Executes one SQL statement with bound parameters `params_json` (a JSON
@@ -291,10 +318,12 @@ WF_API int wf_tx_schedule(wf_tx *t, const char *schedule_json);
 /* Submits an event inside the transaction. */
 WF_API int wf_tx_submit(wf_tx *t, const char *event_json);
 
-/* Commits durably. Frees `t`, whether it succeeds or not. */
+/* Commits durably. Frees `t`, whether it succeeds or not (WF_ESTATE, nothing
+ * committed, if it was rolled back at tx_timeout_ms), except WF_EFORKED. */
 WF_API int wf_tx_commit(wf_tx *t);
 
-/* Rolls back. Frees `t`. NULL ok. */
+/* Rolls back. Frees `t`, also after the engine rolled it back at
+ * tx_timeout_ms or was closed (then it only frees). NULL ok. */
 WF_API int wf_tx_rollback(wf_tx *t);
 
 /* ------------------------------------------------------------- operations */
@@ -324,9 +353,17 @@ WF_API int wf_dead_requeue(wf_engine *e, const char *filter_json, int64_t *count
 /* Deletes matching dead letters and their history. */
 WF_API int wf_dead_purge(wf_engine *e, const char *filter_json, int64_t *count_out);
 
-/* Receives one JSON object per line at `min_level` or above, from engine
- * threads (serialised; never concurrently). `json_line` is borrowed for the
- * call. fn NULL removes the logger. Do not call wf_set_logger from it. */
+/* Receives one JSON object per line at `min_level` or above, in order, from
+ * the engine's own logger thread (never concurrently; never from a thread the
+ * API waits on). `json_line` is borrowed for the call. The logger may call any
+ * wf_* function, e.g. wf_enqueue to raise an alert, except wf_close of its
+ * engine (WF_EBUSY). Lines wait in a queue of 4096; when it is full they are
+ * dropped and counted (a "log lines dropped" warning follows), the engine never
+ * blocks on a slow logger. wf_set_logger first lets the lines logged before it
+ * reach the previous logger; once it returns the previous logger is not
+ * running and is not called again (not so when called from a provider
+ * callback, reducer or the logger itself: there it does not wait). fn NULL
+ * removes the logger. */
 typedef void (*wf_log_fn)(void *user, int level, const char *json_line);
 WF_API int wf_set_logger(wf_engine *e, int min_level, wf_log_fn fn, void *user);
 

@@ -1,19 +1,35 @@
 // The C ABI: every entry point catches everything and maps it to a status
 // and a thread-local message (wf_last_error).
 #include <algorithm>
+#include <condition_variable>
 #include <cstdlib>
 #include <cstring>
 
 #include "outbox.h"
 
+// The handle is a small shell around the engine. wf_close destroys the
+// engine but never frees the shell: it stays, marked closed, for the life of
+// the process (a tombstone, reachable from g_handles), so that a late call on
+// it returns WF_ECLOSED instead of reading freed memory. Every call on the
+// handle is counted in `active` while it runs; wf_close marks the handle
+// closing (new calls get WF_ECLOSED) and waits for the count to reach zero
+// before it touches the engine.
 struct wf_engine {
-  wf::Engine *e;
+  std::atomic<wf::Engine *> e{nullptr};
+  std::atomic<int> active{0};
+  std::atomic<bool> closing{false};
+  std::mutex mu;  // with cv: wf_close waits for active == 0
+  std::condition_variable cv;
+  uint64_t fork_gen = 0;                   // process generation at open
+  wf::Engine *inherited = nullptr;         // left alone by a child's wf_close
+  std::atomic<wf_engine *> next{nullptr};  // g_handles list
 };
 
 namespace {
 
 template <typename F>
 int guard(F &&f) {
+  wf::set_last_error(std::string());  // wf_last_error describes this call only
   try {
     return f();
   } catch (const wf::Error &ex) {
@@ -39,10 +55,63 @@ char *dup(const std::string &s) {
   return p;
 }
 
-wf::Engine &eng(wf_engine *h) {
-  if (!h || !h->e) wf::fail(WF_EINVAL, "engine handle is NULL");
-  return *h->e;
+std::atomic<wf_engine *> g_handles{nullptr};  // every handle ever opened (lock-free push)
+
+void remember(wf_engine *h) {
+  wf_engine *head = g_handles.load();
+  do {
+    h->next.store(head);
+  } while (!g_handles.compare_exchange_weak(head, h));
 }
+
+void check_process(const wf_engine *h) {
+  if (h->fork_gen != wf::fork_generation())
+    wf::fail(WF_EFORKED,
+             "the engine was opened in the parent process before fork(): it cannot be used in "
+             "the child; call wf_open in this process (wf_close on the inherited handle only "
+             "marks it closed)");
+}
+
+// One counted call on a handle (see struct wf_engine).
+class EngineCall {
+ public:
+  explicit EngineCall(wf_engine *h) : h_(h) {
+    if (!h) wf::fail(WF_EINVAL, "engine handle is NULL");
+    check_process(h);
+    h->active.fetch_add(1);
+    if (h->closing.load()) {
+      leave();
+      wf::fail(WF_ECLOSED, "engine is closed (wf_close was called)");
+    }
+  }
+  ~EngineCall() { leave(); }
+  EngineCall(const EngineCall &) = delete;
+  EngineCall &operator=(const EngineCall &) = delete;
+  wf::Engine &engine() const { return *h_->e.load(); }
+
+ private:
+  void leave() {
+    if (!h_) return;
+    if (h_->active.fetch_sub(1) == 1 && h_->closing.load()) {
+      std::lock_guard<std::mutex> g(h_->mu);
+      h_->cv.notify_all();
+    }
+    h_ = nullptr;
+  }
+  wf_engine *h_;
+};
+
+// A call on an engine handle: counted, and only while it is open.
+template <typename F>
+int guard(wf_engine *h, F &&f) {
+  return guard([&] {
+    EngineCall c(h);
+    return f();
+  });
+}
+
+// Valid inside guard(h, ...) only.
+wf::Engine &eng(wf_engine *h) { return *h->e.load(); }
 
 wf::JobCtx *job(wf_job *j) {
   if (!j) wf::fail(WF_EINVAL, "job handle is NULL");
@@ -93,6 +162,8 @@ WF_API const char *wf_strerror(int status) {
       return "internal error";
     case WF_ECONFLICT:
       return "conflict: changed concurrently, retry";
+    case WF_EFORKED:
+      return "engine inherited across fork(): open it in this process";
     default:
       return "unknown status";
   }
@@ -108,41 +179,68 @@ WF_API int wf_open(const char *path, const char *options_json, wf_engine **out) 
     *out = nullptr;
     if (!path || !*path) wf::fail(WF_EINVAL, "wf_open: path is empty");
     wf::Options o = wf::parse_options(options_json);
-    auto *h = new wf_engine{nullptr};
+    auto *en = new wf::Engine(path, o);
+    wf_engine *h = nullptr;
     try {
-      h->e = new wf::Engine(path, o);
+      h = new wf_engine;
     } catch (...) {
-      delete h;
+      wf::close_engine(en);
       throw;
     }
+    h->e = en;
+    h->fork_gen = en->fork_gen;
+    remember(h);
     *out = h;
     return WF_OK;
   });
 }
 
 WF_API int wf_start(wf_engine *e) {
-  return guard([&] {
+  return guard(e, [&] {
     wf::start(eng(e));
     return WF_OK;
   });
 }
 
 WF_API int wf_drain(wf_engine *e, int64_t timeout_ms) {
-  return guard([&] { return wf::drain(eng(e), timeout_ms); });
+  return guard(e, [&] { return wf::drain(eng(e), timeout_ms); });
 }
 
 WF_API int wf_close(wf_engine *e) {
+  wf::set_last_error(std::string());
   if (!e) return WF_OK;
   return guard([&] {
-    wf::close_engine(e->e);
-    e->e = nullptr;
-    delete e;
+    if (e->fork_gen != wf::fork_generation()) {
+      // Inherited across fork(): the parent's threads do not exist here and
+      // its connections, locks and leases are the parent's. Touch none of
+      // it: mark the handle closed and leave the engine's memory as it is.
+      if (!e->closing.exchange(true)) e->inherited = e->e.exchange(nullptr);
+      return WF_OK;
+    }
+    {
+      EngineCall c(e);  // WF_ECLOSED if already closed or closing
+      wf::Engine &en = c.engine();
+      if (en.on_engine_thread())
+        wf::fail(WF_EBUSY,
+                 "wf_close cannot be called from an engine callback (provider, saga reducer, "
+                 "logger or clock): it would wait for itself");
+      en.check_own_tx("wf_close");
+    }
+    if (e->closing.exchange(true)) wf::fail(WF_ECLOSED, "engine is closed (wf_close was called)");
+    wf::Engine *en = e->e.load();
+    wf::close_started(*en);  // wakes a wf_drain waiting in another thread
+    {
+      std::unique_lock<std::mutex> lk(e->mu);
+      e->cv.wait(lk, [&] { return e->active.load() == 0; });
+    }
+    e->e.store(nullptr);
+    wf::close_engine(en);
     return WF_OK;
   });
 }
 
 WF_API int wf_set_clock(wf_engine *e, wf_clock_fn fn, void *user) {
-  return guard([&] {
+  return guard(e, [&] {
     wf::Engine &en = eng(e);
     {
       std::lock_guard<std::mutex> g(en.clock_mu);
@@ -155,14 +253,14 @@ WF_API int wf_set_clock(wf_engine *e, wf_clock_fn fn, void *user) {
 }
 
 WF_API int wf_wake(wf_engine *e) {
-  return guard([&] {
+  return guard(e, [&] {
     eng(e).notify_loop([](wf::Engine::Inbox &in) { in.wake = true; });
     return WF_OK;
   });
 }
 
 WF_API int wf_sync(wf_engine *e) {
-  return guard([&] {
+  return guard(e, [&] {
     wf::sync(eng(e));
     return WF_OK;
   });
@@ -170,14 +268,14 @@ WF_API int wf_sync(wf_engine *e) {
 
 WF_API int wf_effect_register(wf_engine *e, const char *effect, const char *policy_json,
                               wf_effect_fn fn, void *user) {
-  return guard([&] {
+  return guard(e, [&] {
     wf::register_effect(eng(e), effect, policy_json, fn, user);
     return WF_OK;
   });
 }
 
 WF_API int wf_effect_register_builtin(wf_engine *e, const char *effect, const char *config_json) {
-  return guard([&] {
+  return guard(e, [&] {
     eng(e);
     (void)effect;
     (void)config_json;
@@ -243,7 +341,7 @@ WF_API int wf_job_fail(wf_job *j, const char *error) {
 
 WF_API int wf_enqueue(wf_engine *e, const char *job_json, char **id_out) {
   if (id_out) *id_out = nullptr;
-  return guard([&] {
+  return guard(e, [&] {
     std::string id;
     bool existing = wf::enqueue(eng(e), job_json, &id);
     if (id_out) *id_out = dup(id);
@@ -257,7 +355,7 @@ WF_API int wf_enqueue(wf_engine *e, const char *job_json, char **id_out) {
 
 WF_API int wf_enqueue_batch(wf_engine *e, const char *jobs_json_array, char **ids_json_out) {
   if (ids_json_out) *ids_json_out = nullptr;
-  return guard([&] {
+  return guard(e, [&] {
     std::string ids = wf::enqueue_batch(eng(e), jobs_json_array);
     if (ids_json_out) *ids_json_out = dup(ids);
     return WF_OK;
@@ -265,7 +363,7 @@ WF_API int wf_enqueue_batch(wf_engine *e, const char *jobs_json_array, char **id
 }
 
 WF_API int wf_cancel(wf_engine *e, const char *tenant, const char *id_or_key) {
-  return guard([&] {
+  return guard(e, [&] {
     wf::cancel(eng(e), tenant, id_or_key);
     return WF_OK;
   });
@@ -273,7 +371,7 @@ WF_API int wf_cancel(wf_engine *e, const char *tenant, const char *id_or_key) {
 
 WF_API int wf_tx_begin(wf_engine *e, wf_tx **out) {
   if (out) *out = nullptr;
-  return guard([&] {
+  return guard(e, [&] {
     if (!out) wf::fail(WF_EINVAL, "wf_tx_begin: out is NULL");
     *out = reinterpret_cast<wf_tx *>(wf::tx_begin(eng(e)));
     return WF_OK;
@@ -321,21 +419,21 @@ WF_API int wf_tx_submit(wf_tx *t, const char *event_json) {
 }
 
 WF_API int wf_schedule(wf_engine *e, const char *schedule_json) {
-  return guard([&] {
+  return guard(e, [&] {
     wf::schedule(eng(e), schedule_json);
     return WF_OK;
   });
 }
 
 WF_API int wf_unschedule(wf_engine *e, const char *tenant, const char *key) {
-  return guard([&] {
+  return guard(e, [&] {
     wf::unschedule(eng(e), tenant, key);
     return WF_OK;
   });
 }
 
 WF_API int wf_submit(wf_engine *e, const char *event_json) {
-  return guard([&] {
+  return guard(e, [&] {
     if (!wf::submit_event(eng(e), event_json)) {
       wf::set_last_error("event id already submitted");
       return WF_EEXIST;
@@ -346,7 +444,7 @@ WF_API int wf_submit(wf_engine *e, const char *event_json) {
 
 WF_API int wf_saga_register(wf_engine *e, const char *saga, const char *spec_json, wf_saga_fn fn,
                             void *user) {
-  return guard([&] {
+  return guard(e, [&] {
     wf::register_saga(eng(e), saga, spec_json, fn, user);
     return WF_OK;
   });
@@ -355,7 +453,7 @@ WF_API int wf_saga_register(wf_engine *e, const char *saga, const char *spec_jso
 WF_API int wf_saga_get(wf_engine *e, const char *tenant, const char *saga,
                        const char *correlation_id, char **state_json_out) {
   if (state_json_out) *state_json_out = nullptr;
-  return guard([&] {
+  return guard(e, [&] {
     if (!state_json_out) wf::fail(WF_EINVAL, "wf_saga_get: state_json_out is NULL");
     *state_json_out = dup(wf::saga_get(eng(e), tenant, saga, correlation_id));
     return WF_OK;
@@ -366,7 +464,7 @@ WF_API int wf_saga_replay(wf_engine *e, const char *tenant, const char *saga,
                           const char *correlation_id, const char *options_json,
                           char **state_json_out) {
   if (state_json_out) *state_json_out = nullptr;
-  return guard([&] {
+  return guard(e, [&] {
     std::string s = wf::saga_replay(eng(e), tenant, saga, correlation_id, options_json);
     if (state_json_out) *state_json_out = dup(s);
     return WF_OK;
@@ -378,6 +476,7 @@ WF_API int wf_tx_commit(wf_tx *t) {
 }
 
 WF_API int wf_tx_rollback(wf_tx *t) {
+  wf::set_last_error(std::string());
   if (!t) return WF_OK;
   return guard([&] {
     wf::tx_rollback(htx(t));
@@ -387,7 +486,7 @@ WF_API int wf_tx_rollback(wf_tx *t) {
 
 WF_API int wf_stats(wf_engine *e, const char *filter_json, char **json_out) {
   if (json_out) *json_out = nullptr;
-  return guard([&] {
+  return guard(e, [&] {
     if (!json_out) wf::fail(WF_EINVAL, "wf_stats: json_out is NULL");
     *json_out = dup(
         wf::stats(eng(e), filter_json).dump(-1, ' ', false, wf::json::error_handler_t::replace));
@@ -397,7 +496,7 @@ WF_API int wf_stats(wf_engine *e, const char *filter_json, char **json_out) {
 
 WF_API int wf_metrics(wf_engine *e, char **text_out) {
   if (text_out) *text_out = nullptr;
-  return guard([&] {
+  return guard(e, [&] {
     if (!text_out) wf::fail(WF_EINVAL, "wf_metrics: text_out is NULL");
     *text_out = dup(wf::metrics(eng(e)));
     return WF_OK;
@@ -406,7 +505,7 @@ WF_API int wf_metrics(wf_engine *e, char **text_out) {
 
 WF_API int wf_dead_list(wf_engine *e, const char *filter_json, char **json_out) {
   if (json_out) *json_out = nullptr;
-  return guard([&] {
+  return guard(e, [&] {
     if (!json_out) wf::fail(WF_EINVAL, "wf_dead_list: json_out is NULL");
     *json_out = dup(wf::dead_list(eng(e), filter_json));
     return WF_OK;
@@ -414,7 +513,7 @@ WF_API int wf_dead_list(wf_engine *e, const char *filter_json, char **json_out) 
 }
 
 WF_API int wf_dead_requeue(wf_engine *e, const char *filter_json, int64_t *count_out) {
-  return guard([&] {
+  return guard(e, [&] {
     int64_t n = wf::dead_requeue(eng(e), filter_json);
     if (count_out) *count_out = n;
     return WF_OK;
@@ -422,7 +521,7 @@ WF_API int wf_dead_requeue(wf_engine *e, const char *filter_json, int64_t *count
 }
 
 WF_API int wf_dead_purge(wf_engine *e, const char *filter_json, int64_t *count_out) {
-  return guard([&] {
+  return guard(e, [&] {
     int64_t n = wf::dead_purge(eng(e), filter_json);
     if (count_out) *count_out = n;
     return WF_OK;
@@ -430,14 +529,11 @@ WF_API int wf_dead_purge(wf_engine *e, const char *filter_json, int64_t *count_o
 }
 
 WF_API int wf_set_logger(wf_engine *e, int min_level, wf_log_fn fn, void *user) {
-  return guard([&] {
+  return guard(e, [&] {
     wf::Engine &en = eng(e);
     if (min_level < WF_LOG_DEBUG || min_level > WF_LOG_ERROR)
       wf::fail(WF_EINVAL, "wf_set_logger: min_level must be WF_LOG_DEBUG..WF_LOG_ERROR");
-    std::lock_guard<std::mutex> g(en.log_mu);
-    en.log_fn = fn;
-    en.log_user = user;
-    en.log_level = min_level;
+    en.set_logger(min_level, fn, user);
     return WF_OK;
   });
 }

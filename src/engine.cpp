@@ -2,7 +2,9 @@
 #include "engine.h"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -53,7 +55,7 @@ Options parse_options(const char *options_json) {
       doc,
       {"durability", "busy_timeout_ms", "lease_ms", "max_attempts", "backoff", "dedupe_window_ms",
        "max_payload_bytes", "max_json_depth", "max_inflight", "poll_ms", "drain_timeout_ms",
-       "group_commit_wait_us", "checkpoint_pages", "vfs", "encryption_key"},
+       "group_commit_wait_us", "checkpoint_pages", "vfs", "encryption_key", "tx_timeout_ms"},
       w);
   std::string d = get_string(doc, "durability", w, false, "full");
   if (d == "full")
@@ -76,6 +78,7 @@ Options parse_options(const char *options_json) {
   o.drain_timeout_ms = get_int(doc, "drain_timeout_ms", w, 10000, 0, 3600000);
   o.group_commit_wait_us = get_int(doc, "group_commit_wait_us", w, 200, 0, 100000);
   o.checkpoint_pages = get_int(doc, "checkpoint_pages", w, 500, 0, INT64_C(1) << 30);
+  o.tx_timeout_ms = get_int(doc, "tx_timeout_ms", w, 30000, 10, 3600000);
   o.vfs = get_string(doc, "vfs", w, false, "");
   o.encryption_key = get_string(doc, "encryption_key", w, false, "");
   return o;
@@ -176,6 +179,16 @@ NewJob decode_job(const json &doc, const Options &opt, int64_t now, const char *
 namespace {
 std::mutex g_live_mu;
 std::set<std::string> g_live_boots;  // boots alive in this process
+// Database files of the engines open in this process (or inherited across
+// fork(): an inherited engine is never destroyed in the child), by inode,
+// with the fork generation they were opened in.
+struct OpenFile {
+  dev_t dev;
+  ino_t ino;
+  uint64_t gen;
+  const void *engine;
+};
+std::vector<OpenFile> g_open_files;  // GUARDED_BY(g_live_mu)
 }  // namespace
 
 bool boot_alive_in_process(const std::string &boot) {
@@ -197,6 +210,44 @@ void set_default_logger(int min_level, wf_log_fn fn, void *user) {
   g_default_log_level = min_level;
 }
 
+// ---------------------------------------------------------------- fork
+
+// A fork() copies only the calling thread: a mutex another thread held at
+// that instant stays locked for ever in the child. The prepare handler takes
+// the process-wide mutexes a fresh wf_open needs (ours, then SQLite's static
+// ones), so none is held by a vanished thread; parent and child release them.
+namespace {
+std::atomic<uint64_t> g_fork_gen{0};
+
+void fork_prepare() {
+  g_default_log_mu.lock();
+  g_live_mu.lock();
+  sqlite_fork_prepare();
+}
+void fork_parent() {
+  sqlite_fork_release();
+  g_live_mu.unlock();
+  g_default_log_mu.unlock();
+}
+void fork_child() {
+  sqlite_fork_release();
+  g_live_mu.unlock();
+  g_default_log_mu.unlock();
+  g_fork_gen.fetch_add(1, std::memory_order_relaxed);
+}
+}  // namespace
+
+uint64_t fork_generation() { return g_fork_gen.load(std::memory_order_relaxed); }
+
+void install_fork_handlers() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    sqlite_fork_init();
+    if (pthread_atfork(fork_prepare, fork_parent, fork_child) != 0)
+      fail(WF_ENOMEM, "pthread_atfork failed");
+  });
+}
+
 Engine::Engine(const std::string &p, Options o) : path(p), opt(std::move(o)) {
   boot_id = random_hex(12);
   {
@@ -205,8 +256,38 @@ Engine::Engine(const std::string &p, Options o) : path(p), opt(std::move(o)) {
     log_user = g_default_log_user;
     log_level = g_default_log_level;
   }
+  start_logger();
+  try {
+    open_body();
+  } catch (...) {
+    stop_logger();  // delivers what the failed open logged; no destructor runs
+    throw;
+  }
+  // What wf_open logged reaches the logger before wf_open returns.
+  std::unique_lock<std::mutex> lk(log_mu);
+  flush_log(lk);
+}
+
+void Engine::open_body() {
   // Nothing is created for a name that cannot be a database file.
   check_db_path(path);
+  install_fork_handlers();
+  fork_gen = fork_generation();
+  {
+    // SQLite keeps per-file lock bookkeeping in process memory; in a child
+    // that inherited a connection to this file it describes locks the child
+    // does not hold, and a new connection would fail or hang at random.
+    struct stat st;
+    if (::stat(path.c_str(), &st) == 0) {
+      std::lock_guard<std::mutex> g(g_live_mu);
+      for (const auto &f : g_open_files)
+        if (f.dev == st.st_dev && f.ino == st.st_ino && f.gen != fork_gen)
+          fail(WF_EFORKED, "wf_open: this process inherited (across fork()) an engine open on \"" +
+                               path +
+                               "\": SQLite cannot open the same file again in the child; open "
+                               "engines after fork (or exec)");
+    }
+  }
   write_db = std::make_unique<Db>(path, false, opt.busy_timeout_ms, opt.vfs);
   // Decide whether the file is usable before changing anything in it (the
   // WAL switch below rewrites the header): a newer schema, tables named like
@@ -253,6 +334,9 @@ Engine::Engine(const std::string &p, Options o) : path(p), opt(std::move(o)) {
   {
     std::lock_guard<std::mutex> g(g_live_mu);
     g_live_boots.insert(boot_id);
+    struct stat st;
+    if (::stat(path.c_str(), &st) == 0)
+      g_open_files.push_back({st.st_dev, st.st_ino, fork_gen, this});
   }
   recover_on_open();
   if (opt.checkpoint_pages > 0) {
@@ -283,10 +367,16 @@ Engine::Engine(const std::string &p, Options o) : path(p), opt(std::move(o)) {
       ckpt_wanted = true;
       ckpt_cv.notify_one();
     });
-    checkpointer = std::thread([this] { checkpointer_main(); });
+    checkpointer = std::thread([this] {
+      ckpt_tid = std::this_thread::get_id();
+      checkpointer_main();
+    });
   }
   try {
-    writer = std::thread([this] { writer_main(); });
+    writer = std::thread([this] {
+      writer_tid = std::this_thread::get_id();
+      writer_main();
+    });
   } catch (...) {
     stop_checkpointer();  // no destructor runs for a constructor that throws
     throw;
@@ -372,10 +462,16 @@ Engine::~Engine() {
   {
     std::lock_guard<std::mutex> g(g_live_mu);
     g_live_boots.erase(boot_id);
+    for (size_t i = 0; i < g_open_files.size(); ++i)
+      if (g_open_files[i].engine == this) {
+        g_open_files.erase(g_open_files.begin() + static_cast<std::ptrdiff_t>(i));
+        break;
+      }
   }
   api_db.reset();
   read_db.reset();
   write_db.reset();
+  stop_logger();
 }
 
 int64_t Engine::now() const {
@@ -390,8 +486,10 @@ int64_t Engine::now() const {
 
 void Engine::log(int level, const std::string &msg, json fields) {
   if (level < log_level.load(std::memory_order_relaxed)) return;
-  std::lock_guard<std::mutex> g(log_mu);
-  if (!log_fn) return;
+  {
+    std::lock_guard<std::mutex> g(log_mu);
+    if (!log_fn || log_stop) return;
+  }
   static const char *names[] = {"debug", "info", "warn", "error"};
   json line = json::object();
   line["ts"] = format_rfc3339(system_now_ms());
@@ -400,7 +498,98 @@ void Engine::log(int level, const std::string &msg, json fields) {
   line["boot_id"] = boot_id;
   for (auto it = fields.begin(); it != fields.end(); ++it) line[it.key()] = it.value();
   std::string s = line.dump(-1, ' ', false, json::error_handler_t::replace);
-  log_fn(log_user, level, s.c_str());
+  std::lock_guard<std::mutex> g(log_mu);
+  if (log_stop) return;
+  if (log_q.size() >= kLogQueueMax) {
+    // Never block the thread that logs (it may be the writer the logger's
+    // own API calls wait on): drop, count, and say so when there is room.
+    n_log_dropped.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  log_q.emplace_back(level, std::move(s));
+  ++log_queued;
+  log_cv.notify_all();
+}
+
+void Engine::start_logger() {
+  logger = std::thread([this] {
+    logger_tid = std::this_thread::get_id();
+    logger_main();
+  });
+}
+
+void Engine::logger_main() {
+  int64_t dropped_told = 0;
+  std::unique_lock<std::mutex> lk(log_mu);
+  for (;;) {
+    log_cv.wait(lk, [&] { return log_stop || !log_q.empty(); });
+    if (log_q.empty()) return;  // stopping, everything delivered
+    auto item = std::move(log_q.front());
+    log_q.pop_front();
+    wf_log_fn fn = log_fn;
+    void *user = log_user;
+    log_busy = true;
+    lk.unlock();
+    if (fn) fn(user, item.first, item.second.c_str());
+    int64_t dropped = n_log_dropped.load(std::memory_order_relaxed);
+    if (fn && dropped != dropped_told) {
+      json line{{"ts", format_rfc3339(system_now_ms())},
+                {"level", "warn"},
+                {"msg", "log lines dropped (logger too slow)"},
+                {"boot_id", boot_id},
+                {"dropped_total", dropped}};
+      fn(user, WF_LOG_WARN, line.dump().c_str());
+      dropped_told = dropped;
+    }
+    lk.lock();
+    log_busy = false;
+    ++log_delivered;
+    log_cv.notify_all();
+  }
+}
+
+void Engine::flush_log(std::unique_lock<std::mutex> &lk) {
+  if (std::this_thread::get_id() == logger_tid.load()) return;
+  uint64_t target = log_queued;
+  log_cv.wait(lk, [&] { return log_delivered >= target; });
+}
+
+void Engine::set_logger(int min_level, wf_log_fn fn, void *user) {
+  std::unique_lock<std::mutex> lk(log_mu);
+  // Lines logged before this call go to the previous logger; once this
+  // returns, the previous logger is not running and is not called again.
+  // Not on an engine thread: a logger calling wf_sync would wait for the
+  // loop that would wait here.
+  if (!on_engine_thread()) {
+    flush_log(lk);
+    log_cv.wait(lk, [&] { return !log_busy; });
+  }
+  log_fn = fn;
+  log_user = user;
+  log_level = min_level;
+}
+
+void Engine::stop_logger() {
+  {
+    std::lock_guard<std::mutex> g(log_mu);
+    log_stop = true;
+  }
+  log_cv.notify_all();
+  if (logger.joinable()) logger.join();
+}
+
+bool Engine::on_engine_thread() const {
+  auto me = std::this_thread::get_id();
+  return me == writer_tid.load() || me == ckpt_tid.load() || me == loop_tid.load() ||
+         me == logger_tid.load();
+}
+
+void Engine::check_own_tx(const char *what) {
+  std::lock_guard<std::mutex> g(htx_mu);
+  if (open_tx && open_tx->last_thread.load() == std::this_thread::get_id())
+    fail(WF_EBUSY, std::string(what) +
+                       ": this thread made the last call on the engine's open wf_tx, which "
+                       "holds the writer: use the wf_tx_* functions, or commit or roll back first");
 }
 
 // A database written with a key records a sealed check value; opening it
@@ -736,14 +925,37 @@ void Engine::run_host_tx(WriteReq &req) {
     err = e.what();
   }
   std::unique_lock<std::mutex> lk(tx->mu);
+  if (rc == WF_OK) {
+    std::lock_guard<std::mutex> g(htx_mu);
+    open_tx = tx.get();
+  }
   tx->granted = true;
   tx->grant_rc = rc;
   tx->grant_err = err;
   tx->cv.notify_all();
   if (rc != WF_OK) return;
-  // The host thread commits or rolls back, tells the loop what changed, then
-  // releases the connection back to us.
-  tx->cv.wait(lk, [&] { return tx->released; });
+  // The host commits or rolls back (from any thread), tells the loop what
+  // changed, then releases the connection back to us. A transaction open
+  // longer than tx_timeout_ms is abandoned: roll it back here (tx->mu is held
+  // again once wait_for returns, so no host call on it is running).
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(opt.tx_timeout_ms);
+  if (tx->cv.wait_until(lk, deadline, [&] { return tx->released; })) return;
+  try {
+    if (db.in_txn()) db.exec("ROLLBACK");
+  } catch (const std::exception &ex) {
+    log(WF_LOG_ERROR, "rollback of an abandoned host transaction failed",
+        json{{"error", ex.what()}});
+  }
+  tx->state = HostTx::kTimedOut;
+  tx->released = true;
+  n_tx_timeouts.fetch_add(1, std::memory_order_relaxed);
+  {
+    std::lock_guard<std::mutex> g(htx_mu);
+    if (open_tx == tx.get()) open_tx = nullptr;
+  }
+  lk.unlock();
+  log(WF_LOG_WARN, "host transaction rolled back: open longer than tx_timeout_ms",
+      json{{"tx_timeout_ms", opt.tx_timeout_ms}});
 }
 
 }  // namespace wf

@@ -64,6 +64,7 @@ struct Options {
   int64_t drain_timeout_ms = 10000;
   int64_t group_commit_wait_us = 200;
   int64_t checkpoint_pages = 500;  // background checkpoint threshold; 0 = SQLite's own
+  int64_t tx_timeout_ms = 30000;   // a host transaction open longer is rolled back
   std::string vfs;                 // SQLite VFS name ("" = default); fault-injection tests
   std::string encryption_key;      // 64 hex digits, or "" for none; never logged
 };
@@ -185,22 +186,32 @@ struct WriteReq {
   std::shared_ptr<struct HostTx> tx;
 };
 
-// A host transaction owning the write connection.
+// A host transaction owning the write connection. `mu` serialises every host
+// call on it (from any thread, one at a time) with the writer's rollback at
+// tx_timeout_ms; once `state` is not kOpen nothing of it touches the engine.
 struct HostTx {
   Engine *engine;
+  uint64_t fork_gen = 0;  // fork generation of the process that began it
   std::mutex mu;
   std::condition_variable cv;
   bool granted = false;
   int grant_rc = WF_OK;
   std::string grant_err;
-  bool released = false;
-  bool ready_now = false;             // host thread only
-  int64_t next_due = INT64_MAX;       // host thread only
-  bool saga_ready = false;            // host thread only
-  int64_t next_sched = INT64_MAX;     // host thread only
-  bool failed = false;                // a statement failed with the tx doomed
-  std::shared_ptr<HostTx> owner_ref;  // the C handle's reference
+  enum State { kOpen, kEnded, kTimedOut } state = kOpen;  // GUARDED_BY(mu)
+  bool released = false;                                  // GUARDED_BY(mu): writer may go on
+  std::atomic<std::thread::id> last_thread{};             // thread of the last call on it
+  bool ready_now = false;                                 // GUARDED_BY(mu)
+  int64_t next_due = INT64_MAX;                           // GUARDED_BY(mu)
+  bool saga_ready = false;                                // GUARDED_BY(mu)
+  int64_t next_sched = INT64_MAX;                         // GUARDED_BY(mu)
+  bool failed = false;                                    // a statement failed with the tx doomed
+  std::shared_ptr<HostTx> owner_ref;                      // the C handle's reference
 };
+
+// Incremented in the child of every fork() (pthread_atfork); an engine or a
+// transaction from an older generation was inherited from the parent.
+uint64_t fork_generation();
+void install_fork_handlers();
 
 struct EffectState {
   std::string name;
@@ -231,6 +242,7 @@ struct Outcome {
 struct Engine {
   explicit Engine(const std::string &path, Options opt);
   ~Engine();
+  void open_body();  // the constructor's work after the logger started
 
   // --- clock
   int64_t now() const;
@@ -266,6 +278,15 @@ struct Engine {
   int wq_durable = 0;        // GUARDED_BY(wq_mu): queued requests with a waiter
   int last_durable = 0;      // GUARDED_BY(wq_mu): waiters in the last batch
   std::thread writer;
+  std::atomic<std::thread::id> writer_tid{}, ckpt_tid{};
+  // The host transaction holding the write connection, if any (set by the
+  // writer at grant, cleared when it ends), for the "own transaction" check.
+  std::mutex htx_mu;
+  HostTx *open_tx = nullptr;  // GUARDED_BY(htx_mu)
+  // WF_EBUSY when the calling thread made the last call on this engine's
+  // open host transaction: waiting on the writer would wait for itself.
+  void check_own_tx(const char *what);
+  uint64_t fork_gen = 0;      // fork generation at open
   bool sync_full_now = true;  // writer thread only
   void writer_main();
   void run_batch(std::vector<WriteReq> &batch);
@@ -381,21 +402,41 @@ struct Engine {
   std::atomic<int> inflight_count{0};
   std::mutex drain_mu;
   std::condition_variable drain_cv;
+  bool close_started = false;  // GUARDED_BY(drain_mu)
 
   // --- completion from any thread
   int complete(JobCtx *j, Outcome o);
 
-  // --- logging
+  // --- logging: lines are formatted on the thread that logs them and
+  // delivered by a dedicated logger thread (bounded queue; a full queue drops
+  // and counts), so no engine thread the API waits on ever runs host code.
   std::mutex log_mu;
+  std::condition_variable log_cv;
   wf_log_fn log_fn = nullptr;  // GUARDED_BY(log_mu)
   void *log_user = nullptr;    // GUARDED_BY(log_mu)
   std::atomic<int> log_level{WF_LOG_INFO};
+  std::deque<std::pair<int, std::string>> log_q;  // GUARDED_BY(log_mu)
+  uint64_t log_queued = 0, log_delivered = 0;     // GUARDED_BY(log_mu): line counts
+  bool log_stop = false;                          // GUARDED_BY(log_mu)
+  bool log_busy = false;                          // GUARDED_BY(log_mu): fn running
+  std::atomic<int64_t> n_log_dropped{0};
+  std::thread logger;
+  std::atomic<std::thread::id> logger_tid{};
+  static constexpr size_t kLogQueueMax = 4096;
   void log(int level, const std::string &msg, json fields = json::object());
+  void logger_main();
+  void start_logger();
+  void stop_logger();  // delivers what is queued, then joins
+  // Waits until the lines queued before the call were delivered (not on the
+  // logger thread itself).
+  void flush_log(std::unique_lock<std::mutex> &lk);
+  void set_logger(int min_level, wf_log_fn fn, void *user);
+  bool on_engine_thread() const;  // writer, checkpointer, loop or logger
 
   // --- counters
   std::atomic<int64_t> n_enqueued{0}, n_completed{0}, n_retried{0}, n_dead{0}, n_timeouts{0},
       n_commits{0}, n_dispatched{0}, n_checkpoints{0}, n_checkpoint_failures{0},
-      n_writer_checkpoints{0};
+      n_writer_checkpoints{0}, n_tx_timeouts{0};
 
   // --- API operations (outbox.cpp, ops.cpp)
   void insert_job(WriteCtx &w, const NewJob &j, std::string *id, bool *existing);

@@ -14,15 +14,27 @@ void start(Engine &e) {
   e.log(WF_LOG_INFO, "engine started", json{{"path", e.path}});
 }
 
-int drain(Engine &e, int64_t timeout_ms) {
+void close_started(Engine &e) {
+  {
+    std::lock_guard<std::mutex> g(e.drain_mu);
+    e.close_started = true;
+  }
+  e.drain_cv.notify_all();
+}
+
+int drain(Engine &e, int64_t timeout_ms, bool for_close) {
   if (e.started && std::this_thread::get_id() == e.loop_tid)
     fail(WF_EBUSY, "wf_drain cannot be called from a provider callback");
+  e.check_own_tx("wf_drain");
   e.draining = true;
   if (e.started) {
     e.notify_loop([](Engine::Inbox &in) { in.wake = true; });
     std::unique_lock<std::mutex> lk(e.drain_mu);
-    bool done = e.drain_cv.wait_for(lk, std::chrono::milliseconds(std::max<int64_t>(0, timeout_ms)),
-                                    [&] { return e.inflight_count.load() == 0; });
+    bool done = e.drain_cv.wait_for(
+        lk, std::chrono::milliseconds(std::max<int64_t>(0, timeout_ms)),
+        [&] { return e.inflight_count.load() == 0 || (!for_close && e.close_started); });
+    if (!for_close && e.close_started)
+      fail(WF_ECLOSED, "wf_drain: wf_close was called meanwhile (it drains in its turn)");
     if (!done) {
       set_last_error("wf_drain: " + std::to_string(e.inflight_count.load()) +
                      " jobs still in flight after " + std::to_string(timeout_ms) + " ms");
@@ -39,6 +51,7 @@ int drain(Engine &e, int64_t timeout_ms) {
 void sync(Engine &e) {
   if (e.started && std::this_thread::get_id() == e.loop_tid)
     fail(WF_EBUSY, "wf_sync cannot be called from a provider callback");
+  e.check_own_tx("wf_sync");
   bool via_loop = false;
   std::mutex mu;
   std::condition_variable cv;
@@ -79,7 +92,7 @@ void close_engine(Engine *e) {
   if (e->started && std::this_thread::get_id() == e->loop_tid)
     fail(WF_EBUSY, "wf_close cannot be called from a provider callback");
   try {
-    drain(*e, e->opt.drain_timeout_ms);
+    drain(*e, e->opt.drain_timeout_ms, true);
   } catch (const Error &) {
   }
   if (e->started) {

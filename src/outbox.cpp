@@ -55,15 +55,9 @@ void Engine::insert_job(WriteCtx &w, const NewJob &j, std::string *id, bool *exi
     w.next_due = std::min(w.next_due, j.run_at);
 }
 
-namespace {
-thread_local HostTx *t_open_tx = nullptr;  // host transaction owned by this thread
-}  // namespace
-
 void check_writable(Engine &e) {
   if (e.closed || e.draining) fail(WF_ECLOSED, "engine is draining or closed");
-  if (t_open_tx && t_open_tx->engine == &e)
-    fail(WF_EBUSY,
-         "this thread has an open wf_tx on the engine: use the wf_tx_* functions or commit first");
+  e.check_own_tx("write");
 }
 
 int submit_or_raise(Engine &e, std::function<void(WriteCtx &)> fn) {
@@ -157,6 +151,8 @@ HostTx *tx_begin(Engine &e) {
   check_writable(e);
   auto tx = std::make_shared<HostTx>();
   tx->engine = &e;
+  tx->fork_gen = e.fork_gen;
+  tx->last_thread = std::this_thread::get_id();
   WriteReq r;
   r.host_tx = true;
   r.tx = tx;
@@ -164,11 +160,29 @@ HostTx *tx_begin(Engine &e) {
   std::unique_lock<std::mutex> lk(tx->mu);
   tx->cv.wait(lk, [&] { return tx->granted; });
   if (tx->grant_rc != WF_OK) fail(tx->grant_rc, "wf_tx_begin: " + tx->grant_err);
-  lk.unlock();
   // The handle keeps the shared state alive until commit/rollback.
   tx->owner_ref = tx;
-  t_open_tx = tx.get();
   return tx.get();
+}
+
+static void check_tx_process(HostTx *tx, const char *what) {
+  if (tx->fork_gen != fork_generation())
+    fail(WF_EFORKED, std::string(what) +
+                         ": the transaction belongs to an engine opened before fork() in the "
+                         "parent process; it cannot be used (or freed) in this process");
+}
+
+std::unique_lock<std::mutex> tx_enter(HostTx *tx, const char *what) {
+  check_tx_process(tx, what);
+  std::unique_lock<std::mutex> lk(tx->mu);
+  if (tx->state == HostTx::kTimedOut)
+    fail(WF_ESTATE, std::string(what) +
+                        ": the transaction was rolled back after tx_timeout_ms; free it with "
+                        "wf_tx_rollback");
+  if (tx->failed)
+    fail(WF_ESTATE, std::string(what) + ": the transaction failed earlier; roll it back");
+  tx->last_thread = std::this_thread::get_id();
+  return lk;
 }
 
 void tx_merge(HostTx *tx, const WriteCtx &w) {
@@ -185,26 +199,32 @@ static void tx_clear(HostTx *tx) {
   tx->next_sched = INT64_MAX;
 }
 
-static void tx_release(HostTx *tx) {
-  auto keep = tx->owner_ref;  // keep alive until we are done
-  tx->owner_ref.reset();
-  if (t_open_tx == tx) t_open_tx = nullptr;
+// With tx->mu held and the transaction ended on the connection: tells the
+// loop what changed and gives the connection back to the writer. Nothing
+// touches the engine afterwards (wf_close may complete as soon as the writer
+// goes on). Returns the handle's reference, to drop after unlocking.
+static std::shared_ptr<HostTx> tx_release(HostTx *tx) {
   Engine &e = *tx->engine;
+  {
+    std::lock_guard<std::mutex> g(e.htx_mu);
+    if (e.open_tx == tx) e.open_tx = nullptr;
+  }
   WriteCtx hints{*e.write_db, 0};
   hints.ready_now = tx->ready_now;
   hints.next_due = tx->next_due;
   hints.saga_ready = tx->saga_ready;
   hints.next_sched = tx->next_sched;
   e.post_hints(hints);
-  std::lock_guard<std::mutex> g(tx->mu);
+  tx->state = HostTx::kEnded;
   tx->released = true;
   tx->cv.notify_all();
+  return std::move(tx->owner_ref);
 }
 
 std::string tx_exec(HostTx *tx, const char *sql, const char *params_json, bool want_rows) {
+  auto lk = tx_enter(tx, "wf_tx_exec");
   Engine &e = *tx->engine;
   if (!sql) fail(WF_EINVAL, "wf_tx_exec: sql is NULL");
-  if (tx->failed) fail(WF_ESTATE, "wf_tx_exec: the transaction failed earlier; roll it back");
   json params = json::array();
   if (params_json && *params_json) {
     params = parse_json(params_json, e.opt.limits, "params", e.opt.limits.max_payload_bytes);
@@ -250,8 +270,8 @@ std::string tx_exec(HostTx *tx, const char *sql, const char *params_json, bool w
 }
 
 bool tx_enqueue(HostTx *tx, const char *job_json, std::string *id) {
+  auto lk = tx_enter(tx, "wf_tx_enqueue");
   Engine &e = *tx->engine;
-  if (tx->failed) fail(WF_ESTATE, "wf_tx_enqueue: the transaction failed earlier; roll it back");
   if (!job_json) fail(WF_EINVAL, "job: NULL document");
   json doc =
       parse_json(job_json, e.opt.limits, "job", e.opt.limits.max_payload_bytes + 65536 + 1024);
@@ -274,6 +294,16 @@ bool tx_enqueue(HostTx *tx, const char *job_json, std::string *id) {
 }
 
 int tx_commit(HostTx *tx) {
+  check_tx_process(tx, "wf_tx_commit");
+  std::unique_lock<std::mutex> lk(tx->mu);
+  if (tx->state == HostTx::kTimedOut) {
+    auto ref = std::move(tx->owner_ref);
+    lk.unlock();
+    set_last_error(
+        "wf_tx_commit: the transaction was rolled back after tx_timeout_ms; nothing was "
+        "committed (the handle is freed)");
+    return WF_ESTATE;
+  }
   Engine &e = *tx->engine;
   Db &db = *e.write_db;
   int rc = WF_OK;
@@ -297,22 +327,32 @@ int tx_commit(HostTx *tx) {
     }
   }
   if (rc != WF_OK) tx_clear(tx);
-  tx_release(tx);
+  auto ref = tx_release(tx);
+  lk.unlock();
+  ref.reset();
   if (rc != WF_OK) set_last_error(err);
   return rc;
 }
 
 void tx_rollback(HostTx *tx) {
-  Engine &e = *tx->engine;
-  Db &db = *e.write_db;
-  if (db.in_txn()) {
-    try {
-      db.exec("ROLLBACK");
-    } catch (...) {
+  check_tx_process(tx, "wf_tx_rollback");
+  std::unique_lock<std::mutex> lk(tx->mu);
+  std::shared_ptr<HostTx> ref;
+  if (tx->state == HostTx::kTimedOut) {
+    ref = std::move(tx->owner_ref);  // already rolled back: only free it
+  } else {
+    Db &db = *tx->engine->write_db;
+    if (db.in_txn()) {
+      try {
+        db.exec("ROLLBACK");
+      } catch (...) {
+      }
     }
+    tx_clear(tx);
+    ref = tx_release(tx);
   }
-  tx_clear(tx);
-  tx_release(tx);
+  lk.unlock();
+  ref.reset();
 }
 
 // ------------------------------------------------------------ dead letters
@@ -604,6 +644,8 @@ json stats(Engine &e, const char *filter_json) {
   eng["checkpoints"] = e.n_checkpoints.load();
   eng["checkpoint_failures"] = e.n_checkpoint_failures.load();
   eng["writer_checkpoints"] = e.n_writer_checkpoints.load();
+  eng["tx_timeouts"] = e.n_tx_timeouts.load();
+  eng["log_dropped"] = e.n_log_dropped.load();
   json effs = json::object();
   {
     std::lock_guard<std::mutex> g(e.reg_mu);
@@ -668,7 +710,7 @@ std::string metrics(Engine &e) {
   o += "wf_inflight " + std::to_string(s["engine"]["inflight"].get<int64_t>()) + "\n";
   for (const char *c :
        {"enqueued", "dispatched", "completed", "retried", "dead_lettered", "timeouts", "commits",
-        "checkpoints", "checkpoint_failures", "writer_checkpoints"}) {
+        "checkpoints", "checkpoint_failures", "writer_checkpoints", "tx_timeouts", "log_dropped"}) {
     std::string name = std::string("wf_") + c + "_total";
     gauge(name.c_str(), "Counter since this engine was opened.", "counter");
     o += name + " " + std::to_string(s["engine"][c].get<int64_t>()) + "\n";

@@ -19,6 +19,10 @@ bool tx_enqueue(HostTx *tx, const char *job_json, std::string *id);
 int tx_commit(HostTx *tx);  // releases tx; status, last error set on failure
 void tx_rollback(HostTx *tx);
 void tx_merge(HostTx *tx, const WriteCtx &w);
+// Start of every wf_tx_* call but commit/rollback: checks the transaction is
+// usable (WF_EFORKED, WF_ESTATE after tx_timeout_ms or a fatal failure),
+// records the calling thread, and holds tx->mu for the call.
+std::unique_lock<std::mutex> tx_enter(HostTx *tx, const char *what);
 void check_writable(Engine &e);
 int submit_or_raise(Engine &e, std::function<void(WriteCtx &)> fn);
 
@@ -44,7 +48,8 @@ std::string metrics(Engine &e);
 
 // Lifecycle (lifecycle.cpp).
 void start(Engine &e);
-int drain(Engine &e, int64_t timeout_ms);
+int drain(Engine &e, int64_t timeout_ms, bool for_close = false);
+void close_started(Engine &e);  // wf_close began: a wf_drain waiting elsewhere returns
 void close_engine(Engine *e);
 void sync(Engine &e);
 void register_effect(Engine &e, const char *effect, const char *policy_json, wf_effect_fn fn,

@@ -176,8 +176,8 @@ bool submit_event(Engine &e, const char *event_json) {
 }
 
 bool tx_submit(HostTx *tx, const char *event_json) {
+  auto lk = tx_enter(tx, "wf_tx_submit");
   Engine &e = *tx->engine;
-  if (tx->failed) fail(WF_ESTATE, "wf_tx_submit: the transaction failed earlier; roll it back");
   if (!event_json) fail(WF_EINVAL, "event: NULL document");
   json doc =
       parse_json(event_json, e.opt.limits, "event", e.opt.limits.max_payload_bytes + 65536 + 1024);

@@ -142,8 +142,8 @@ void schedule(Engine &e, const char *schedule_json) {
 }
 
 void tx_schedule(HostTx *tx, const char *schedule_json) {
+  auto lk = tx_enter(tx, "wf_tx_schedule");
   Engine &e = *tx->engine;
-  if (tx->failed) fail(WF_ESTATE, "wf_tx_schedule: the transaction failed earlier; roll it back");
   if (!schedule_json) fail(WF_EINVAL, "schedule: NULL document");
   json doc = parse_json(schedule_json, e.opt.limits, "schedule",
                         e.opt.limits.max_payload_bytes + 65536 + 1024);

@@ -1,6 +1,7 @@
 #include "store.h"
 
 #include <fcntl.h>
+#include <sched.h>
 #include <sqlite3.h>
 #include <strings.h>
 #include <unistd.h>
@@ -547,6 +548,54 @@ void migrate(Db &db, const std::string &path) {
     if (db.in_txn()) sqlite3_exec(db.raw(), "ROLLBACK", nullptr, nullptr, nullptr);
     throw;
   }
+}
+
+// ------------------------------------------------------------ fork safety
+
+// SQLite's process-wide static mutexes (memory allocator, VFS inode list and
+// temp names, page cache, PRNG, open list): taken by the pthread_atfork
+// prepare handler so that no thread holds one at the instant of fork(),
+// released in parent and child. SQLite nests them in orders that are not one
+// total order (PRNG then MAIN in sqlite3_randomness, VFS1 then PRNG for temp
+// names, ...), so they are taken all-or-none with try-locks, backing off and
+// retrying while another thread holds one.
+namespace {
+sqlite3_mutex *g_fork_mutexes[9] = {};
+int g_fork_nmutex = 0;
+}  // namespace
+
+void sqlite_fork_init() {
+  if (sqlite3_initialize() != SQLITE_OK) fail(WF_ENOMEM, "sqlite3_initialize failed");
+  static const int ids[] = {
+      SQLITE_MUTEX_STATIC_MAIN, SQLITE_MUTEX_STATIC_OPEN, SQLITE_MUTEX_STATIC_VFS1,
+      SQLITE_MUTEX_STATIC_VFS2, SQLITE_MUTEX_STATIC_VFS3, SQLITE_MUTEX_STATIC_LRU,
+      SQLITE_MUTEX_STATIC_PMEM, SQLITE_MUTEX_STATIC_PRNG, SQLITE_MUTEX_STATIC_MEM};
+  int n = 0;
+  for (int id : ids) {
+    sqlite3_mutex *m = sqlite3_mutex_alloc(id);
+    if (m) g_fork_mutexes[n++] = m;  // NULL when SQLite is built without mutexes
+  }
+  g_fork_nmutex = n;
+}
+
+void sqlite_fork_prepare() {
+  for (int attempt = 0;; ++attempt) {
+    int held = 0;
+    while (held < g_fork_nmutex && sqlite3_mutex_try(g_fork_mutexes[held]) == SQLITE_OK) ++held;
+    if (held == g_fork_nmutex) return;
+    for (int i = held - 1; i >= 0; --i) sqlite3_mutex_leave(g_fork_mutexes[i]);
+    if (attempt >= 100000) {
+      // A build whose try-lock never succeeds (SQLite allows that; the POSIX
+      // mutexes do not do it): take them in turn and hope.
+      for (int i = 0; i < g_fork_nmutex; ++i) sqlite3_mutex_enter(g_fork_mutexes[i]);
+      return;
+    }
+    sched_yield();
+  }
+}
+
+void sqlite_fork_release() {
+  for (int i = g_fork_nmutex - 1; i >= 0; --i) sqlite3_mutex_leave(g_fork_mutexes[i]);
 }
 
 }  // namespace wf

@@ -126,4 +126,11 @@ void migrate(Db &db, const std::string &path);
 // earlier releases with it); nullptr for an unknown step.
 const char *migration_sql(int to);
 
+// fork() safety (engine.cpp's pthread_atfork handlers): sqlite_fork_init
+// once before the handlers are installed; prepare takes SQLite's static
+// mutexes, release gives them back (in the parent and in the child).
+void sqlite_fork_init();
+void sqlite_fork_prepare();
+void sqlite_fork_release();
+
 }  // namespace wf
