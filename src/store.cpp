@@ -399,6 +399,14 @@ CREATE TABLE wf_saga_log(
 ) WITHOUT ROWID;
 )sql";
 
+// Version 3: interrupted attempts are counted (a job that keeps crashing its
+// process becomes a dead letter after max_interruptions), and each boot
+// records the slot of its liveness lock (lease.h, BootLock).
+static const char *kSchemaV3 = R"sql(
+ALTER TABLE wf_jobs ADD COLUMN interruptions INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE wf_boots ADD COLUMN lock_slot INTEGER;
+)sql";
+
 void migrate(Db &db) {
   db.exec("BEGIN IMMEDIATE");
   try {
@@ -426,8 +434,12 @@ void migrate(Db &db) {
       db.exec(kSchemaV2);
       version = 2;
     }
-    // Future migrations: if (version == 2) { ...; version = 3; }
-    if (version == 2) db.exec("PRAGMA user_version = 2");
+    if (version == 2) {
+      db.exec(kSchemaV3);
+      version = 3;
+    }
+    // Future migrations: if (version == 3) { ...; version = 4; }
+    if (version == 3) db.exec("PRAGMA user_version = 3");
     db.exec("COMMIT");
   } catch (...) {
     if (db.in_txn()) sqlite3_exec(db.raw(), "ROLLBACK", nullptr, nullptr, nullptr);

@@ -102,6 +102,6 @@ int map_sqlite_error(int rc);
 
 // Applies migrations up to the current schema version in one transaction.
 void migrate(Db &db);
-constexpr int kSchemaVersion = 2;
+constexpr int kSchemaVersion = 3;
 
 }  // namespace wf
