@@ -73,6 +73,7 @@ int complete_job(wf_job *j, F &&make) {
       std::lock_guard<std::mutex> g(c->host_mu);
       self.swap(c->host_ref);
     }
+    wf::forget_orphan(c);
     return WF_ESTATE;  // frees the handle
   }
   wf::Outcome o = make(*link->e);

@@ -189,6 +189,29 @@ bool boot_alive_in_process(const std::string &boot) {
 }
 
 namespace {
+struct Orphans {
+  std::mutex mu;
+  std::set<JobCtx *> set;  // GUARDED_BY(mu)
+};
+// Never destroyed: orphaned handles stay reachable until the host completes
+// them, also at process exit.
+Orphans &orphans() {
+  static auto *o = new Orphans;
+  return *o;
+}
+}  // namespace
+
+void adopt_orphan(JobCtx *j) {
+  std::lock_guard<std::mutex> g(orphans().mu);
+  orphans().set.insert(j);
+}
+
+void forget_orphan(JobCtx *j) {
+  std::lock_guard<std::mutex> g(orphans().mu);
+  orphans().set.erase(j);
+}
+
+namespace {
 std::mutex g_default_log_mu;
 wf_log_fn g_default_log_fn = nullptr;   // GUARDED_BY(g_default_log_mu)
 void *g_default_log_user = nullptr;     // GUARDED_BY(g_default_log_mu)

@@ -163,6 +163,12 @@ struct JobCtx {
   std::shared_ptr<JobCtx> host_ref;  // GUARDED_BY(host_mu)
 };
 
+// Handles the host still held when their engine was closed ("orphans"): kept
+// in a process-wide registry until the host completes them, so they stay
+// reachable (and valid) after the engine is gone.
+void adopt_orphan(JobCtx *j);   // caller holds j->host_mu, j->host_ref set
+void forget_orphan(JobCtx *j);  // after the host's completion took host_ref
+
 struct ClaimResult {
   std::vector<std::shared_ptr<JobCtx>> jobs;
   bool any_full = false;  // some effect got all it asked for: claim again

@@ -64,9 +64,65 @@ const char *kDeadClaimedSql =
     "max_attempts, origin, created_at, ?4, ?5 FROM wf_jobs "
     "WHERE id = ?1 AND state = 1 AND lease_owner = ?2 AND attempts = ?3";
 
+const char *kFinishDoneSql =
+    "DELETE FROM wf_jobs WHERE id = ?1 AND state = 1 AND lease_owner = ?2 AND attempts = ?3";
+const char *kFinishDeadSql =
+    "INSERT OR REPLACE INTO wf_dead(id, tenant, effect, key, payload, metadata, priority, "
+    "attempts, failures, max_attempts, origin, created_at, reason, dead_at) "
+    "SELECT id, tenant, effect, key, payload, metadata, priority, attempts, failures + 1, "
+    "max_attempts, origin, created_at, ?4, ?5 FROM wf_jobs "
+    "WHERE id = ?1 AND state = 1 AND lease_owner = ?2 AND attempts = ?3";
+const char *kFinishRetrySql =
+    "UPDATE wf_jobs SET state = 0, lease_owner = NULL, lease_until = NULL, "
+    "failures = failures + 1, run_at = ?4, last_error = ?5 "
+    "WHERE id = ?1 AND state = 1 AND lease_owner = ?2 AND attempts = ?3";
+const char *kAnyDueSql =
+    "SELECT run_at FROM wf_jobs INDEXED BY wf_jobs_due WHERE state = 0 AND run_at <= ?1 AND "
+    "effect IN (SELECT value FROM json_each(?2)) LIMIT 1";
+const char *kNextDueSql =
+    "SELECT run_at FROM wf_jobs INDEXED BY wf_jobs_due WHERE state = 0 AND run_at > ?1 AND "
+    "effect IN (SELECT value FROM json_each(?2)) ORDER BY run_at LIMIT 1";
+
 }  // namespace
 
 namespace lease {
+
+bool finish_done(Db &db, const std::string &boot, int64_t id, int attempt) {
+  auto st = db.prepare(kFinishDoneSql);
+  st->bind(1, id).bind(2, boot).bind(3, attempt).exec();
+  return db.changes() == 1;
+}
+
+bool finish_dead(Db &db, const std::string &boot, int64_t id, int attempt, int64_t now,
+                 const std::string &reason) {
+  {
+    auto st = db.prepare(kFinishDeadSql);
+    st->bind(1, id).bind(2, boot).bind(3, attempt).bind(4, reason).bind(5, now).exec();
+    if (db.changes() != 1) return false;
+  }
+  auto d = db.prepare("DELETE FROM wf_jobs WHERE id = ?1");
+  d->bind(1, id).exec();
+  return true;
+}
+
+bool finish_retry(Db &db, const std::string &boot, int64_t id, int attempt, int64_t run_at,
+                  const std::string &error) {
+  auto st = db.prepare(kFinishRetrySql);
+  st->bind(1, id).bind(2, boot).bind(3, attempt).bind(4, run_at).bind(5, error).exec();
+  return db.changes() == 1;
+}
+
+bool any_due(Db &db, int64_t now, const std::string &effects_json) {
+  auto st = db.prepare(kAnyDueSql);
+  st->bind(1, now).bind(2, effects_json);
+  return st->step();
+}
+
+int64_t next_due(Db &db, int64_t now, const std::string &effects_json) {
+  auto st = db.prepare(kNextDueSql);
+  st->bind(1, now).bind(2, effects_json);
+  return st->step() ? st->col_int(0) : INT64_MAX;
+}
 
 std::vector<Claimed> claim(Db &db, const std::string &boot, int64_t now, int64_t lease_until,
                            const std::string &effect, int limit,

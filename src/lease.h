@@ -73,6 +73,23 @@ int64_t reclaim_expired(Db &db, const std::string &boot, int64_t now,
 bool dead_letter_claimed(Db &db, const std::string &boot, int64_t id, int attempt, int64_t now,
                          const std::string &reason);
 
+// Outcomes of an attempt this engine ran as (boot, attempt); each is a
+// compare-and-set and returns false (changing nothing) when the lease is no
+// longer ours.
+// running → gone (completed).
+bool finish_done(Db &db, const std::string &boot, int64_t id, int attempt);
+// running → dead letter with `reason` (the failure is counted).
+bool finish_dead(Db &db, const std::string &boot, int64_t id, int attempt, int64_t now,
+                 const std::string &reason);
+// running → ready at `run_at` (the failure is counted).
+bool finish_retry(Db &db, const std::string &boot, int64_t id, int attempt, int64_t run_at,
+                  const std::string &error);
+
+// Ready jobs of the effects in `effects_json` (JSON array): is one due at
+// `now`; the earliest run_at after `now` (INT64_MAX: none).
+bool any_due(Db &db, int64_t now, const std::string &effects_json);
+int64_t next_due(Db &db, int64_t now, const std::string &effects_json);
+
 }  // namespace lease
 
 // Liveness of engines on one host, across PID namespaces: each live engine

@@ -103,6 +103,12 @@ void close_engine(Engine *e) {
     if (e->loop_thread.joinable()) e->loop_thread.join();
   }
   e->closed = true;
+  // Handles the host still holds outlive the engine (see EngineLink).
+  for (auto *m : {&e->inflight, &e->zombies})
+    for (auto &kv : *m) {
+      std::lock_guard<std::mutex> g(kv.second->host_mu);
+      if (kv.second->host_ref) adopt_orphan(kv.second.get());
+    }
   // Jobs still leased by this engine go back to the queue now rather than
   // after their lease expires; the attempt is recorded (and counted) as
   // interrupted.

@@ -567,10 +567,8 @@ void Engine::finish_attempt(const std::shared_ptr<JobCtx> &j, const Outcome &o) 
     std::string result = o.result;
     r.fn = [this, j, boot, expires, result](WriteCtx &w) {
       WF_FAILPOINT("after_dispatch_before_completion_commit");
-      auto st = w.db.prepare(
-          "DELETE FROM wf_jobs WHERE id = ?1 AND state = 1 AND lease_owner = ?2 AND attempts = ?3");
-      st->bind(1, j->id).bind(2, boot).bind(3, j->attempt).exec();
-      if (w.db.changes() != 1) return;  // lease lost: someone else owns the job now
+      // Lease lost: someone else owns the job now.
+      if (!lease::finish_done(w.db, boot, j->id, j->attempt)) return;
       if (!j->key.empty()) {
         auto k = w.db.prepare(
             "INSERT OR REPLACE INTO wf_done_keys(tenant, key, job_id, expires_at) "
@@ -606,16 +604,7 @@ void Engine::finish_attempt(const std::shared_ptr<JobCtx> &j, const Outcome &o) 
                                    " of " + std::to_string(max) + ")";
     log(WF_LOG_WARN, "job dead-lettered", lf);
     r.fn = [this, j, boot, t, outcome, error, reason](WriteCtx &w) {
-      auto st = w.db.prepare(
-          "INSERT OR REPLACE INTO wf_dead(id, tenant, effect, key, payload, metadata, priority, "
-          "attempts, failures, max_attempts, origin, created_at, reason, dead_at) "
-          "SELECT id, tenant, effect, key, payload, metadata, priority, attempts, failures + 1, "
-          "max_attempts, origin, created_at, ?4, ?5 FROM wf_jobs "
-          "WHERE id = ?1 AND state = 1 AND lease_owner = ?2 AND attempts = ?3");
-      st->bind(1, j->id).bind(2, boot).bind(3, j->attempt).bind(4, reason).bind(5, t).exec();
-      if (w.db.changes() != 1) return;
-      auto d = w.db.prepare("DELETE FROM wf_jobs WHERE id = ?1");
-      d->bind(1, j->id).exec();
+      if (!lease::finish_dead(w.db, boot, j->id, j->attempt, t, reason)) return;
       auto a = w.db.prepare(
           "INSERT INTO wf_attempts(job_id, n, started_at, ended_at, outcome, error) "
           "VALUES(?1, ?2, ?3, ?4, ?5, ?6)");
@@ -636,12 +625,7 @@ void Engine::finish_attempt(const std::shared_ptr<JobCtx> &j, const Outcome &o) 
     lf["retry_in_ms"] = delay;
     log(WF_LOG_INFO, "job attempt failed; will retry", lf);
     r.fn = [j, boot, t, outcome, error, run_at](WriteCtx &w) {
-      auto st = w.db.prepare(
-          "UPDATE wf_jobs SET state = 0, lease_owner = NULL, lease_until = NULL, "
-          "failures = failures + 1, run_at = ?4, last_error = ?5 "
-          "WHERE id = ?1 AND state = 1 AND lease_owner = ?2 AND attempts = ?3");
-      st->bind(1, j->id).bind(2, boot).bind(3, j->attempt).bind(4, run_at).bind(5, error).exec();
-      if (w.db.changes() != 1) return;
+      if (!lease::finish_retry(w.db, boot, j->id, j->attempt, run_at, error)) return;
       auto a = w.db.prepare(
           "INSERT INTO wf_attempts(job_id, n, started_at, ended_at, outcome, error) "
           "VALUES(?1, ?2, ?3, ?4, ?5, ?6)");
@@ -760,18 +744,8 @@ void Engine::refresh_next_due_unguarded() {
   int64_t t = now();
   std::string ns = names.dump();
   std::lock_guard<std::mutex> g(read_mu);
-  {
-    auto st = read_db->prepare(
-        "SELECT run_at FROM wf_jobs INDEXED BY wf_jobs_due WHERE state = 0 AND run_at <= ?1 AND "
-        "effect IN (SELECT value FROM json_each(?2)) LIMIT 1");
-    st->bind(1, t).bind(2, ns);
-    if (st->step()) maybe_ready = true;
-  }
-  auto st = read_db->prepare(
-      "SELECT run_at FROM wf_jobs INDEXED BY wf_jobs_due WHERE state = 0 AND run_at > ?1 AND "
-      "effect IN (SELECT value FROM json_each(?2)) ORDER BY run_at LIMIT 1");
-  st->bind(1, t).bind(2, ns);
-  known_next_due = st->step() ? st->col_int(0) : INT64_MAX;
+  if (lease::any_due(*read_db, t, ns)) maybe_ready = true;
+  known_next_due = lease::next_due(*read_db, t, ns);
 }
 
 void Engine::arm_timer() {
