@@ -227,6 +227,7 @@ void set_default_logger(int min_level, wf_log_fn fn, void *user) {
 
 Engine::Engine(const std::string &p, Options o) : path(p), opt(std::move(o)) {
   boot_id = random_hex(12);
+  link->e = this;  // no handle exists yet: no lock needed
   {
     std::lock_guard<std::mutex> g(g_default_log_mu);
     log_fn = g_default_log_fn;
@@ -256,11 +257,10 @@ Engine::Engine(const std::string &p, Options o) : path(p), opt(std::move(o)) {
     // The database header says WAL (bytes 18-19 == 2) once the switch really
     // reached the file; a write or sync error during the switch is otherwise
     // silent and leaves a rollback-journal database behind.
-    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    // (Read through SQLite's descriptor: closing one of our own would drop
+    // the connections' POSIX locks on the file.)
     unsigned char hdr[20] = {0};
-    ssize_t n = fd >= 0 ? ::pread(fd, hdr, sizeof hdr, 0) : -1;
-    if (fd >= 0) ::close(fd);
-    if (n == static_cast<ssize_t>(sizeof hdr) && (hdr[18] != 2 || hdr[19] != 2))
+    if (write_db->read_header(hdr, sizeof hdr) && (hdr[18] != 2 || hdr[19] != 2))
       fail(WF_EIO, "cannot switch \"" + path + "\" to WAL mode: the file header did not change");
   }
   if (!opt.encryption_key.empty()) cipher = Cipher::from_hex(opt.encryption_key);

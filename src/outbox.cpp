@@ -563,7 +563,7 @@ json stats(Engine &e, const char *filter_json) {
       extra = saga_stats(e, db, t, f.tenant);
       db.exec("COMMIT");
     } catch (...) {
-      db.exec("ROLLBACK");
+      if (db.in_txn()) db.exec("ROLLBACK");
       throw;
     }
   }

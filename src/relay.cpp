@@ -482,6 +482,8 @@ void Engine::lose_attempt(const std::shared_ptr<JobCtx> &j) {
            {"tenant", j->tenant},
            {"attempt", j->attempt}});
   drop_inflight(j);
+  auto eff = find_effect(j->effect);
+  if (eff && eff->circuit_state.load() == 2) eff->probe_inflight = false;  // probe again
   AttemptState expected = AttemptState::kRunning;
   if (j->state.compare_exchange_strong(expected, AttemptState::kLost)) make_zombie(j);
   // Otherwise the host has just completed it: its outcome finds no attempt.
@@ -505,21 +507,20 @@ int Engine::max_interruptions(const std::string &effect) {
 void Engine::check_abandoned() {
   if (deferred.empty()) return;
   int64_t m = mono();
-  std::vector<std::shared_ptr<JobCtx>> give_up;
+  std::vector<std::pair<std::shared_ptr<JobCtx>, int>> give_up;  // (next, held attempt)
   for (auto &[id, d] : deferred) {
     auto z = zombies.find(id);
     if (z == zombies.end()) continue;
-    int64_t grace = abandon_after(d->effect);
-    if (m - z->second->held_since >= grace) give_up.push_back(d);
+    if (m - z->second->held_since >= abandon_after(d->effect))
+      give_up.emplace_back(d, z->second->attempt);
   }
-  for (auto &d : give_up) {
+  for (auto &[d, held] : give_up) {
     deferred.erase(d->id);
     n_abandoned.fetch_add(1, std::memory_order_relaxed);
     int64_t grace = abandon_after(d->effect);
-    dead_letter_claimed(d, "abandoned (the host still holds the handle of attempt " +
-                               std::to_string(d->attempt - 1) + " " + std::to_string(grace) +
-                               " ms after the engine gave up on it; abandon_after_ms " +
-                               std::to_string(grace) + ")");
+    dead_letter_claimed(d, "abandoned (the host still held the handle of attempt " +
+                               std::to_string(held) + " " + std::to_string(grace) +
+                               " ms after the engine gave up on it: abandon_after_ms)");
   }
 }
 

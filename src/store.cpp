@@ -118,12 +118,17 @@ json Stmt::col_json_value(int i) const {
 Db::Db(const std::string &path, bool readonly, int busy_timeout_ms, const std::string &vfs) {
   if (!readonly) {
     // Create the file ourselves so it is 0600 from its first instant; SQLite
-    // gives -wal and -shm the same mode as the database file.
-    int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (fd < 0)
+    // gives -wal and -shm the same mode as the database file. Only when it
+    // does not exist yet (O_EXCL): closing a descriptor of a file releases
+    // every POSIX lock this process holds on it, including the SHARED locks
+    // of connections already open on it (another engine of this process, or
+    // this engine's other connections); another process could then take the
+    // file for unused, checkpoint and reset its WAL under them.
+    int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0 && errno != EEXIST)
       fail(WF_EIO, "cannot open or create \"" + path +
                        "\": " + std::error_code(errno, std::generic_category()).message());
-    ::close(fd);
+    if (fd >= 0) ::close(fd);
   }
   int flags = (readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE) | SQLITE_OPEN_NOMUTEX |
               SQLITE_OPEN_PRIVATECACHE;
@@ -204,6 +209,16 @@ std::unique_ptr<sqlite3_stmt, void (*)(sqlite3_stmt *)> Db::prepare_once(std::st
   if (rc != SQLITE_OK) fail(WF_EINVAL, std::string("sql: ") + sqlite3_errmsg(db_));
   if (tail) *tail = std::string_view(t, sql.data() + sql.size() - t);
   return holder;
+}
+
+bool Db::read_header(unsigned char *buf, int n) {
+  // Through SQLite's own descriptor: opening and closing another one on the
+  // file would drop this process's POSIX locks on it (see Db::Db).
+  sqlite3_file *f = nullptr;
+  if (sqlite3_file_control(db_, "main", SQLITE_FCNTL_FILE_POINTER, &f) != SQLITE_OK || !f ||
+      !f->pMethods)
+    return false;
+  return f->pMethods->xRead(f, buf, n, 0) == SQLITE_OK;
 }
 
 int64_t Db::changes() const { return sqlite3_changes64(db_); }

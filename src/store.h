@@ -74,6 +74,8 @@ class Db {
   // Uncached statement (host SQL). Caller finalizes via the returned holder.
   std::unique_ptr<sqlite3_stmt, void (*)(sqlite3_stmt *)> prepare_once(std::string_view sql,
                                                                        std::string_view *tail);
+  // Reads the first `n` bytes of the database file; false if it cannot.
+  bool read_header(unsigned char *buf, int n);
   int64_t changes() const;
   int64_t last_rowid() const;
   bool in_txn() const;

@@ -92,7 +92,13 @@ TEST_F(EngineTest, EngineInAnotherPidNamespaceDoesNotRecoverALiveJob) {
   std::string cmd = "WF_LEASE_CHILD_DB='" + path + "' WF_LEASE_CHILD_OUT='" + out +
                     "' WF_LEASE_CHILD_PID=" + std::to_string(getpid()) + " unshare -p -f '" + exe +
                     "' --gtest_filter=LeaseChild.OpenAndReport >'" + dir + "/child.log' 2>&1";
-  ASSERT_EQ(0, system(cmd.c_str())) << "see " << dir << "/child.log";
+  int rc = system(cmd.c_str());
+  std::string child_log;
+  {
+    std::ifstream lf(dir + "/child.log");
+    child_log.assign(std::istreambuf_iterator<char>(lf), std::istreambuf_iterator<char>());
+  }
+  ASSERT_EQ(0, rc) << child_log;
   std::ifstream in(out);
   json rep = json::parse(in);
   // The case is real: from inside the namespace our pid looks gone.
@@ -338,6 +344,13 @@ TEST_F(EngineTest, JobThatKillsItsProcessBecomesADeadLetter) {
   EXPECT_EQ(3, interrupted) << d.dump();
   EXPECT_EQ(0u, s.count());
   EXPECT_EQ(0, pending());
+  // Re-queued (after the provider was fixed) it runs again: the interruption
+  // count starts over like the failure count.
+  int64_t n = 0;
+  ASSERT_EQ(WF_OK, wf_dead_requeue(e, nullptr, &n));
+  EXPECT_EQ(1, n);
+  ASSERT_TRUE(s.wait_count(1));
+  EXPECT_EQ("pill", s.seen[0]["key"]);
 }
 
 // Interruptions are counted apart from failures and the option is checked.
