@@ -457,7 +457,7 @@ void Engine::make_zombie(const std::shared_ptr<JobCtx> &j) {
 }
 
 // Removes an attempt from the in-flight set and its limits (no database write).
-void Engine::drop_inflight(const std::shared_ptr<JobCtx> &j) {
+void Engine::drop_inflight(std::shared_ptr<JobCtx> j) {  // by value: erased from the map
   inflight.erase(j->id);
   deadlines.erase({j->deadline, j->id});
   inflight_count.store(static_cast<int>(inflight.size()));
@@ -474,7 +474,7 @@ void Engine::drop_inflight(const std::shared_ptr<JobCtx> &j) {
 // reclaimed the job after its lease expired: a stalled loop, a clock step).
 // The row belongs to someone else now: nothing is written. The handle goes
 // stale: its completion returns WF_ESTATE.
-void Engine::lose_attempt(const std::shared_ptr<JobCtx> &j) {
+void Engine::lose_attempt(std::shared_ptr<JobCtx> j) {  // by value: callers pass map entries
   n_leases_lost.fetch_add(1, std::memory_order_relaxed);
   log(WF_LOG_WARN, "lease lost during the attempt; its handle is stale",
       json{{"job_id", j->id_str},
