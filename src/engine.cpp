@@ -470,7 +470,8 @@ void Engine::check_encryption_key() {
 // (any host), or, on this host, when nobody holds its liveness lock (the
 // kernel released it when its process died: this works across PID
 // namespaces, where kill(pid, 0) cannot see the other process). Rows written
-// without a lock slot fall back to the pid check.
+// without a lock slot (older rows, or file systems without OFD locks) fall
+// back to the pid check.
 void Engine::recover_on_open() {
   Db &db = *write_db;
   int64_t t = now();
@@ -491,9 +492,10 @@ void Engine::recover_on_open() {
         bool has_slot = !st->col_null(4);
         int64_t slot = st->col_int(4);
         bool dead = false;
+        int held = has_slot ? boot_lock.held_by_other(slot) : -1;
         if (same_host) {
-          if (has_slot)
-            dead = !boot_lock.held_by_other(slot);
+          if (held >= 0)
+            dead = held == 0;
           else if (pid == getpid())
             dead = !boot_alive_in_process(b);
           else
@@ -519,7 +521,11 @@ void Engine::recover_on_open() {
         "INSERT INTO wf_boots(boot_id, pid, hostname, started_at, heartbeat_at, lock_slot) "
         "VALUES(?1, ?2, ?3, ?4, ?4, ?5)");
     st->bind(1, boot_id).bind(2, static_cast<int64_t>(getpid())).bind(3, host).bind(4, t);
-    st->bind(5, slot).exec();
+    if (slot >= 0)
+      st->bind(5, slot);
+    else
+      st->bind_null(5);  // no OFD locks here: liveness by heartbeat (and pid)
+    st->exec();
     db.exec("COMMIT");
     if (reclaimed) {
       json f;

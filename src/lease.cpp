@@ -213,20 +213,32 @@ void BootLock::open(const std::string &db_path) {
                      "\": " + std::error_code(errno, std::generic_category()).message());
 }
 
-bool BootLock::held_by_other(int64_t slot) const {
+// Errors that say the file system (e.g. some network file systems) does not
+// do OFD locks: remembered, and the engine works without the liveness lock.
+bool BootLock::unsupported(int err) {
+  if (err == EINVAL || err == ENOLCK || err == EOPNOTSUPP || err == ENOSYS) usable_ = false;
+  return !usable_;
+}
+
+int BootLock::held_by_other(int64_t slot) {
+  if (!usable_) return -1;
   struct flock fl = {};
   fl.l_type = F_WRLCK;
   fl.l_whence = SEEK_SET;
   fl.l_start = static_cast<off_t>(slot);
   fl.l_len = 1;
   fl.l_pid = 0;
-  if (fcntl(fd_, F_OFD_GETLK, &fl) != 0)
+  if (fcntl(fd_, F_OFD_GETLK, &fl) != 0) {
+    int err = errno;
+    if (unsupported(err)) return -1;
     fail(WF_EIO, "liveness lock file \"" + path_ + "\": F_OFD_GETLK failed: " +
-                     std::error_code(errno, std::generic_category()).message());
-  return fl.l_type != F_UNLCK;
+                     std::error_code(err, std::generic_category()).message());
+  }
+  return fl.l_type != F_UNLCK ? 1 : 0;
 }
 
 int64_t BootLock::acquire(const std::vector<int64_t> &taken) {
+  if (!usable_) return -1;
   for (int64_t s = 0; s < static_cast<int64_t>(taken.size()) + 4096; ++s) {
     if (std::find(taken.begin(), taken.end(), s) != taken.end()) continue;
     struct flock fl = {};
@@ -239,9 +251,11 @@ int64_t BootLock::acquire(const std::vector<int64_t> &taken) {
       slot_ = s;
       return s;
     }
-    if (errno != EAGAIN && errno != EACCES)
-      fail(WF_EIO, "liveness lock file \"" + path_ + "\": F_OFD_SETLK failed: " +
-                       std::error_code(errno, std::generic_category()).message());
+    int err = errno;
+    if (err == EAGAIN || err == EACCES) continue;
+    if (unsupported(err)) return -1;
+    fail(WF_EIO, "liveness lock file \"" + path_ + "\": F_OFD_SETLK failed: " +
+                     std::error_code(err, std::generic_category()).message());
   }
   fail(WF_EIO, "liveness lock file \"" + path_ + "\": no free slot");
 }

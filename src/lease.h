@@ -107,15 +107,20 @@ class BootLock {
   BootLock &operator=(const BootLock &) = delete;
   // Opens (creating, 0600) the sidecar file of `db_path`.
   void open(const std::string &db_path);
-  // True when some open file description other than ours holds `slot`.
-  bool held_by_other(int64_t slot) const;
-  // Takes the first slot not in `taken` that nobody holds; returns it.
+  // 1 when some open file description other than ours holds `slot`, 0 when
+  // nobody does, -1 when the file system does not support OFD locks.
+  int held_by_other(int64_t slot);
+  // Takes the first slot not in `taken` that nobody holds and returns it;
+  // -1 when the file system does not support OFD locks (liveness then rests
+  // on heartbeats and, on this host, the pid).
   int64_t acquire(const std::vector<int64_t> &taken);
   void close();
   int64_t slot() const { return slot_; }
 
  private:
+  bool unsupported(int err);
   int fd_ = -1;
+  bool usable_ = true;
   int64_t slot_ = -1;
   std::string path_;
 };
