@@ -393,9 +393,10 @@ struct Engine {
   void on_claimed(const struct ClaimResult &r);
   void release_jobs(std::vector<std::shared_ptr<JobCtx>> jobs);
   void dead_letter_claimed(const std::shared_ptr<JobCtx> &j, const std::string &reason);
-  void lose_attempt(std::shared_ptr<JobCtx> j);  // lease no longer ours
+  // Lease no longer ours. `j` must not be a map entry (erased): pass a copy.
+  void lose_attempt(const std::shared_ptr<JobCtx> &j);
   void make_zombie(const std::shared_ptr<JobCtx> &j);
-  void drop_inflight(std::shared_ptr<JobCtx> j);
+  void drop_inflight(const std::shared_ptr<JobCtx> &j);
   void check_abandoned();
   int64_t abandon_after(const std::string &effect);
   int max_interruptions(const std::string &effect);

@@ -150,7 +150,9 @@ void Engine::on_async_body(Inbox &in) {
   }
   for (auto &[id, attempt] : in.lost) {
     auto it = inflight.find(id);
-    if (it != inflight.end() && it->second->attempt == attempt) lose_attempt(it->second);
+    // (A copy: lose_attempt erases the map entry.)
+    if (it != inflight.end() && it->second->attempt == attempt)
+      lose_attempt(std::shared_ptr<JobCtx>(it->second));
     auto d = deferred.find(id);
     if (d != deferred.end() && d->second->attempt == attempt) deferred.erase(d);
   }
@@ -350,7 +352,7 @@ void Engine::on_claimed(const ClaimResult &r) {
     // handle is stale from now on; the new attempt waits for the host to let
     // go of it (dispatch defers it).
     auto cur = inflight.find(j->id);
-    if (cur != inflight.end()) lose_attempt(cur->second);
+    if (cur != inflight.end()) lose_attempt(std::shared_ptr<JobCtx>(cur->second));  // a copy
     // A job whose attempts keep being interrupted (it crashes its process,
     // or its engines keep stopping) is not run again without end.
     int maxi = max_interruptions(j->effect);
@@ -457,7 +459,8 @@ void Engine::make_zombie(const std::shared_ptr<JobCtx> &j) {
 }
 
 // Removes an attempt from the in-flight set and its limits (no database write).
-void Engine::drop_inflight(std::shared_ptr<JobCtx> j) {  // by value: erased from the map
+// `j` must not be the map entry itself (it is erased here): pass a copy.
+void Engine::drop_inflight(const std::shared_ptr<JobCtx> &j) {
   inflight.erase(j->id);
   deadlines.erase({j->deadline, j->id});
   inflight_count.store(static_cast<int>(inflight.size()));
@@ -474,7 +477,7 @@ void Engine::drop_inflight(std::shared_ptr<JobCtx> j) {  // by value: erased fro
 // reclaimed the job after its lease expired: a stalled loop, a clock step).
 // The row belongs to someone else now: nothing is written. The handle goes
 // stale: its completion returns WF_ESTATE.
-void Engine::lose_attempt(std::shared_ptr<JobCtx> j) {  // by value: callers pass map entries
+void Engine::lose_attempt(const std::shared_ptr<JobCtx> &j) {
   n_leases_lost.fetch_add(1, std::memory_order_relaxed);
   log(WF_LOG_WARN, "lease lost during the attempt; its handle is stale",
       json{{"job_id", j->id_str},
