@@ -118,15 +118,19 @@ WF_API int wf_open(const char *path, const char *options_json, wf_engine **out);
 WF_API int wf_start(wf_engine *e);
 
 /* Stops claiming new jobs and waits up to `timeout_ms` (real time) for the
- * in-flight ones to complete. Afterwards new enqueues return WF_ECLOSED.
- * WF_ETIMEDOUT if jobs are still in flight at the deadline (they stay leased
- * and are released by wf_close). WF_EBUSY when called from a provider
- * callback (it would wait for itself). */
+ * in-flight ones to complete and for the host to complete every handle the
+ * engine gave up on (timed out, lease lost). Afterwards new enqueues return
+ * WF_ECLOSED. WF_ETIMEDOUT if jobs are still in flight or such handles are
+ * still held at the deadline (the message says how many of each; in-flight
+ * jobs stay leased and are released by wf_close). WF_EBUSY when called from
+ * a provider callback (it would wait for itself). */
 WF_API int wf_drain(wf_engine *e, int64_t timeout_ms);
 
 /* Drains (bounded by the `drain_timeout_ms` option), returns leases of jobs
- * still in flight to the queue, stops the threads and closes the database.
- * Handles of jobs not completed by then become invalid. NULL is ok.
+ * still in flight to the queue (recorded as interrupted), stops the threads
+ * and closes the database. Job handles the host still holds stay valid
+ * memory: completing one afterwards returns WF_ESTATE and frees it (complete
+ * them; a handle never completed is leaked). NULL is ok.
  * May race with calls on other threads: from the moment it starts, new calls
  * on `e` return WF_ECLOSED; it waits for the calls already running (a wf_drain
  * elsewhere returns WF_ECLOSED at once) and for an open wf_tx at most its
@@ -140,10 +144,13 @@ WF_API int wf_drain(wf_engine *e, int64_t timeout_ms);
  * database write or lease of the parent is touched; the memory is left). */
 WF_API int wf_close(wf_engine *e);
 
-/* Injectable clock (tests, simulations): the engine reads "now" from `fn`
- * instead of the system clock (its values are clamped to +-2^62 ms). NULL
- * restores the system clock. Call wf_wake after moving the clock so timers
- * are re-evaluated. */
+/* Injectable clock (tests, simulations): the engine reads the wall clock
+ * ("now" for stored instants: run_at, retry times, schedule due times,
+ * lease expiry, dead_at) from `fn` instead of the system clock (its values
+ * are clamped to +-2^62 ms). NULL restores the system clock. Call wf_wake
+ * after moving the clock so timers are re-evaluated. Intervals (attempt
+ * timeouts, lease renewal, poll_ms, abandon_after_ms) run on a monotonic
+ * clock that this does not move. */
 typedef int64_t (*wf_clock_fn)(void *user);
 WF_API int wf_set_clock(wf_engine *e, wf_clock_fn fn, void *user);
 
@@ -160,14 +167,17 @@ WF_API int wf_sync(wf_engine *e);
 
 /* Called on the engine's loop thread for each attempt of a job. `job` stays
  * valid until it is completed with exactly one of wf_job_complete, wf_job_retry
- * or wf_job_fail (from any thread, now or later); afterwards it is gone. The
- * callback must not block: hand slow work to your own threads. */
+ * or wf_job_fail (from any thread, now or later), whatever the engine did
+ * meanwhile (timeout, lease reclaimed by another engine, drain, close);
+ * afterwards it is gone. The callback must not block: hand slow work to your
+ * own threads. See docs/semantics.md, "Rules for hosts". */
 typedef void (*wf_effect_fn)(void *user, wf_job *job);
 
 /* Registers the host callback serving `effect`. `policy_json` (NULL ok):
  * {"timeout_ms", "max_attempts", "backoff": {"base_ms","cap_ms","multiplier",
  * "jitter": "full"|"none"}, "concurrency", "tenant_concurrency",
- * "circuit": {"failure_ratio","window","min_attempts","cooldown_ms"}}.
+ * "circuit": {"failure_ratio","window","min_attempts","cooldown_ms"},
+ * "max_interruptions", "abandon_after_ms"} (docs/options.md).
  * Registering an effect twice is WF_EEXIST. May be called before or after
  * wf_start. Jobs for effects that nobody registered wait, they are not burnt.
  * `effect` must be 1 to 200 bytes of valid UTF-8 (else WF_EINVAL). */
@@ -187,22 +197,27 @@ WF_API const char *wf_job_payload(const wf_job *j, size_t *len); /* JSON text */
 WF_API const char *wf_job_metadata(const wf_job *j);             /* JSON object */
 WF_API int wf_job_attempt(const wf_job *j);                      /* 1-based */
 
-/* Completes the attempt successfully. `result_json` may be NULL. Returns
- * WF_ESTATE if the attempt had already timed out (the job was or will be
- * retried); `j` is gone either way. The outcome is committed asynchronously
- * (batched); if the process dies first, the job is delivered again. */
+/* Completes the attempt successfully. `result_json` may be NULL (an invalid
+ * one is WF_EINVAL and `j` stays valid). Returns WF_ESTATE, changing nothing,
+ * if the engine had given up on the attempt: it timed out (the job was or
+ * will be retried), its lease was lost (another engine reclaimed the job), or
+ * the engine was closed (the job went back to the queue). `j` is gone either
+ * way. WF_OK: the outcome is committed asynchronously (batched; wf_sync is
+ * the barrier); if the process dies first, the job is delivered again. */
 WF_API int wf_job_complete(wf_job *j, const char *result_json);
 
 /* Transient failure: the job runs again after `delay_ms` (at most 2^45 ms;
  * longer delays are cut to it), or after the policy's backoff when
  * `delay_ms` < 0, unless its attempts are exhausted, in which case it becomes
- * a dead letter. `j` is gone afterwards. `error` (NULL ok) is stored, logged
- * and, for a saga's job, put into the <effect>.failed event: invalid UTF-8 in
- * it is replaced with U+FFFD and it is cut to 64 KiB, never refused. */
+ * a dead letter. WF_ESTATE as for wf_job_complete. `j` is gone afterwards.
+ * `error` (NULL ok) is stored, logged and, for a saga's job, put into the
+ * <effect>.failed event: invalid UTF-8 in it is replaced with U+FFFD and it
+ * is cut to 64 KiB, never refused. */
 WF_API int wf_job_retry(wf_job *j, const char *error, int64_t delay_ms);
 
 /* Permanent failure: the job becomes a dead letter with `error` (treated as
- * in wf_job_retry: invalid UTF-8 replaced with U+FFFD, cut to 64 KiB). */
+ * in wf_job_retry: invalid UTF-8 replaced with U+FFFD, cut to 64 KiB).
+ * WF_ESTATE as for wf_job_complete. `j` is gone afterwards. */
 WF_API int wf_job_fail(wf_job *j, const char *error);
 
 /* ------------------------------------------------------------------ outbox */

@@ -119,6 +119,37 @@ wf::JobCtx *job(wf_job *j) {
 }
 const wf::JobCtx *cjob(const wf_job *j) { return reinterpret_cast<const wf::JobCtx *>(j); }
 
+// Completes a handle exactly once. The handle's memory is valid until then
+// (it owns itself while the host holds it). If its engine was closed, the
+// handle is released here and WF_ESTATE returned; `make` may validate input
+// against the engine's limits and throw, leaving the handle valid.
+template <typename F>
+int complete_job(wf_job *j, F &&make) {
+  wf::JobCtx *c = job(j);
+  std::shared_ptr<wf::EngineLink> link = c->link;  // outlives c
+  std::shared_lock<std::shared_mutex> lk(link->mu);
+  if (!link->e) {
+    wf::AttemptState st = c->state.load();
+    if (st == wf::AttemptState::kReported || st == wf::AttemptState::kReleased) {
+      wf::set_last_error("job " + c->id_str + " was already completed");
+      return WF_ESTATE;
+    }
+    c->state.store(wf::AttemptState::kReleased);
+    wf::set_last_error("job " + c->id_str + " attempt " + std::to_string(c->attempt) +
+                       ": the engine was closed; the outcome is ignored (the job was returned "
+                       "to the queue)");
+    std::shared_ptr<wf::JobCtx> self;
+    {
+      std::lock_guard<std::mutex> g(c->host_mu);
+      self.swap(c->host_ref);
+    }
+    wf::forget_orphan(c);
+    return WF_ESTATE;  // frees the handle
+  }
+  wf::Outcome o = make(*link->e);
+  return link->e->complete(c, std::move(o));
+}
+
 wf::HostTx *htx(wf_tx *t) {
   if (!t) wf::fail(WF_EINVAL, "transaction handle is NULL");
   return reinterpret_cast<wf::HostTx *>(t);
@@ -303,15 +334,15 @@ WF_API int wf_job_attempt(const wf_job *j) { return j ? cjob(j)->attempt : 0; }
 
 WF_API int wf_job_complete(wf_job *j, const char *result_json) {
   return guard([&] {
-    wf::JobCtx *c = job(j);
-    wf::Outcome o{wf::Outcome::kComplete, "", -1, ""};
-    if (result_json) {
-      // Validate so a bad result is reported, not stored; j stays valid then.
-      wf::parse_json(result_json, c->engine->opt.limits, "result",
-                     c->engine->opt.limits.max_payload_bytes);
-      o.result = result_json;
-    }
-    return c->engine->complete(c, std::move(o));
+    return complete_job(j, [&](wf::Engine &en) {
+      wf::Outcome o{wf::Outcome::kComplete, "", -1, ""};
+      if (result_json) {
+        // Validate so a bad result is reported, not stored; j stays valid then.
+        wf::parse_json(result_json, en.opt.limits, "result", en.opt.limits.max_payload_bytes);
+        o.result = result_json;
+      }
+      return o;
+    });
   });
 }
 
@@ -324,18 +355,20 @@ constexpr int64_t kMaxRetryDelayMs = INT64_C(1) << 45;
 
 WF_API int wf_job_retry(wf_job *j, const char *error, int64_t delay_ms) {
   return guard([&] {
-    wf::JobCtx *c = job(j);
-    std::string text = error ? wf::sanitize_utf8(error, kMaxErrorText) : std::string("retry");
-    int64_t delay = delay_ms < 0 ? -1 : std::min(delay_ms, kMaxRetryDelayMs);
-    return c->engine->complete(c, wf::Outcome{wf::Outcome::kRetry, std::move(text), delay, ""});
+    return complete_job(j, [&](wf::Engine &) {
+      std::string text = error ? wf::sanitize_utf8(error, kMaxErrorText) : std::string("retry");
+      int64_t delay = delay_ms < 0 ? -1 : std::min(delay_ms, kMaxRetryDelayMs);
+      return wf::Outcome{wf::Outcome::kRetry, std::move(text), delay, ""};
+    });
   });
 }
 
 WF_API int wf_job_fail(wf_job *j, const char *error) {
   return guard([&] {
-    wf::JobCtx *c = job(j);
-    std::string text = error ? wf::sanitize_utf8(error, kMaxErrorText) : std::string("failed");
-    return c->engine->complete(c, wf::Outcome{wf::Outcome::kFail, std::move(text), -1, ""});
+    return complete_job(j, [&](wf::Engine &) {
+      std::string text = error ? wf::sanitize_utf8(error, kMaxErrorText) : std::string("failed");
+      return wf::Outcome{wf::Outcome::kFail, std::move(text), -1, ""};
+    });
   });
 }
 

@@ -51,12 +51,12 @@ Options parse_options(const char *options_json) {
   Limits lim;
   json doc = parse_json(options_json, lim, "options", 1 << 16);
   const char *w = "options";
-  check_keys(
-      doc,
-      {"durability", "busy_timeout_ms", "lease_ms", "max_attempts", "backoff", "dedupe_window_ms",
-       "max_payload_bytes", "max_json_depth", "max_inflight", "poll_ms", "drain_timeout_ms",
-       "group_commit_wait_us", "checkpoint_pages", "vfs", "encryption_key", "tx_timeout_ms"},
-      w);
+  check_keys(doc,
+             {"durability", "busy_timeout_ms", "lease_ms", "max_attempts", "backoff",
+              "dedupe_window_ms", "max_payload_bytes", "max_json_depth", "max_inflight", "poll_ms",
+              "drain_timeout_ms", "group_commit_wait_us", "checkpoint_pages", "vfs",
+              "encryption_key", "max_interruptions", "abandon_after_ms", "tx_timeout_ms"},
+             w);
   std::string d = get_string(doc, "durability", w, false, "full");
   if (d == "full")
     o.durability_full = true;
@@ -81,6 +81,8 @@ Options parse_options(const char *options_json) {
   o.tx_timeout_ms = get_int(doc, "tx_timeout_ms", w, 30000, 10, 3600000);
   o.vfs = get_string(doc, "vfs", w, false, "");
   o.encryption_key = get_string(doc, "encryption_key", w, false, "");
+  o.max_interruptions = static_cast<int>(get_int(doc, "max_interruptions", w, 5, 1, 1000000));
+  o.abandon_after_ms = get_int(doc, "abandon_after_ms", w, 300000, 0, INT64_C(86400000) * 7);
   return o;
 }
 
@@ -89,15 +91,18 @@ EffectPolicy parse_policy(const char *policy_json, const Limits &lim) {
   if (!policy_json || !*policy_json) return p;
   const char *w = "policy";
   json doc = parse_json(policy_json, lim, w, 1 << 16);
-  check_keys(
-      doc,
-      {"timeout_ms", "max_attempts", "backoff", "concurrency", "tenant_concurrency", "circuit"}, w);
+  check_keys(doc,
+             {"timeout_ms", "max_attempts", "backoff", "concurrency", "tenant_concurrency",
+              "circuit", "max_interruptions", "abandon_after_ms"},
+             w);
   p.timeout_ms = get_int(doc, "timeout_ms", w, 30000, 0, INT64_C(86400000) * 7);
   p.max_attempts = static_cast<int>(get_int(doc, "max_attempts", w, 0, 1, 1000000));
   if (doc.contains("backoff"))
     p.backoff = parse_backoff(doc["backoff"], Backoff{}, "policy.backoff");
   p.concurrency = static_cast<int>(get_int(doc, "concurrency", w, 0, 0, 1000000));
   p.tenant_concurrency = static_cast<int>(get_int(doc, "tenant_concurrency", w, 0, 0, 1000000));
+  p.max_interruptions = static_cast<int>(get_int(doc, "max_interruptions", w, 0, 1, 1000000));
+  p.abandon_after_ms = get_int(doc, "abandon_after_ms", w, -1, 0, INT64_C(86400000) * 7);
   if (doc.contains("circuit")) {
     const json &c = doc["circuit"];
     const char *cw = "policy.circuit";
@@ -197,6 +202,29 @@ bool boot_alive_in_process(const std::string &boot) {
 }
 
 namespace {
+struct Orphans {
+  std::mutex mu;
+  std::set<JobCtx *> set;  // GUARDED_BY(mu)
+};
+// Never destroyed: orphaned handles stay reachable until the host completes
+// them, also at process exit.
+Orphans &orphans() {
+  static auto *o = new Orphans;
+  return *o;
+}
+}  // namespace
+
+void adopt_orphan(JobCtx *j) {
+  std::lock_guard<std::mutex> g(orphans().mu);
+  orphans().set.insert(j);
+}
+
+void forget_orphan(JobCtx *j) {
+  std::lock_guard<std::mutex> g(orphans().mu);
+  orphans().set.erase(j);
+}
+
+namespace {
 std::mutex g_default_log_mu;
 wf_log_fn g_default_log_fn = nullptr;   // GUARDED_BY(g_default_log_mu)
 void *g_default_log_user = nullptr;     // GUARDED_BY(g_default_log_mu)
@@ -250,6 +278,7 @@ void install_fork_handlers() {
 
 Engine::Engine(const std::string &p, Options o) : path(p), opt(std::move(o)) {
   boot_id = random_hex(12);
+  link->e = this;  // no handle exists yet: no lock needed
   {
     std::lock_guard<std::mutex> g(g_default_log_mu);
     log_fn = g_default_log_fn;
@@ -316,11 +345,10 @@ void Engine::open_body() {
     // The database header says WAL (bytes 18-19 == 2) once the switch really
     // reached the file; a write or sync error during the switch is otherwise
     // silent and leaves a rollback-journal database behind.
-    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    // (Read through SQLite's descriptor: closing one of our own would drop
+    // the connections' POSIX locks on the file.)
     unsigned char hdr[20] = {0};
-    ssize_t n = fd >= 0 ? ::pread(fd, hdr, sizeof hdr, 0) : -1;
-    if (fd >= 0) ::close(fd);
-    if (n == static_cast<ssize_t>(sizeof hdr) && (hdr[18] != 2 || hdr[19] != 2))
+    if (write_db->read_header(hdr, sizeof hdr) && (hdr[18] != 2 || hdr[19] != 2))
       fail(WF_EIO, "cannot switch \"" + path + "\" to WAL mode: the file header did not change");
   }
   if (!opt.encryption_key.empty()) cipher = Cipher::from_hex(opt.encryption_key);
@@ -472,6 +500,11 @@ Engine::~Engine() {
   read_db.reset();
   write_db.reset();
   stop_logger();
+}
+
+int64_t Engine::mono() {
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(steady_clock::now().time_since_epoch()).count();
 }
 
 int64_t Engine::now() const {
@@ -631,55 +664,67 @@ void Engine::check_encryption_key() {
 }
 
 // Jobs leased by boots that are gone return to ready; their attempt is
-// recorded as interrupted and not counted against max_attempts.
+// recorded as interrupted and counted in wf_jobs.interruptions (not against
+// max_attempts). A boot is gone when its heartbeat is older than lease_ms
+// (any host), or, on this host, when nobody holds its liveness lock (the
+// kernel released it when its process died: this works across PID
+// namespaces, where kill(pid, 0) cannot see the other process). Rows written
+// without a lock slot (older rows, or file systems without OFD locks) fall
+// back to the pid check.
 void Engine::recover_on_open() {
   Db &db = *write_db;
   int64_t t = now();
   char host[256] = {0};
-  gethostname(host, sizeof host - 1);
+  if (gethostname(host, sizeof host - 1) != 0) host[0] = 0;
+  boot_lock.open(path);
   db.exec("BEGIN IMMEDIATE");
   try {
     std::vector<std::string> gone;
+    std::vector<int64_t> taken;  // slots of boots that stay
     {
-      auto st = db.prepare("SELECT boot_id, pid, hostname, heartbeat_at FROM wf_boots");
+      auto st = db.prepare("SELECT boot_id, pid, hostname, heartbeat_at, lock_slot FROM wf_boots");
       while (st->step()) {
         std::string b = st->col_text(0);
         pid_t pid = static_cast<pid_t>(st->col_int(1));
         bool same_host = st->col_text(2) == host;
         bool stale = st->col_int(3) < t - opt.lease_ms;
+        bool has_slot = !st->col_null(4);
+        int64_t slot = st->col_int(4);
         bool dead = false;
+        int held = has_slot ? boot_lock.held_by_other(slot) : -1;
         if (same_host) {
-          if (pid == getpid())
+          if (held >= 0)
+            dead = held == 0;
+          else if (pid == getpid())
             dead = !boot_alive_in_process(b);
           else
             dead = (kill(pid, 0) != 0 && errno == ESRCH);
         }
-        if (dead || stale) gone.push_back(b);
+        if (dead || stale)
+          gone.push_back(b);
+        else if (has_slot)
+          taken.push_back(slot);
       }
     }
     int64_t reclaimed = 0;
     for (const auto &b : gone) {
-      {
-        auto st = db.prepare(
-            "INSERT INTO wf_attempts(job_id, n, started_at, ended_at, outcome, error) "
-            "SELECT id, attempts, started_at, ?1, 'interrupted', 'engine ' || lease_owner || ' "
-            "stopped during the attempt' FROM wf_jobs WHERE state = 1 AND lease_owner = ?2");
-        st->bind(1, t).bind(2, b).exec();
-      }
-      {
-        auto st = db.prepare(
-            "UPDATE wf_jobs SET state = 0, lease_owner = NULL, lease_until = NULL, "
-            "run_at = min(run_at, ?1) WHERE state = 1 AND lease_owner = ?2");
-        st->bind(1, t).bind(2, b).exec();
-        reclaimed += db.changes();
-      }
+      std::string why = "engine " + b + " stopped during the attempt";
+      reclaimed += lease::interrupt_owner(db, b, t, why.c_str());
       auto st = db.prepare("DELETE FROM wf_boots WHERE boot_id = ?1");
       st->bind(1, b).exec();
     }
+    // Our slot: free in the table and not locked by anyone (a live engine
+    // whose row was removed as stale still holds its lock).
+    int64_t slot = boot_lock.acquire(taken);
     auto st = db.prepare(
-        "INSERT INTO wf_boots(boot_id, pid, hostname, started_at, heartbeat_at) "
-        "VALUES(?1, ?2, ?3, ?4, ?4)");
-    st->bind(1, boot_id).bind(2, static_cast<int64_t>(getpid())).bind(3, host).bind(4, t).exec();
+        "INSERT INTO wf_boots(boot_id, pid, hostname, started_at, heartbeat_at, lock_slot) "
+        "VALUES(?1, ?2, ?3, ?4, ?4, ?5)");
+    st->bind(1, boot_id).bind(2, static_cast<int64_t>(getpid())).bind(3, host).bind(4, t);
+    if (slot >= 0)
+      st->bind(5, slot);
+    else
+      st->bind_null(5);  // no OFD locks here: liveness by heartbeat (and pid)
+    st->exec();
     db.exec("COMMIT");
     if (reclaimed) {
       json f;
@@ -689,6 +734,7 @@ void Engine::recover_on_open() {
     }
   } catch (...) {
     if (db.in_txn()) db.exec("ROLLBACK");
+    boot_lock.close();
     throw;
   }
 }

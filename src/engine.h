@@ -11,12 +11,14 @@
 #include <mutex>
 #include <optional>
 #include <set>
+#include <shared_mutex>
 #include <string>
 #include <thread>
 #include <unordered_map>
 #include <vector>
 
 #include "crypto.h"
+#include "lease.h"
 #include "store.h"
 #include "util.h"
 
@@ -49,6 +51,8 @@ struct EffectPolicy {
   int concurrency = 0;         // 0: unlimited (bounded by max_inflight)
   int tenant_concurrency = 0;  // 0: unlimited
   Circuit circuit;
+  int max_interruptions = 0;      // 0: engine default
+  int64_t abandon_after_ms = -1;  // -1: engine default
 };
 
 struct Options {
@@ -63,10 +67,12 @@ struct Options {
   int64_t poll_ms = 500;
   int64_t drain_timeout_ms = 10000;
   int64_t group_commit_wait_us = 200;
-  int64_t checkpoint_pages = 500;  // background checkpoint threshold; 0 = SQLite's own
-  int64_t tx_timeout_ms = 30000;   // a host transaction open longer is rolled back
-  std::string vfs;                 // SQLite VFS name ("" = default); fault-injection tests
-  std::string encryption_key;      // 64 hex digits, or "" for none; never logged
+  int64_t checkpoint_pages = 500;     // background checkpoint threshold; 0 = SQLite's own
+  int64_t tx_timeout_ms = 30000;      // a host transaction open longer is rolled back
+  int max_interruptions = 5;          // interrupted attempts before the job is dead (`interrupted`)
+  int64_t abandon_after_ms = 300000;  // a next attempt waits this long for a held handle
+  std::string vfs;                    // SQLite VFS name ("" = default); fault-injection tests
+  std::string encryption_key;         // 64 hex digits, or "" for none; never logged
 };
 
 Options parse_options(const char *options_json);
@@ -136,22 +142,45 @@ extern std::atomic<int> g_fail_saga_step;
 
 struct Engine;
 
-// One attempt handed to a provider (the C API's wf_job).
+// What a job handle knows of its engine. wf_close clears `e` (under the
+// unique lock) before the engine is freed; completions hold the shared lock
+// while they use the engine, so a handle outliving its engine never touches
+// freed memory.
+struct EngineLink {
+  std::shared_mutex mu;
+  Engine *e = nullptr;  // GUARDED_BY(mu)
+};
+
+// One attempt handed to a provider (the C API's wf_job). Its memory is owned
+// by shared pointers: the engine's maps (in flight, held after timeout,
+// deferred) and, while the host holds the handle, `host_ref` (a reference to
+// itself, dropped when the host completes the handle). So a handle stays
+// valid until the host completes it, whatever the engine did meanwhile.
 struct JobCtx {
-  Engine *engine;
+  std::shared_ptr<EngineLink> link;
   int64_t id;
   std::string id_str, tenant, effect, key, payload, metadata;
-  int attempt;   // deliveries including this one (1-based)
-  int failures;  // counted failures before this attempt
+  int attempt;            // deliveries including this one (1-based)
+  int failures;           // counted failures before this attempt
+  int interruptions = 0;  // interrupted attempts before this one
   std::optional<int64_t> max_attempts;
-  int64_t started_at;
-  int64_t deadline;
+  int64_t started_at;      // wall clock (stored in the attempt history)
+  int64_t deadline;        // monotonic (Engine::mono), INT64_MAX for none
+  int64_t held_since = 0;  // monotonic: when the engine gave up on the attempt
   int priority;
   int64_t run_at;
   std::string origin;
-  // 0 dispatched, 1 completed by the host, 2 timed out by the engine.
-  std::atomic<int> state{0};
+  std::atomic<AttemptState> state{AttemptState::kRunning};
+  // Set at dispatch, taken (exactly once) by the host's completion.
+  std::mutex host_mu;
+  std::shared_ptr<JobCtx> host_ref;  // GUARDED_BY(host_mu)
 };
+
+// Handles the host still held when their engine was closed ("orphans"): kept
+// in a process-wide registry until the host completes them, so they stay
+// reachable (and valid) after the engine is gone.
+void adopt_orphan(JobCtx *j);   // caller holds j->host_mu, j->host_ref set
+void forget_orphan(JobCtx *j);  // after the host's completion took host_ref
 
 struct ClaimResult {
   std::vector<std::shared_ptr<JobCtx>> jobs;
@@ -244,8 +273,11 @@ struct Engine {
   ~Engine();
   void open_body();  // the constructor's work after the logger started
 
-  // --- clock
+  // --- clock: now() is the wall clock (or the injected one) for stored
+  // instants; mono() is a monotonic clock in ms for intervals (poll, lease
+  // renewal, attempt timeouts, the grace of held handles).
   int64_t now() const;
+  static int64_t mono();
   std::mutex clock_mu;
   wf_clock_fn clock_fn = nullptr;  // GUARDED_BY(clock_mu)
   void *clock_user = nullptr;      // GUARDED_BY(clock_mu)
@@ -350,7 +382,8 @@ struct Engine {
     bool fire_failed = false;  // a firing transaction failed
     std::vector<std::shared_ptr<struct ClaimResult>> claimed;
     bool claim_failed = false;
-    std::vector<std::pair<JobCtx *, Outcome>> outcomes;
+    std::vector<std::pair<std::shared_ptr<JobCtx>, Outcome>> outcomes;
+    std::vector<std::pair<int64_t, int>> lost;    // (id, attempt) whose lease is gone
     std::vector<std::function<void()>> barriers;  // run after outcomes are queued
   } inbox;                                        // GUARDED_BY(inbox_mu)
   bool loop_alive = false;                        // GUARDED_BY(inbox_mu): async handle may be used
@@ -359,15 +392,18 @@ struct Engine {
 
   // Loop thread only:
   std::unordered_map<int64_t, std::shared_ptr<JobCtx>> inflight;
-  std::set<std::pair<int64_t, int64_t>> deadlines;                // (deadline, id)
-  std::unordered_map<int64_t, std::shared_ptr<JobCtx>> zombies;   // timed out, host still holds
+  std::set<std::pair<int64_t, int64_t>> deadlines;  // (deadline, id)
+  // Attempts the engine gave up on (timeout, lost lease) while the host still
+  // holds the handle; at most one per job.
+  std::unordered_map<int64_t, std::shared_ptr<JobCtx>> zombies;
   std::unordered_map<int64_t, std::shared_ptr<JobCtx>> deferred;  // waiting for its zombie
   bool claim_outstanding = false;
   bool maybe_ready = true;  // a claim may find something
   bool stopping = false;
   int64_t known_next_due = INT64_MAX;
-  int64_t next_renew = 0;
-  int64_t next_poll = 0;
+  int64_t next_renew = 0;   // monotonic
+  int64_t next_poll = 0;    // monotonic
+  int64_t wall_offset = 0;  // now() - mono() at the last pass: detects clock steps
   int64_t last_data_version = -1;
   unsigned rr = 0;  // round-robin start over effects
   std::mt19937_64 rng{std::random_device{}()};
@@ -392,19 +428,34 @@ struct Engine {
   void finish_attempt(const std::shared_ptr<JobCtx> &j, const Outcome &o);
   void on_claimed(const struct ClaimResult &r);
   void release_jobs(std::vector<std::shared_ptr<JobCtx>> jobs);
+  void dead_letter_claimed(const std::shared_ptr<JobCtx> &j, const std::string &reason);
+  // Lease no longer ours. `j` must not be a map entry (erased): pass a copy.
+  void lose_attempt(const std::shared_ptr<JobCtx> &j);
+  void make_zombie(const std::shared_ptr<JobCtx> &j);
+  void drop_inflight(const std::shared_ptr<JobCtx> &j);
+  void check_abandoned();
+  int64_t abandon_after(const std::string &effect);
+  int max_interruptions(const std::string &effect);
   void circuit_record(EffectState &eff, bool failure);
   void check_timeouts();
   void renew_and_reclaim();
   void refresh_next_due();
   std::shared_ptr<EffectState> find_effect(const std::string &name);
 
-  // Inflight count visible to other threads (drain, stats).
+  // Inflight count and handles held after the engine gave up on them
+  // (zombies), visible to other threads (drain, stats).
   std::atomic<int> inflight_count{0};
+  std::atomic<int> held_count{0};
+  void notify_drain();
+  // Handles point here; cleared by wf_close before the engine is freed.
+  std::shared_ptr<EngineLink> link = std::make_shared<EngineLink>();
+  // The boot's liveness lock (see lease.h).
+  BootLock boot_lock;
   std::mutex drain_mu;
   std::condition_variable drain_cv;
   bool close_started = false;  // GUARDED_BY(drain_mu)
 
-  // --- completion from any thread
+  // --- completion from any thread (the caller holds link->mu shared)
   int complete(JobCtx *j, Outcome o);
 
   // --- logging: lines are formatted on the thread that logs them and
@@ -436,7 +487,7 @@ struct Engine {
   // --- counters
   std::atomic<int64_t> n_enqueued{0}, n_completed{0}, n_retried{0}, n_dead{0}, n_timeouts{0},
       n_commits{0}, n_dispatched{0}, n_checkpoints{0}, n_checkpoint_failures{0},
-      n_writer_checkpoints{0}, n_tx_timeouts{0};
+      n_writer_checkpoints{0}, n_tx_timeouts{0}, n_leases_lost{0}, n_abandoned{0};
 
   // --- API operations (outbox.cpp, ops.cpp)
   void insert_job(WriteCtx &w, const NewJob &j, std::string *id, bool *existing);

@@ -30,14 +30,22 @@ int drain(Engine &e, int64_t timeout_ms, bool for_close) {
   if (e.started) {
     e.notify_loop([](Engine::Inbox &in) { in.wake = true; });
     std::unique_lock<std::mutex> lk(e.drain_mu);
-    bool done = e.drain_cv.wait_for(
-        lk, std::chrono::milliseconds(std::max<int64_t>(0, timeout_ms)),
-        [&] { return e.inflight_count.load() == 0 || (!for_close && e.close_started); });
+    // Done when no attempt is in flight and the host holds no handle the
+    // engine gave up on (timed out, lease lost): those are still the host's
+    // work in progress. A wf_close started meanwhile ends a wf_drain at once.
+    bool done =
+        e.drain_cv.wait_for(lk, std::chrono::milliseconds(std::max<int64_t>(0, timeout_ms)), [&] {
+          return (e.inflight_count.load() == 0 && e.held_count.load() == 0) ||
+                 (!for_close && e.close_started);
+        });
     if (!for_close && e.close_started)
       fail(WF_ECLOSED, "wf_drain: wf_close was called meanwhile (it drains in its turn)");
     if (!done) {
-      set_last_error("wf_drain: " + std::to_string(e.inflight_count.load()) +
-                     " jobs still in flight after " + std::to_string(timeout_ms) + " ms");
+      set_last_error("wf_drain: after " + std::to_string(timeout_ms) + " ms, " +
+                     std::to_string(e.inflight_count.load()) + " attempts still in flight and " +
+                     std::to_string(e.held_count.load()) +
+                     " job handles still held by the host after the engine gave up on them "
+                     "(timed out or lease lost; complete them to release them)");
       return WF_ETIMEDOUT;
     }
   }
@@ -95,24 +103,32 @@ void close_engine(Engine *e) {
     drain(*e, e->opt.drain_timeout_ms, true);
   } catch (const Error &) {
   }
+  // Job handles the host still holds stay valid memory (each keeps itself
+  // alive until completed), but from here on their completion returns
+  // WF_ESTATE without touching the engine: wait for completions in progress,
+  // then cut the link. Completions that returned WF_OK before are in the
+  // loop's inbox; the loop commits them before it stops.
+  {
+    std::unique_lock<std::shared_mutex> g(e->link->mu);
+    e->link->e = nullptr;
+  }
   if (e->started) {
     e->notify_loop([](Engine::Inbox &in) { in.stop = true; });
     if (e->loop_thread.joinable()) e->loop_thread.join();
   }
   e->closed = true;
+  // Handles the host still holds outlive the engine (see EngineLink).
+  for (auto *m : {&e->inflight, &e->zombies})
+    for (auto &kv : *m) {
+      std::lock_guard<std::mutex> g(kv.second->host_mu);
+      if (kv.second->host_ref) adopt_orphan(kv.second.get());
+    }
   // Jobs still leased by this engine go back to the queue now rather than
-  // after their lease expires; the attempt is recorded as interrupted.
+  // after their lease expires; the attempt is recorded (and counted) as
+  // interrupted.
   std::string boot = e->boot_id;
   e->submit_wait([boot](WriteCtx &w) {
-    auto a = w.db.prepare(
-        "INSERT INTO wf_attempts(job_id, n, started_at, ended_at, outcome, error) "
-        "SELECT id, attempts, started_at, ?1, 'interrupted', 'engine closed during the attempt' "
-        "FROM wf_jobs WHERE state = 1 AND lease_owner = ?2");
-    a->bind(1, w.now).bind(2, boot).exec();
-    auto u = w.db.prepare(
-        "UPDATE wf_jobs SET state = 0, lease_owner = NULL, lease_until = NULL "
-        "WHERE state = 1 AND lease_owner = ?1");
-    u->bind(1, boot).exec();
+    lease::interrupt_owner(w.db, boot, w.now, "engine closed during the attempt");
     auto b = w.db.prepare("DELETE FROM wf_boots WHERE boot_id = ?1");
     b->bind(1, boot).exec();
   });

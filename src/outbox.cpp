@@ -620,7 +620,7 @@ json stats(Engine &e, const char *filter_json) {
       extra = saga_stats(e, db, t, f.tenant);
       db.exec("COMMIT");
     } catch (...) {
-      db.exec("ROLLBACK");
+      if (db.in_txn()) db.exec("ROLLBACK");
       throw;
     }
   }
@@ -634,12 +634,15 @@ json stats(Engine &e, const char *filter_json) {
   eng["started"] = e.started.load();
   eng["draining"] = e.draining.load();
   eng["inflight"] = e.inflight_count.load();
+  eng["held_stale"] = e.held_count.load();
   eng["enqueued"] = e.n_enqueued.load();
   eng["dispatched"] = e.n_dispatched.load();
   eng["completed"] = e.n_completed.load();
   eng["retried"] = e.n_retried.load();
   eng["dead_lettered"] = e.n_dead.load();
   eng["timeouts"] = e.n_timeouts.load();
+  eng["leases_lost"] = e.n_leases_lost.load();
+  eng["abandoned"] = e.n_abandoned.load();
   eng["commits"] = e.n_commits.load();
   eng["checkpoints"] = e.n_checkpoints.load();
   eng["checkpoint_failures"] = e.n_checkpoint_failures.load();
@@ -708,9 +711,15 @@ std::string metrics(Engine &e) {
   o += "wf_events_unmatched " + std::to_string(s["events"]["unmatched"].get<int64_t>()) + "\n";
   gauge("wf_inflight", "Attempts in flight in this engine.", "gauge");
   o += "wf_inflight " + std::to_string(s["engine"]["inflight"].get<int64_t>()) + "\n";
+  gauge("wf_held_stale",
+        "Job handles the host still holds after the engine gave up on them (timed out, lease "
+        "lost).",
+        "gauge");
+  o += "wf_held_stale " + std::to_string(s["engine"]["held_stale"].get<int64_t>()) + "\n";
   for (const char *c :
        {"enqueued", "dispatched", "completed", "retried", "dead_lettered", "timeouts", "commits",
-        "checkpoints", "checkpoint_failures", "writer_checkpoints", "tx_timeouts", "log_dropped"}) {
+        "checkpoints", "checkpoint_failures", "writer_checkpoints", "tx_timeouts", "log_dropped",
+        "leases_lost", "abandoned"}) {
     std::string name = std::string("wf_") + c + "_total";
     gauge(name.c_str(), "Counter since this engine was opened.", "counter");
     o += name + " " + std::to_string(s["engine"][c].get<int64_t>()) + "\n";

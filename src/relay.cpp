@@ -6,6 +6,7 @@
 #include <uv.h>
 
 #include <climits>
+#include <cstdlib>
 
 #include "engine.h"
 #include "failpoint.h"
@@ -28,17 +29,13 @@ void on_retry_cb(uv_timer_t *t) {
 }
 void on_close_cb(uv_handle_t *) {}
 
-const char *kClaimSql =
-    "UPDATE wf_jobs SET state = 1, lease_owner = ?1, lease_until = ?2, attempts = attempts + 1, "
-    "started_at = ?3 WHERE id IN (SELECT id FROM wf_jobs WHERE state = 0 AND effect = ?4 AND "
-    "run_at <= ?3 ORDER BY priority DESC, run_at, id LIMIT ?5) RETURNING id, tenant, effect, key, "
-    "payload, metadata, attempts, failures, max_attempts, priority, run_at, origin";
-const char *kClaimExclSql =
-    "UPDATE wf_jobs SET state = 1, lease_owner = ?1, lease_until = ?2, attempts = attempts + 1, "
-    "started_at = ?3 WHERE id IN (SELECT id FROM wf_jobs WHERE state = 0 AND effect = ?4 AND "
-    "run_at <= ?3 AND tenant NOT IN (SELECT value FROM json_each(?6)) ORDER BY priority DESC, "
-    "run_at, id LIMIT ?5) RETURNING id, tenant, effect, key, payload, metadata, attempts, "
-    "failures, max_attempts, priority, run_at, origin";
+// Milliseconds from `now` until `at` (INT64_MAX: never), without overflow.
+int64_t until(int64_t at, int64_t now) {
+  if (at == INT64_MAX) return INT64_MAX;
+  int64_t d;
+  if (__builtin_sub_overflow(at, now, &d)) return at > now ? INT64_MAX : INT64_MIN;
+  return d;
+}
 
 struct ClaimSpec {
   std::string effect;
@@ -76,9 +73,10 @@ void Engine::loop_main() {
   async = &as;
   timer = &tm;
   loop_tid = std::this_thread::get_id();
-  int64_t t = now();
-  next_renew = t + opt.lease_ms / 3;
-  next_poll = t + opt.poll_ms;
+  int64_t m = mono();
+  next_renew = m + opt.lease_ms / 3;
+  next_poll = m + opt.poll_ms;
+  wall_offset = now() - m;
   maybe_ready = true;
   refresh_next_due();
   refresh_next_sched();
@@ -113,6 +111,33 @@ void Engine::on_async() {
 }
 
 void Engine::on_async_body(Inbox &in) {
+  // Outcomes first, also when stopping: a completion that returned WF_OK
+  // before wf_close cleared the handles' link is committed by the writer.
+  for (auto &[j, o] : in.outcomes) {
+    if (o.kind == Outcome::kZombieRelease) {
+      int64_t id = j->id;
+      auto z = zombies.find(id);
+      if (z == zombies.end() || z->second != j) continue;
+      zombies.erase(z);
+      held_count.store(static_cast<int>(zombies.size()));
+      notify_drain();
+      auto d = deferred.find(id);
+      if (d != deferred.end()) {
+        auto sp = d->second;
+        deferred.erase(d);
+        if (draining || stopping || in.stop)
+          release_jobs({sp});
+        else
+          dispatch(sp);
+      }
+      continue;
+    }
+    auto it = inflight.find(j->id);
+    // The attempt is no longer ours (its lease was lost): nothing to record.
+    if (it == inflight.end() || it->second != j) continue;
+    finish_attempt(j, o);
+  }
+  in.outcomes.clear();
   if (in.stop) {
     for (auto &b : in.barriers) b();
     in.barriers.clear();
@@ -123,25 +148,13 @@ void Engine::on_async_body(Inbox &in) {
     uv_close(reinterpret_cast<uv_handle_t *>(retry_timer), on_close_cb);
     return;
   }
-  for (auto &[j, o] : in.outcomes) {
-    if (o.kind == Outcome::kZombieRelease) {
-      int64_t id = j->id;
-      zombies.erase(id);  // frees *j
-      auto d = deferred.find(id);
-      if (d != deferred.end()) {
-        auto sp = d->second;
-        deferred.erase(d);
-        if (draining)
-          release_jobs({sp});
-        else
-          dispatch(sp);
-      }
-      continue;
-    }
-    auto it = inflight.find(j->id);
-    if (it == inflight.end()) continue;  // cannot happen: state CAS guards it
-    auto sp = it->second;
-    finish_attempt(sp, o);
+  for (auto &[id, attempt] : in.lost) {
+    auto it = inflight.find(id);
+    // (A copy: lose_attempt erases the map entry.)
+    if (it != inflight.end() && it->second->attempt == attempt)
+      lose_attempt(std::shared_ptr<JobCtx>(it->second));
+    auto d = deferred.find(id);
+    if (d != deferred.end() && d->second->attempt == attempt) deferred.erase(d);
   }
   for (auto &r : in.claimed) on_claimed(*r);
   if (in.claim_failed) {
@@ -174,17 +187,29 @@ void Engine::on_async_body(Inbox &in) {
     refresh_next_sched();
   }
   check_timeouts();
+  check_abandoned();
   int64_t t = now();
+  int64_t m = mono();
+  // A step of the wall clock (or of an injected clock) moves the stored
+  // instants we compare with: renew the leases' wall instants at once (so
+  // other engines do not see them expire) and look at due jobs again.
+  int64_t offset = t - m;
+  int64_t jump = offset > wall_offset ? offset - wall_offset : wall_offset - offset;
+  if (jump > std::max<int64_t>(1000, opt.lease_ms / 10)) {
+    next_renew = m;
+    maybe_ready = true;
+  }
+  wall_offset = offset;
   if (known_next_due <= t) {
     known_next_due = INT64_MAX;
     maybe_ready = true;
   }
-  if (t >= next_renew) {
+  if (m >= next_renew) {
     renew_and_reclaim();
-    next_renew = t + opt.lease_ms / 3;
+    next_renew = m + opt.lease_ms / 3;
   }
-  if (opt.poll_ms > 0 && t >= next_poll) {
-    next_poll = t + opt.poll_ms;
+  if (opt.poll_ms > 0 && m >= next_poll) {
+    next_poll = m + opt.poll_ms;
     bool changed = false;
     try {
       std::lock_guard<std::mutex> g(read_mu);
@@ -219,10 +244,7 @@ void Engine::on_async_body(Inbox &in) {
       deferred.clear();
       release_jobs(d);
     }
-    if (inflight.empty()) {
-      std::lock_guard<std::mutex> g(drain_mu);
-      drain_cv.notify_all();
-    }
+    notify_drain();
   }
   pump();
   pump_schedules();
@@ -275,31 +297,29 @@ void Engine::pump() {
     result->jobs.clear();  // re-runnable: the batch may run again (run_batch)
     result->any_full = false;
     for (const auto &s : specs) {
-      auto st = w.db.prepare(s.excluded.empty() ? kClaimSql : kClaimExclSql);
-      st->bind(1, boot_id).bind(2, w.now + lease).bind(3, w.now).bind(4, s.effect).bind(5, s.limit);
-      if (!s.excluded.empty()) st->bind(6, s.excluded);
-      int got = 0;
-      while (st->step()) {
+      auto rows = lease::claim(w.db, boot_id, w.now, w.now + lease, s.effect, s.limit, s.excluded);
+      for (auto &c : rows) {
         auto j = std::make_shared<JobCtx>();
-        j->engine = this;
-        j->id = st->col_int(0);
+        j->link = link;
+        j->id = c.id;
         j->id_str = std::to_string(j->id);
-        j->tenant = st->col_text(1);
-        j->effect = st->col_text(2);
-        j->key = st->col_text(3);
-        j->payload = unseal(st->col_text(4), "wf_jobs.payload");
-        j->metadata = st->col_text(5);
-        j->attempt = static_cast<int>(st->col_int(6));
-        j->failures = static_cast<int>(st->col_int(7));
-        if (!st->col_null(8)) j->max_attempts = st->col_int(8);
-        j->priority = static_cast<int>(st->col_int(9));
-        j->run_at = st->col_int(10);
-        j->origin = st->col_text(11);
+        j->tenant = std::move(c.tenant);
+        j->effect = std::move(c.effect);
+        j->key = std::move(c.key);
+        j->payload = unseal(c.payload, "wf_jobs.payload");
+        j->metadata = std::move(c.metadata);
+        j->attempt = c.attempt;
+        j->failures = c.failures;
+        j->interruptions = c.interruptions;
+        if (c.has_max_attempts) j->max_attempts = c.max_attempts;
+        j->priority = c.priority;
+        j->run_at = c.run_at;
+        j->origin = std::move(c.origin);
         j->started_at = w.now;
+        j->deadline = INT64_MAX;
         result->jobs.push_back(std::move(j));
-        ++got;
       }
-      if (got >= s.limit) result->any_full = true;
+      if (static_cast<int>(rows.size()) >= s.limit) result->any_full = true;
     }
   };
   r.after = [this, result](int rc, const std::string &) {
@@ -329,6 +349,22 @@ void Engine::on_claimed(const ClaimResult &r) {
   }
   std::vector<std::shared_ptr<JobCtx>> over;
   for (auto &j : jobs) {
+    // This engine still has an attempt of this job in flight: its lease was
+    // lost (another engine reclaimed it, and it became ready again). The old
+    // handle is stale from now on; the new attempt waits for the host to let
+    // go of it (dispatch defers it).
+    auto cur = inflight.find(j->id);
+    if (cur != inflight.end()) lose_attempt(std::shared_ptr<JobCtx>(cur->second));  // a copy
+    // A job whose attempts keep being interrupted (it crashes its process,
+    // or its engines keep stopping) is not run again without end.
+    int maxi = max_interruptions(j->effect);
+    if (j->interruptions >= maxi) {
+      deferred.erase(j->id);
+      dead_letter_claimed(j, "interrupted (" + std::to_string(j->interruptions) +
+                                 " attempts were interrupted; max_interruptions " +
+                                 std::to_string(maxi) + ")");
+      continue;
+    }
     auto eff = find_effect(j->effect);
     if (eff && eff->policy.tenant_concurrency > 0 &&
         eff->tenant_inflight[j->tenant] >= eff->policy.tenant_concurrency) {
@@ -358,7 +394,12 @@ void Engine::dispatch(const std::shared_ptr<JobCtx> &j) {
     return;
   }
   j->started_at = now();
-  j->deadline = eff->policy.timeout_ms > 0 ? j->started_at + eff->policy.timeout_ms : INT64_MAX;
+  int64_t m = mono();
+  j->deadline = eff->policy.timeout_ms > 0 ? m + eff->policy.timeout_ms : INT64_MAX;
+  {
+    std::lock_guard<std::mutex> g(j->host_mu);
+    j->host_ref = j;  // the host's reference, until it completes the handle
+  }
   inflight[j->id] = j;
   if (j->deadline != INT64_MAX) deadlines.insert({j->deadline, j->id});
   inflight_count.store(static_cast<int>(inflight.size()));
@@ -381,15 +422,111 @@ void Engine::release_jobs(std::vector<std::shared_ptr<JobCtx>> jobs) {
   if (jobs.empty()) return;
   WriteReq r;
   r.fn = [this, jobs = std::move(jobs)](WriteCtx &w) {
-    for (auto &j : jobs) {
-      auto st = w.db.prepare(
-          "UPDATE wf_jobs SET state = 0, lease_owner = NULL, lease_until = NULL, "
-          "attempts = attempts - 1 WHERE id = ?1 AND state = 1 AND lease_owner = ?2 AND "
-          "attempts = ?3");
-      st->bind(1, j->id).bind(2, boot_id).bind(3, j->attempt).exec();
-    }
+    for (auto &j : jobs) lease::unclaim(w.db, boot_id, j->id, j->attempt);
   };
   submit(std::move(r));
+}
+
+// A claimed attempt that is not dispatched becomes a dead letter (too many
+// interruptions, or its previous handle was held past abandon_after_ms).
+void Engine::dead_letter_claimed(const std::shared_ptr<JobCtx> &j, const std::string &reason) {
+  auto eff = find_effect(j->effect);
+  if (eff) eff->dead++;
+  n_dead.fetch_add(1, std::memory_order_relaxed);
+  log(WF_LOG_WARN, "job dead-lettered",
+      json{{"job_id", j->id_str},
+           {"effect", j->effect},
+           {"tenant", j->tenant},
+           {"attempt", j->attempt - 1},
+           {"reason", reason}});
+  WriteReq r;
+  std::string boot = boot_id;
+  r.fn = [this, j, boot, reason](WriteCtx &w) {
+    if (!lease::dead_letter_claimed(w.db, boot, j->id, j->attempt, w.now, reason)) return;
+    if (!j->origin.empty())
+      emit_outcome_event(w, j->origin, j->effect, j->id, j->key, false, reason, j->attempt - 1);
+  };
+  submit(std::move(r));
+}
+
+void Engine::notify_drain() {
+  std::lock_guard<std::mutex> g(drain_mu);
+  drain_cv.notify_all();
+}
+
+void Engine::make_zombie(const std::shared_ptr<JobCtx> &j) {
+  j->held_since = mono();
+  zombies[j->id] = j;
+  held_count.store(static_cast<int>(zombies.size()));
+}
+
+// Removes an attempt from the in-flight set and its limits (no database write).
+// `j` must not be the map entry itself (it is erased here): pass a copy.
+void Engine::drop_inflight(const std::shared_ptr<JobCtx> &j) {
+  inflight.erase(j->id);
+  deadlines.erase({j->deadline, j->id});
+  inflight_count.store(static_cast<int>(inflight.size()));
+  maybe_ready = true;  // a slot is free
+  auto eff = find_effect(j->effect);
+  if (eff) {
+    eff->inflight--;
+    if (--eff->tenant_inflight[j->tenant] <= 0) eff->tenant_inflight.erase(j->tenant);
+  }
+  notify_drain();
+}
+
+// The lease of an attempt in flight is no longer ours (another engine
+// reclaimed the job after its lease expired: a stalled loop, a clock step).
+// The row belongs to someone else now: nothing is written. The handle goes
+// stale: its completion returns WF_ESTATE.
+void Engine::lose_attempt(const std::shared_ptr<JobCtx> &j) {
+  n_leases_lost.fetch_add(1, std::memory_order_relaxed);
+  log(WF_LOG_WARN, "lease lost during the attempt; its handle is stale",
+      json{{"job_id", j->id_str},
+           {"effect", j->effect},
+           {"tenant", j->tenant},
+           {"attempt", j->attempt}});
+  drop_inflight(j);
+  auto eff = find_effect(j->effect);
+  if (eff && eff->circuit_state.load() == 2) eff->probe_inflight = false;  // probe again
+  AttemptState expected = AttemptState::kRunning;
+  if (j->state.compare_exchange_strong(expected, AttemptState::kLost)) make_zombie(j);
+  // Otherwise the host has just completed it: its outcome finds no attempt.
+}
+
+int64_t Engine::abandon_after(const std::string &effect) {
+  auto eff = find_effect(effect);
+  if (eff && eff->policy.abandon_after_ms >= 0) return eff->policy.abandon_after_ms;
+  return opt.abandon_after_ms;
+}
+
+int Engine::max_interruptions(const std::string &effect) {
+  auto eff = find_effect(effect);
+  if (eff && eff->policy.max_interruptions > 0) return eff->policy.max_interruptions;
+  return opt.max_interruptions;
+}
+
+// A next attempt that has waited abandon_after_ms for the host to let go of
+// the previous handle: the job becomes a dead letter (`abandoned`); it is
+// never run twice at once within one engine.
+void Engine::check_abandoned() {
+  if (deferred.empty()) return;
+  int64_t m = mono();
+  std::vector<std::pair<std::shared_ptr<JobCtx>, int>> give_up;  // (next, held attempt)
+  for (auto &[id, d] : deferred) {
+    auto z = zombies.find(id);
+    if (z == zombies.end()) continue;
+    if (m - z->second->held_since >= abandon_after(d->effect))
+      give_up.emplace_back(d, z->second->attempt);
+  }
+  for (auto &[d, held] : give_up) {
+    deferred.erase(d->id);
+    n_abandoned.fetch_add(1, std::memory_order_relaxed);
+    int64_t grace = abandon_after(d->effect);
+    dead_letter_claimed(d, "abandoned (the host still held the handle of attempt " +
+                               std::to_string(held) + " " + std::to_string(grace) +
+                               " ms after the engine gave up on it: abandon_after_ms)");
+  }
 }
 
 void Engine::circuit_record(EffectState &eff, bool failure) {
@@ -423,16 +560,9 @@ void Engine::circuit_record(EffectState &eff, bool failure) {
 }
 
 void Engine::finish_attempt(const std::shared_ptr<JobCtx> &j, const Outcome &o) {
-  inflight.erase(j->id);
-  deadlines.erase({j->deadline, j->id});
-  inflight_count.store(static_cast<int>(inflight.size()));
-  maybe_ready = true;  // a slot is free
+  drop_inflight(j);
   auto eff = find_effect(j->effect);
-  if (eff) {
-    eff->inflight--;
-    if (--eff->tenant_inflight[j->tenant] <= 0) eff->tenant_inflight.erase(j->tenant);
-    circuit_record(*eff, o.kind != Outcome::kComplete);
-  }
+  if (eff) circuit_record(*eff, o.kind != Outcome::kComplete);
   int64_t t = now();
   WriteReq r;
   std::string boot = boot_id;
@@ -443,10 +573,8 @@ void Engine::finish_attempt(const std::shared_ptr<JobCtx> &j, const Outcome &o) 
     std::string result = o.result;
     r.fn = [this, j, boot, expires, result](WriteCtx &w) {
       WF_FAILPOINT("after_dispatch_before_completion_commit");
-      auto st = w.db.prepare(
-          "DELETE FROM wf_jobs WHERE id = ?1 AND state = 1 AND lease_owner = ?2 AND attempts = ?3");
-      st->bind(1, j->id).bind(2, boot).bind(3, j->attempt).exec();
-      if (w.db.changes() != 1) return;  // lease lost: someone else owns the job now
+      // Lease lost: someone else owns the job now.
+      if (!lease::finish_done(w.db, boot, j->id, j->attempt)) return;
       if (!j->key.empty()) {
         auto k = w.db.prepare(
             "INSERT OR REPLACE INTO wf_done_keys(tenant, key, job_id, expires_at) "
@@ -461,10 +589,6 @@ void Engine::finish_attempt(const std::shared_ptr<JobCtx> &j, const Outcome &o) 
         emit_outcome_event(w, j->origin, j->effect, j->id, j->key, true, result, j->attempt);
     };
     submit(std::move(r));
-    if (draining && inflight.empty()) {
-      std::lock_guard<std::mutex> g(drain_mu);
-      drain_cv.notify_all();
-    }
     return;
   }
   const char *outcome = o.kind == Outcome::kTimeout ? "timeout"
@@ -486,16 +610,7 @@ void Engine::finish_attempt(const std::shared_ptr<JobCtx> &j, const Outcome &o) 
                                    " of " + std::to_string(max) + ")";
     log(WF_LOG_WARN, "job dead-lettered", lf);
     r.fn = [this, j, boot, t, outcome, error, reason](WriteCtx &w) {
-      auto st = w.db.prepare(
-          "INSERT OR REPLACE INTO wf_dead(id, tenant, effect, key, payload, metadata, priority, "
-          "attempts, failures, max_attempts, origin, created_at, reason, dead_at) "
-          "SELECT id, tenant, effect, key, payload, metadata, priority, attempts, failures + 1, "
-          "max_attempts, origin, created_at, ?4, ?5 FROM wf_jobs "
-          "WHERE id = ?1 AND state = 1 AND lease_owner = ?2 AND attempts = ?3");
-      st->bind(1, j->id).bind(2, boot).bind(3, j->attempt).bind(4, reason).bind(5, t).exec();
-      if (w.db.changes() != 1) return;
-      auto d = w.db.prepare("DELETE FROM wf_jobs WHERE id = ?1");
-      d->bind(1, j->id).exec();
+      if (!lease::finish_dead(w.db, boot, j->id, j->attempt, t, reason)) return;
       auto a = w.db.prepare(
           "INSERT INTO wf_attempts(job_id, n, started_at, ended_at, outcome, error) "
           "VALUES(?1, ?2, ?3, ?4, ?5, ?6)");
@@ -516,12 +631,7 @@ void Engine::finish_attempt(const std::shared_ptr<JobCtx> &j, const Outcome &o) 
     lf["retry_in_ms"] = delay;
     log(WF_LOG_INFO, "job attempt failed; will retry", lf);
     r.fn = [j, boot, t, outcome, error, run_at](WriteCtx &w) {
-      auto st = w.db.prepare(
-          "UPDATE wf_jobs SET state = 0, lease_owner = NULL, lease_until = NULL, "
-          "failures = failures + 1, run_at = ?4, last_error = ?5 "
-          "WHERE id = ?1 AND state = 1 AND lease_owner = ?2 AND attempts = ?3");
-      st->bind(1, j->id).bind(2, boot).bind(3, j->attempt).bind(4, run_at).bind(5, error).exec();
-      if (w.db.changes() != 1) return;
+      if (!lease::finish_retry(w.db, boot, j->id, j->attempt, run_at, error)) return;
       auto a = w.db.prepare(
           "INSERT INTO wf_attempts(job_id, n, started_at, ended_at, outcome, error) "
           "VALUES(?1, ?2, ?3, ?4, ?5, ?6)");
@@ -534,23 +644,22 @@ void Engine::finish_attempt(const std::shared_ptr<JobCtx> &j, const Outcome &o) 
     };
   }
   submit(std::move(r));
-  if (draining && inflight.empty()) {
-    std::lock_guard<std::mutex> g(drain_mu);
-    drain_cv.notify_all();
-  }
 }
 
+// Attempt timeouts are intervals: measured on the monotonic clock, so a step
+// of the wall clock neither fires them early nor holds them back.
 void Engine::check_timeouts() {
-  int64_t t = now();
-  while (!deadlines.empty() && deadlines.begin()->first <= t) {
+  int64_t m = mono();
+  while (!deadlines.empty() && deadlines.begin()->first <= m) {
     int64_t id = deadlines.begin()->second;
     deadlines.erase(deadlines.begin());
     auto it = inflight.find(id);
     if (it == inflight.end()) continue;
     auto sp = it->second;
-    int expected = 0;
-    if (!sp->state.compare_exchange_strong(expected, 2)) continue;  // host just completed it
-    zombies[id] = sp;
+    AttemptState expected = AttemptState::kRunning;
+    if (!sp->state.compare_exchange_strong(expected, AttemptState::kTimedOut))
+      continue;  // the host just completed it: its outcome is on its way
+    make_zombie(sp);
     auto eff = find_effect(sp->effect);
     int64_t limit = eff ? eff->policy.timeout_ms : 0;
     finish_attempt(sp,
@@ -562,48 +671,45 @@ void Engine::renew_and_reclaim() {
   WriteReq r;
   int64_t lease = opt.lease_ms;
   int64_t window_sweep = 1000;
-  // Renew only the jobs this engine really holds: a job whose outcome could
-  // not be committed is no longer in flight here, so its lease runs out and
-  // it is delivered again (at least once) instead of staying stuck.
+  // Renew only the attempts this engine really holds (in flight, or claimed
+  // and waiting for a held handle): a job whose outcome could not be
+  // committed is no longer in flight here, so its lease runs out and it is
+  // delivered again (at least once) instead of staying stuck. A held attempt
+  // whose lease is no longer ours (renewal matches nothing) was reclaimed by
+  // another engine: the loop marks its handle stale.
   json held = json::array();
-  for (auto &kv : inflight) held.push_back(kv.first);
-  for (auto &kv : deferred) held.push_back(kv.first);
-  for (auto &kv : zombies) held.push_back(kv.first);
-  std::string held_ids = held.dump();
-  r.fn = [this, lease, window_sweep, held_ids](WriteCtx &w) {
-    {
-      auto st = w.db.prepare(
-          "UPDATE wf_jobs SET lease_until = ?1 WHERE state = 1 AND lease_owner = ?2 AND "
-          "id IN (SELECT value FROM json_each(?3))");
-      st->bind(1, w.now + lease).bind(2, boot_id).bind(3, held_ids).exec();
+  json held_ids = json::array();
+  for (auto *m : {&inflight, &deferred})
+    for (auto &kv : *m) {
+      held.push_back(json::array({kv.first, kv.second->attempt}));
+      held_ids.push_back(kv.first);
     }
+  auto pairs = std::make_shared<std::vector<std::pair<int64_t, int>>>();
+  for (auto &h : held) pairs->emplace_back(h[0].get<int64_t>(), h[1].get<int>());
+  auto lost = std::make_shared<std::vector<std::pair<int64_t, int>>>();
+  r.fn = [this, lease, window_sweep, held = held.dump(), held_ids = held_ids.dump(), pairs,
+          lost](WriteCtx &w) {
+    lost->clear();
+    auto mine = lease::renew(w.db, boot_id, w.now + lease, held);
+    std::set<std::pair<int64_t, int>> ok(mine.begin(), mine.end());
+    for (auto &p : *pairs)
+      if (!ok.count(p)) lost->push_back(p);
     {
       auto st = w.db.prepare("UPDATE wf_boots SET heartbeat_at = ?1 WHERE boot_id = ?2");
       st->bind(1, w.now).bind(2, boot_id).exec();
     }
     // Leases whose owner stopped renewing them: the owner is gone or stuck.
-    {
-      auto st = w.db.prepare(
-          "INSERT INTO wf_attempts(job_id, n, started_at, ended_at, outcome, error) "
-          "SELECT id, attempts, started_at, ?1, 'interrupted', 'lease of engine ' || lease_owner "
-          "|| ' expired' FROM wf_jobs WHERE state = 1 AND lease_until < ?1 AND "
-          "(lease_owner != ?2 OR id NOT IN (SELECT value FROM json_each(?3)))");
-      st->bind(1, w.now).bind(2, boot_id).bind(3, held_ids).exec();
-    }
-    {
-      auto st = w.db.prepare(
-          "UPDATE wf_jobs SET state = 0, lease_owner = NULL, lease_until = NULL "
-          "WHERE state = 1 AND lease_until < ?1 AND "
-          "(lease_owner != ?2 OR id NOT IN (SELECT value FROM json_each(?3)))");
-      st->bind(1, w.now).bind(2, boot_id).bind(3, held_ids).exec();
-      if (w.db.changes() > 0) w.ready_now = true;
-    }
+    if (lease::reclaim_expired(w.db, boot_id, w.now, held_ids) > 0) w.ready_now = true;
     {
       auto st = w.db.prepare(
           "DELETE FROM wf_done_keys WHERE (tenant, key) IN (SELECT tenant, key FROM wf_done_keys "
           "WHERE expires_at < ?1 LIMIT ?2)");
       st->bind(1, w.now).bind(2, window_sweep).exec();
     }
+  };
+  r.after = [this, lost](int rc, const std::string &) {
+    if (rc != WF_OK || lost->empty()) return;
+    notify_loop([&](Inbox &in) { in.lost.insert(in.lost.end(), lost->begin(), lost->end()); });
   };
   submit(std::move(r));
 }
@@ -644,56 +750,72 @@ void Engine::refresh_next_due_unguarded() {
   int64_t t = now();
   std::string ns = names.dump();
   std::lock_guard<std::mutex> g(read_mu);
-  {
-    auto st = read_db->prepare(
-        "SELECT run_at FROM wf_jobs INDEXED BY wf_jobs_due WHERE state = 0 AND run_at <= ?1 AND "
-        "effect IN (SELECT value FROM json_each(?2)) LIMIT 1");
-    st->bind(1, t).bind(2, ns);
-    if (st->step()) maybe_ready = true;
-  }
-  auto st = read_db->prepare(
-      "SELECT run_at FROM wf_jobs INDEXED BY wf_jobs_due WHERE state = 0 AND run_at > ?1 AND "
-      "effect IN (SELECT value FROM json_each(?2)) ORDER BY run_at LIMIT 1");
-  st->bind(1, t).bind(2, ns);
-  known_next_due = st->step() ? st->col_int(0) : INT64_MAX;
+  if (lease::any_due(*read_db, t, ns)) maybe_ready = true;
+  known_next_due = lease::next_due(*read_db, t, ns);
 }
 
 void Engine::arm_timer() {
   if (stopping) return;
-  int64_t next = known_next_due;
-  if (!deadlines.empty()) next = std::min(next, deadlines.begin()->first);
-  next = std::min(next, next_renew);
-  if (opt.poll_ms > 0) next = std::min(next, next_poll);
+  // Stored instants (run_at, schedule due times, circuit cool-downs) are on
+  // the wall clock; intervals (timeouts, renewal, poll, grace of held
+  // handles) on the monotonic one. Wait for whichever comes first.
+  int64_t wall = known_next_due;
   // A held firing waits for the retry timer, not for its (past) due time.
-  if (!fire_outstanding && !sched_hold) next = std::min(next, known_next_sched);
+  if (!fire_outstanding && !sched_hold) wall = std::min(wall, known_next_sched);
   {
     std::lock_guard<std::mutex> g(reg_mu);
     for (auto &kv : effects)
-      if (kv.second->circuit_state.load() == 1) next = std::min(next, kv.second->open_until);
+      if (kv.second->circuit_state.load() == 1) wall = std::min(wall, kv.second->open_until);
   }
+  int64_t mono_next = next_renew;
+  if (!deadlines.empty()) mono_next = std::min(mono_next, deadlines.begin()->first);
+  if (opt.poll_ms > 0) mono_next = std::min(mono_next, next_poll);
+  for (auto &[id, d] : deferred) {
+    auto z = zombies.find(id);
+    if (z != zombies.end())
+      mono_next = std::min(mono_next, z->second->held_since + abandon_after(d->effect));
+  }
+  int64_t wait = std::min(until(wall, now()), until(mono_next, mono()));
   // Never 0: libuv runs a timer re-armed with 0 from its own callback again
   // in the same pass without updating its clock, so an instant that stays
   // "due" without being consumed would spin the loop and starve the retry
   // timer and async wakeups. Everything due now was handled by this pass.
-  int64_t delay = std::max<int64_t>(1, sat_sub(next, now()));
+  int64_t delay = std::max<int64_t>(1, wait);
   uv_timer_start(timer, on_timer_cb, static_cast<uint64_t>(delay), 0);
 }
 
-// Any thread.
+// Any thread; the caller holds link->mu (shared) or is the loop thread.
+// Completes the handle exactly once: after it returns, `j` may be freed.
 int Engine::complete(JobCtx *j, Outcome o) {
-  int expected = 0;
-  if (!j->state.compare_exchange_strong(expected, 1)) {
-    if (expected == 2) {
-      set_last_error("job " + j->id_str + " attempt " + std::to_string(j->attempt) +
-                     " had already timed out; the outcome is ignored");
-      notify_loop([&](Inbox &in) { in.outcomes.push_back({j, Outcome{Outcome::kZombieRelease}}); });
-    } else {
-      set_last_error("job " + j->id_str + " was already completed");
+  AttemptState expected = AttemptState::kRunning;
+  if (j->state.compare_exchange_strong(expected, AttemptState::kReported)) {
+    std::shared_ptr<JobCtx> self;
+    {
+      std::lock_guard<std::mutex> g(j->host_mu);
+      self.swap(j->host_ref);
     }
+    notify_loop([&](Inbox &in) { in.outcomes.emplace_back(self, std::move(o)); });
+    return WF_OK;
+  }
+  while (expected == AttemptState::kTimedOut || expected == AttemptState::kLost) {
+    AttemptState was = expected;
+    if (!j->state.compare_exchange_strong(expected, AttemptState::kReleased)) continue;
+    set_last_error("job " + j->id_str + " attempt " + std::to_string(j->attempt) +
+                   (was == AttemptState::kTimedOut
+                        ? " had already timed out; the outcome is ignored"
+                        : ": the lease was lost (another engine reclaimed the job); the outcome "
+                          "is ignored"));
+    std::shared_ptr<JobCtx> self;
+    {
+      std::lock_guard<std::mutex> g(j->host_mu);
+      self.swap(j->host_ref);
+    }
+    notify_loop(
+        [&](Inbox &in) { in.outcomes.emplace_back(self, Outcome{Outcome::kZombieRelease}); });
     return WF_ESTATE;
   }
-  notify_loop([&](Inbox &in) { in.outcomes.push_back({j, std::move(o)}); });
-  return WF_OK;
+  set_last_error("job " + j->id_str + " was already completed");
+  return WF_ESTATE;
 }
 
 }  // namespace wf

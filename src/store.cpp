@@ -120,12 +120,17 @@ json Stmt::col_json_value(int i) const {
 Db::Db(const std::string &path, bool readonly, int busy_timeout_ms, const std::string &vfs) {
   if (!readonly) {
     // Create the file ourselves so it is 0600 from its first instant; SQLite
-    // gives -wal and -shm the same mode as the database file.
-    int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (fd < 0)
+    // gives -wal and -shm the same mode as the database file. Only when it
+    // does not exist yet (O_EXCL): closing a descriptor of a file releases
+    // every POSIX lock this process holds on it, including the SHARED locks
+    // of connections already open on it (another engine of this process, or
+    // this engine's other connections); another process could then take the
+    // file for unused, checkpoint and reset its WAL under them.
+    int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0 && errno != EEXIST)
       fail(WF_EIO, "cannot open or create \"" + path +
                        "\": " + std::error_code(errno, std::generic_category()).message());
-    ::close(fd);
+    if (fd >= 0) ::close(fd);
   }
   int flags = (readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE) | SQLITE_OPEN_NOMUTEX |
               SQLITE_OPEN_PRIVATECACHE;
@@ -206,6 +211,16 @@ std::unique_ptr<sqlite3_stmt, void (*)(sqlite3_stmt *)> Db::prepare_once(std::st
   if (rc != SQLITE_OK) fail(WF_EINVAL, std::string("sql: ") + sqlite3_errmsg(db_));
   if (tail) *tail = std::string_view(t, sql.data() + sql.size() - t);
   return holder;
+}
+
+bool Db::read_header(unsigned char *buf, int n) {
+  // Through SQLite's own descriptor: opening and closing another one on the
+  // file would drop this process's POSIX locks on it (see Db::Db).
+  sqlite3_file *f = nullptr;
+  if (sqlite3_file_control(db_, "main", SQLITE_FCNTL_FILE_POINTER, &f) != SQLITE_OK || !f ||
+      !f->pMethods)
+    return false;
+  return f->pMethods->xRead(f, buf, n, 0) == SQLITE_OK;
 }
 
 int64_t Db::changes() const { return sqlite3_changes64(db_); }
@@ -412,6 +427,14 @@ CREATE INDEX wf_schedules_due ON wf_schedules(next_due) WHERE parked_reason IS N
 CREATE INDEX wf_schedules_parked ON wf_schedules(parked_at) WHERE parked_reason IS NOT NULL;
 )sql";
 
+// Version 4: interrupted attempts are counted (a job that keeps crashing its
+// process becomes a dead letter after max_interruptions), and each boot
+// records the slot of its liveness lock (lease.h, BootLock).
+static const char *kSchemaV4 = R"sql(
+ALTER TABLE wf_jobs ADD COLUMN interruptions INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE wf_boots ADD COLUMN lock_slot INTEGER;
+)sql";
+
 namespace {
 
 // The migration steps: step N brings a file from version N - 1 to N. To add
@@ -428,6 +451,9 @@ void apply_migration(Db &db, int to) {
       return;
     case 3:
       db.exec(kSchemaV3);
+      return;
+    case 4:
+      db.exec(kSchemaV4);
       return;
     default:
       fail(WF_EINTERNAL, "no migration step to schema version " + std::to_string(to));
@@ -467,6 +493,8 @@ const char *migration_sql(int to) {
       return kSchemaV2;
     case 3:
       return kSchemaV3;
+    case 4:
+      return kSchemaV4;
     default:
       return nullptr;
   }

@@ -74,6 +74,8 @@ class Db {
   // Uncached statement (host SQL). Caller finalizes via the returned holder.
   std::unique_ptr<sqlite3_stmt, void (*)(sqlite3_stmt *)> prepare_once(std::string_view sql,
                                                                        std::string_view *tail);
+  // Reads the first `n` bytes of the database file; false if it cannot.
+  bool read_header(unsigned char *buf, int n);
   int64_t changes() const;
   int64_t last_rowid() const;
   bool in_txn() const;
@@ -103,7 +105,7 @@ int map_sqlite_error(int rc);
 // The engine's schema version, kept in wf_meta (k = 'schema_version'); the
 // host's PRAGMA user_version is never read or written for it (a file of a
 // release before version 3 has it reset to 0 once, when it is migrated).
-constexpr int kSchemaVersion = 3;
+constexpr int kSchemaVersion = 4;
 
 // Refuses paths that cannot be the engine's database file (":memory:", "",
 // URI filenames) before anything is created. Throws Error(WF_EINVAL).

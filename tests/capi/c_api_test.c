@@ -242,10 +242,10 @@ static void failer_cb(void *user, wf_job *job) {
 
 static void test_misc(void) {
   char want[64];
-  static const int codes[] = {WF_OK,      WF_EINVAL, WF_ENOTFOUND,    WF_EEXIST,    WF_EBUSY,
-                              WF_ECLOSED, WF_EIO,    WF_ECORRUPT,     WF_ENOMEM,    WF_ETIMEDOUT,
-                              WF_ETOOBIG, WF_ESTATE, WF_EUNSUPPORTED, WF_EINTERNAL, WF_ECONFLICT,
-                              WF_EFORKED};
+  static const int codes[] = {WF_OK,           WF_EINVAL,    WF_ENOTFOUND, WF_EEXIST,
+                              WF_EBUSY,        WF_ECLOSED,   WF_EIO,       WF_ECORRUPT,
+                              WF_ENOMEM,       WF_ETIMEDOUT, WF_ETOOBIG,   WF_ESTATE,
+                              WF_EUNSUPPORTED, WF_EINTERNAL, WF_ECONFLICT, WF_EFORKED};
   size_t n = sizeof codes / sizeof codes[0];
   size_t i, j;
 

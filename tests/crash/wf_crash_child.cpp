@@ -186,7 +186,8 @@ int main(int argc, char** argv) {
   }
 
   wf_engine* e = nullptr;
-  int rc = wf_open(db, "{\"durability\":\"full\"}", &e);
+  // Killed 60 times on purpose: its in-flight jobs are not poison pills.
+  int rc = wf_open(db, "{\"durability\":\"full\",\"max_interruptions\":1000000}", &e);
   if (rc != WF_OK) {
     std::fprintf(stderr, "wf_crash_child: wf_open(%s): %s: %s\n", db, wf_strerror(rc),
                  wf_last_error());

@@ -196,12 +196,16 @@ TEST_F(EngineTest, TimeoutCountsAsFailedAttemptAndLateCompletionIsRejected) {
   };
   ASSERT_EQ(WF_OK,
             wf_effect_register(
-                e, "slow", "{\"timeout_ms\":1000,\"backoff\":{\"base_ms\":10,\"jitter\":\"none\"}}",
+                e, "slow", "{\"timeout_ms\":100,\"backoff\":{\"base_ms\":10,\"jitter\":\"none\"}}",
                 Sink::cb, &s));
   ASSERT_EQ(WF_OK, wf_start(e));
   enqueue({{"effect", "slow"}});
   ASSERT_TRUE(s.wait([&] { return !s.held.empty(); }));
-  advance(1000);  // timeout fires; retry due 10 ms later
+  // Timeouts are measured on the monotonic clock (not the injected one):
+  // wait for it; the retry is then due 10 ms later on the injected clock.
+  for (int i = 0; i < 4000 && stats()["engine"]["timeouts"] != 1; ++i)
+    s.wait([] { return false; }, 5);
+  ASSERT_EQ(1, stats()["engine"]["timeouts"]);
   sync();
   advance(10);
   sync();

@@ -1,0 +1,128 @@
+// lease: the states of jobs and attempts, every lease transition of a job row
+// (claim, renew, release, interrupt, reclaim, dead letter at claim), written
+// once, and the liveness lock that tells engines on one host whether another
+// engine's boot is still alive. See docs/semantics.md, "Crash safety and
+// leases" and "Rules for hosts".
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "store.h"
+
+namespace wf {
+
+// wf_jobs.state. The SQL of this module spells them as literals (0 ready,
+// 1 running: the partial indexes wf_jobs_claim / wf_jobs_due / wf_jobs_lease
+// need literals to be usable); this is the only file that does.
+enum class JobState : int { kReady = 0, kRunning = 1 };
+
+// The life of one attempt handed to a provider (JobCtx::state).
+enum class AttemptState : int {
+  kRunning = 0,   // dispatched; the host holds the handle; the engine counts it
+  kReported = 1,  // the host completed it while it was running (outcome queued)
+  kTimedOut = 2,  // the engine gave up (timeout); the host still holds the handle
+  kLost = 3,      // the lease is no longer ours (reclaimed elsewhere, close)
+  kReleased = 4,  // the host let go of a timed-out or lost handle
+};
+
+namespace lease {
+
+// One claimed row, as RETURNING gives it.
+struct Claimed {
+  int64_t id = 0;
+  std::string tenant, effect, key, payload, metadata, origin;
+  int attempt = 0, failures = 0, interruptions = 0, priority = 0;
+  bool has_max_attempts = false;
+  int64_t max_attempts = 0;
+  int64_t run_at = 0;
+};
+
+// ready → running for up to `limit` due jobs of `effect` (excluding the
+// tenants in the JSON array `excluded_tenants`, "" for none).
+std::vector<Claimed> claim(Db &db, const std::string &boot, int64_t now, int64_t lease_until,
+                           const std::string &effect, int limit,
+                           const std::string &excluded_tenants);
+
+// Renews the leases of the held attempts ((id, attempt) pairs as a JSON array
+// of [id, attempt]); returns the pairs that are still ours. A pair missing
+// from the result is a lost lease (another engine reclaimed the job).
+std::vector<std::pair<int64_t, int>> renew(Db &db, const std::string &boot, int64_t lease_until,
+                                           const std::string &held_pairs_json);
+
+// running → ready for a claimed attempt that was never handed to a provider
+// (the claim is undone: attempts - 1, nothing recorded).
+void unclaim(Db &db, const std::string &boot, int64_t id, int attempt);
+
+// running → ready for every job leased by `owner` (a boot that stopped, or
+// this engine at close): the attempt is recorded as interrupted with `why`
+// and counted in wf_jobs.interruptions (not against max_attempts); the jobs
+// are due at once. Returns how many jobs were returned.
+int64_t interrupt_owner(Db &db, const std::string &owner, int64_t now, const char *why);
+
+// running → ready for expired leases of other owners, and of this owner for
+// jobs it does not hold (held ids: JSON array): recorded and counted as
+// interrupted. Returns how many.
+int64_t reclaim_expired(Db &db, const std::string &boot, int64_t now,
+                        const std::string &held_ids_json);
+
+// running (claimed by `boot` as `attempt`, never dispatched) → dead letter
+// with `reason`; the undelivered claim is not counted as an attempt (the
+// history already says why). Returns false if the row is not ours.
+bool dead_letter_claimed(Db &db, const std::string &boot, int64_t id, int attempt, int64_t now,
+                         const std::string &reason);
+
+// Outcomes of an attempt this engine ran as (boot, attempt); each is a
+// compare-and-set and returns false (changing nothing) when the lease is no
+// longer ours.
+// running → gone (completed).
+bool finish_done(Db &db, const std::string &boot, int64_t id, int attempt);
+// running → dead letter with `reason` (the failure is counted).
+bool finish_dead(Db &db, const std::string &boot, int64_t id, int attempt, int64_t now,
+                 const std::string &reason);
+// running → ready at `run_at` (the failure is counted).
+bool finish_retry(Db &db, const std::string &boot, int64_t id, int attempt, int64_t run_at,
+                  const std::string &error);
+
+// Ready jobs of the effects in `effects_json` (JSON array): is one due at
+// `now`; the earliest run_at after `now` (INT64_MAX: none).
+bool any_due(Db &db, int64_t now, const std::string &effects_json);
+int64_t next_due(Db &db, int64_t now, const std::string &effects_json);
+
+}  // namespace lease
+
+// Liveness of engines on one host, across PID namespaces: each live engine
+// holds an OFD lock (fcntl F_OFD_SETLK) on one byte of a sidecar file next to
+// the database ("<db>-wfboots", mode 0600) at the offset of its slot (stored
+// in wf_boots.lock_slot). The kernel releases the lock when the last file
+// descriptor of its open file description is closed, i.e. when the engine
+// closes or its process dies (and every process that inherited the
+// descriptor across fork() has exited or closed it).
+class BootLock {
+ public:
+  BootLock() = default;
+  ~BootLock();
+  BootLock(const BootLock &) = delete;
+  BootLock &operator=(const BootLock &) = delete;
+  // Opens (creating, 0600) the sidecar file of `db_path`.
+  void open(const std::string &db_path);
+  // 1 when some open file description other than ours holds `slot`, 0 when
+  // nobody does, -1 when the file system does not support OFD locks.
+  int held_by_other(int64_t slot);
+  // Takes the first slot not in `taken` that nobody holds and returns it;
+  // -1 when the file system does not support OFD locks (liveness then rests
+  // on heartbeats and, on this host, the pid).
+  int64_t acquire(const std::vector<int64_t> &taken);
+  void close();
+  int64_t slot() const { return slot_; }
+
+ private:
+  bool unsupported(int err);
+  int fd_ = -1;
+  bool usable_ = true;
+  int64_t slot_ = -1;
+  std::string path_;
+};
+
+}  // namespace wf
