@@ -362,9 +362,6 @@ void Engine::open_body() {
   {
     std::lock_guard<std::mutex> g(g_live_mu);
     g_live_boots.insert(boot_id);
-    struct stat st;
-    if (::stat(path.c_str(), &st) == 0)
-      g_open_files.push_back({st.st_dev, st.st_ino, fork_gen, this});
   }
   recover_on_open();
   if (opt.checkpoint_pages > 0) {
@@ -408,6 +405,13 @@ void Engine::open_body() {
   } catch (...) {
     stop_checkpointer();  // no destructor runs for a constructor that throws
     throw;
+  }
+  {
+    // Registered once nothing can fail any more (the destructor removes it).
+    struct stat st;
+    std::lock_guard<std::mutex> g(g_live_mu);
+    if (::stat(path.c_str(), &st) == 0)
+      g_open_files.push_back({st.st_dev, st.st_ino, fork_gen, this});
   }
   log(WF_LOG_INFO, "engine opened",
       json{{"path", path}, {"schema_version", kSchemaVersion}, {"encrypted", cipher != nullptr}});
