@@ -259,14 +259,19 @@ bool poll(const std::function<bool()> &pred, int ms = 20000) {
 
 }  // namespace
 
-class HostStringTest : public EngineTest {};
+// Sink and logger outlive the engine (closed in TearDown), also when a test
+// stops early.
+class HostStringTest : public EngineTest {
+ protected:
+  Sink sink;
+  LogCapture logs;
+};
 
 // A provider's error text that is not UTF-8 used to make the saga's outcome
 // event unserialisable: the commit failed and the job ran again at every
 // lease expiry. Now the text is stored with U+FFFD and the saga gets it.
 TEST_F(HostStringTest, NonUtf8ErrorOfASagaJobReachesTheSaga) {
   open();
-  Sink sink;
   sink.handler = [](wf_job *j) { EXPECT_EQ(WF_OK, wf_job_fail(j, kBad.c_str())); };
   ASSERT_EQ(WF_OK, wf_saga_register(e, "order", "{\"start\":[\"order.placed\"]}",
                                     OutcomeReducer::fn, nullptr));
@@ -379,7 +384,6 @@ TEST(WriterBatch, BareRequestFailingAloneDoesNotFailItsBatch) {
 
 TEST_F(HostStringTest, NamesThatAreNotUtf8AreRefused) {
   open();
-  Sink sink;
   EXPECT_EQ(WF_EINVAL, wf_effect_register(e, kBad.c_str(), nullptr, Sink::cb, &sink));
   EXPECT_NE(std::string(wf_last_error()).find("UTF-8"), std::string::npos);
   EXPECT_EQ(WF_EINVAL,
@@ -394,13 +398,14 @@ TEST_F(HostStringTest, NamesThatAreNotUtf8AreRefused) {
   std::string job = "{\"effect\":\"" + kBad + "\"}";
   EXPECT_EQ(WF_EINVAL, wf_enqueue(e, job.c_str(), nullptr));
   // The loop keeps working (no error logged every 100 ms): a valid effect runs.
-  LogCapture logs;
   ASSERT_EQ(WF_OK, wf_set_logger(e, WF_LOG_ERROR, LogCapture::fn, &logs));
   ASSERT_EQ(WF_OK, wf_effect_register(e, "ok", nullptr, Sink::cb, &sink));
   ASSERT_EQ(WF_OK, wf_start(e));
   enqueue({{"effect", "ok"}});
   ASSERT_TRUE(sink.wait_count(1));
   sync();
+  // Setting the logger again delivers the lines queued before it first.
+  ASSERT_EQ(WF_OK, wf_set_logger(e, WF_LOG_ERROR, LogCapture::fn, &logs));
   EXPECT_EQ(0u, logs.snapshot().size());
   ASSERT_EQ(WF_OK, wf_set_logger(e, WF_LOG_ERROR, nullptr, nullptr));
 }
@@ -448,7 +453,13 @@ TEST(Utf8, ValidationAndReplacement) {
 
 // ------------------------------------------------------------ item 11
 
-class ParkedScheduleTest : public EngineTest {};
+// Sink and logger outlive the engine (closed in TearDown), also when a test
+// stops early.
+class ParkedScheduleTest : public EngineTest {
+ protected:
+  Sink sink;
+  LogCapture logs;
+};
 
 TEST_F(ParkedScheduleTest, FailedFiringParksTheScheduleUntilReplaced) {
   open();
@@ -465,9 +476,7 @@ TEST_F(ParkedScheduleTest, FailedFiringParksTheScheduleUntilReplaced) {
   e = nullptr;
   // Reopened with a smaller payload limit: the stored jobs no longer decode.
   open("{\"durability\":\"normal\",\"max_payload_bytes\":1024}");
-  LogCapture logs;
   ASSERT_EQ(WF_OK, wf_set_logger(e, WF_LOG_ERROR, LogCapture::fn, &logs));
-  Sink sink;
   ASSERT_EQ(WF_OK, wf_effect_register(e, "x", nullptr, Sink::cb, &sink));
   ASSERT_EQ(WF_OK, wf_start(e));
   advance(120000);
@@ -486,6 +495,8 @@ TEST_F(ParkedScheduleTest, FailedFiringParksTheScheduleUntilReplaced) {
     EXPECT_NE(p["reason"].get<std::string>().find("max_payload_bytes"), std::string::npos) << p;
     EXPECT_EQ(clock.now.load() - 5 * 60000, p["parked_at"].get<int64_t>());
   }
+  // Setting the logger again delivers the lines queued before it first.
+  ASSERT_EQ(WF_OK, wf_set_logger(e, WF_LOG_ERROR, LogCapture::fn, &logs));
   EXPECT_EQ(2u, logs.count(
                     "schedule could not fire; parked (wf_schedule with the same key replaces it)"));
   EXPECT_EQ(0, pending());
@@ -630,7 +641,13 @@ TEST_F(ReplayRaceTest, StepCommittedDuringReplayIsAConflict) {
 
 // ---------------------------------------------------------- small ones
 
-class StatsFilterTest : public EngineTest {};
+// Sink and logger outlive the engine (closed in TearDown), also when a test
+// stops early.
+class StatsFilterTest : public EngineTest {
+ protected:
+  Sink sink;
+  LogCapture logs;
+};
 
 TEST_F(StatsFilterTest, UnknownKeysAreRefusedAndKnownOnesFilter) {
   open();
@@ -650,7 +667,6 @@ TEST_F(StatsFilterTest, UnknownKeysAreRefusedAndKnownOnesFilter) {
             wf_schedule(e,
                         "{\"key\":\"k\",\"tenant\":\"b\",\"delay_ms\":5000,\"job\":{\"effect\":"
                         "\"mail\"}}"));
-  Sink sink;
   ASSERT_EQ(WF_OK, wf_effect_register(e, "mail", nullptr, Sink::cb, &sink));
   ASSERT_EQ(WF_OK, wf_effect_register(e, "sms", nullptr, Sink::cb, &sink));
   json a = stats("{\"tenant\":\"a\"}");
@@ -668,13 +684,18 @@ TEST_F(StatsFilterTest, UnknownKeysAreRefusedAndKnownOnesFilter) {
   EXPECT_EQ(3, stats("{}")["outbox"]["ready"]);
 }
 
-class TimeLimitTest : public EngineTest {};
+// Sink and logger outlive the engine (closed in TearDown), also when a test
+// stops early.
+class TimeLimitTest : public EngineTest {
+ protected:
+  Sink sink;
+  LogCapture logs;
+};
 
 // docs/scheduler.md: a one-shot noticed more than 60 s late with catch_up
 // "none" is dropped, however far in the past it was due.
 TEST_F(TimeLimitTest, FarPastOneShotWithCatchUpNoneIsDropped) {
   open();
-  Sink sink;
   ASSERT_EQ(WF_OK, wf_effect_register(e, "x", nullptr, Sink::cb, &sink));
   json s{{"key", "past"},
          {"at", INT64_MIN},
@@ -697,7 +718,6 @@ TEST_F(TimeLimitTest, FarPastOneShotWithCatchUpNoneIsDropped) {
 // ran again at once); it is capped instead.
 TEST_F(TimeLimitTest, HugeRetryDelayDoesNotWrapAround) {
   open();
-  Sink sink;
   sink.handler = [](wf_job *j) { EXPECT_EQ(WF_OK, wf_job_retry(j, "later", INT64_MAX)); };
   ASSERT_EQ(WF_OK, wf_effect_register(e, "x", nullptr, Sink::cb, &sink));
   ASSERT_EQ(WF_OK, wf_start(e));
