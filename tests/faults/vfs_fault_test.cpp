@@ -221,12 +221,19 @@ Outcome run_once(const std::string& dir, Kind kind, Phase run, int64_t k, int ro
     // Idle (finished, or waiting out a sticky fault on its retry timers),
     // the engine must not burn CPU: a loop timer re-armed for an instant that
     // stays due spins a core without a single failed write.
+    // A spin lasts; the tail of the workload (retries and log lines of the
+    // last failed writes) does not: a window over the limit is measured once
+    // more, and only two in a row fail the run.
     if (o.failures.empty()) {
       const double cpu = process_cpu_ms_during_sleep(kIdleWindowMs);
-      if (cpu > kIdleWindowMs / 2.0)
-        o.failures.push_back("busy loop: the idle engine used " +
-                             std::to_string(static_cast<int>(cpu)) + " ms of CPU in " +
-                             std::to_string(kIdleWindowMs) + " ms");
+      if (cpu > kIdleWindowMs / 2.0) {
+        const double again = process_cpu_ms_during_sleep(kIdleWindowMs);
+        if (again > kIdleWindowMs / 2.0)
+          o.failures.push_back("busy loop: the idle engine used " +
+                               std::to_string(static_cast<int>(cpu)) + " and then " +
+                               std::to_string(static_cast<int>(again)) + " ms of CPU in two " +
+                               std::to_string(kIdleWindowMs) + " ms windows");
+      }
     }
     const int64_t before_close = faulty::injected();
     rc = wf_close(e);
