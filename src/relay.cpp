@@ -412,7 +412,8 @@ void Engine::dispatch(const std::shared_ptr<JobCtx> &j) {
     WF_FAILPOINT("before_dispatch");
     eff->fn(eff->user, reinterpret_cast<wf_job *>(j.get()));
   } catch (const std::exception &ex) {
-    complete(j.get(), Outcome{Outcome::kRetry, std::string("provider threw: ") + ex.what()});
+    complete(j.get(), Outcome{Outcome::kRetry,
+                              sanitize_utf8(std::string("provider threw: ") + ex.what(), 65536)});
   } catch (...) {
     complete(j.get(), Outcome{Outcome::kRetry, "provider threw an exception"});
   }

@@ -9,6 +9,7 @@
 
 #include <climits>
 #include <cstdio>
+#include <stdexcept>
 #include <thread>
 
 #include "cron.h"
@@ -296,6 +297,24 @@ TEST_F(HostStringTest, NonUtf8ErrorOfASagaJobReachesTheSaga) {
   EXPECT_EQ("bad " + kFffd + kFffd + " text " + kFffd, d[0]["reason"]);
   EXPECT_EQ(0, pending());
   EXPECT_EQ(1u, sink.count());
+}
+
+// A C++ provider's exception text is stored like a wf_job_retry error text:
+// invalid UTF-8 replaced with U+FFFD.
+TEST_F(HostStringTest, ProviderExceptionTextIsStoredAsUtf8) {
+  open();
+  sink.handler = [](wf_job *) { throw std::runtime_error(kBad); };
+  ASSERT_EQ(WF_OK, wf_effect_register(e, "boom", "{\"max_attempts\":1}", Sink::cb, &sink));
+  ASSERT_EQ(WF_OK, wf_start(e));
+  enqueue({{"effect", "boom"}});
+  json d;
+  ASSERT_TRUE(poll([&] {
+    d = dead("{\"effect\":\"boom\"}");
+    return d.size() == 1;
+  }));
+  std::string reason = d[0]["reason"];
+  EXPECT_EQ(0u, reason.rfind("provider threw: bad " + kFffd + kFffd + " text " + kFffd, 0))
+      << reason;
 }
 
 // A request without a savepoint that throws on its own data fails alone: the
