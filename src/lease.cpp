@@ -47,6 +47,13 @@ const char *kInterruptOwnerSql =
     "run_at = min(run_at, ?1), interruptions = interruptions + 1 "
     "WHERE state = 1 AND lease_owner = ?2";
 
+// The same at a graceful wf_close: the attempt is recorded, but not counted
+// as an interruption (being cut off by a planned shutdown says nothing about
+// the job; a rolling deploy must not dead-letter a long job).
+const char *kReleaseOwnerSql =
+    "UPDATE wf_jobs SET state = 0, lease_owner = NULL, lease_until = NULL, "
+    "run_at = min(run_at, ?1) WHERE state = 1 AND lease_owner = ?2";
+
 const char *kReclaimHistorySql =
     "INSERT INTO wf_attempts(job_id, n, started_at, ended_at, outcome, error) "
     "SELECT id, attempts, started_at, ?1, 'interrupted', 'lease of engine ' || lease_owner "
@@ -166,12 +173,13 @@ void unclaim(Db &db, const std::string &boot, int64_t id, int attempt) {
   st->bind(1, id).bind(2, boot).bind(3, attempt).exec();
 }
 
-int64_t interrupt_owner(Db &db, const std::string &owner, int64_t now, const char *why) {
+int64_t interrupt_owner(Db &db, const std::string &owner, int64_t now, const char *why,
+                        bool count) {
   {
     auto st = db.prepare(kInterruptOwnerHistorySql);
     st->bind(1, now).bind(2, owner).bind(3, why).exec();
   }
-  auto st = db.prepare(kInterruptOwnerSql);
+  auto st = db.prepare(count ? kInterruptOwnerSql : kReleaseOwnerSql);
   st->bind(1, now).bind(2, owner).exec();
   return db.changes();
 }

@@ -57,9 +57,11 @@ void unclaim(Db &db, const std::string &boot, int64_t id, int attempt);
 
 // running → ready for every job leased by `owner` (a boot that stopped, or
 // this engine at close): the attempt is recorded as interrupted with `why`
-// and counted in wf_jobs.interruptions (not against max_attempts); the jobs
-// are due at once. Returns how many jobs were returned.
-int64_t interrupt_owner(Db &db, const std::string &owner, int64_t now, const char *why);
+// and, with `count` (a boot that stopped), counted in wf_jobs.interruptions
+// (not against max_attempts); a graceful close passes false. The jobs are due
+// at once. Returns how many jobs were returned.
+int64_t interrupt_owner(Db &db, const std::string &owner, int64_t now, const char *why,
+                        bool count = true);
 
 // running → ready for expired leases of other owners, and of this owner for
 // jobs it does not hold (held ids: JSON array): recorded and counted as

@@ -508,7 +508,9 @@ TEST(CrashTest, KillNinePreservesAckedJobs) {
   Sink sink;
   SchedSink sched_sink;
   wf_engine* e = nullptr;
-  ASSERT_EQ(wf_open(db.c_str(), "{\"durability\":\"full\"}", &e), WF_OK) << wf_last_error();
+  ASSERT_EQ(wf_open(db.c_str(), "{\"durability\":\"full\",\"max_interruptions\":1000000}", &e),
+            WF_OK)
+      << wf_last_error();
   ASSERT_EQ(wf_effect_register(e, "sink", nullptr, &Sink::cb, &sink), WF_OK) << wf_last_error();
   ASSERT_EQ(wf_effect_register(e, crash::kSchedEffect, nullptr, &SchedSink::cb, &sched_sink), WF_OK)
       << wf_last_error();

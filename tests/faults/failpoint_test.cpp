@@ -36,7 +36,8 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-constexpr const char* kOptions = "{\"durability\":\"full\",\"poll_ms\":0}";
+constexpr const char* kOptions =
+    "{\"durability\":\"full\",\"poll_ms\":0,\"max_interruptions\":1000000}";
 
 // argv: --child <dir> <child number>
 int child_main(int argc, char** argv) {

@@ -47,7 +47,8 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-constexpr const char* kPlainOptions = "{\"durability\":\"full\",\"poll_ms\":0}";
+constexpr const char* kPlainOptions =
+    "{\"durability\":\"full\",\"poll_ms\":0,\"max_interruptions\":1000000}";
 
 // argv: --child <dir> <child number> <kill at op>
 int child_main(int argc, char** argv) {
@@ -66,9 +67,9 @@ int child_main(int argc, char** argv) {
   // WF_POWERLOSS_DURABILITY=normal shows that the test has teeth: with
   // synchronous=NORMAL acknowledged work is lost on power cuts.
   const char* dur = std::getenv("WF_POWERLOSS_DURABILITY");
-  const std::string options = std::string("{\"vfs\":\"wf_faulty\",\"durability\":\"") +
-                              (dur && *dur ? dur : "full") +
-                              "\",\"poll_ms\":0,\"checkpoint_pages\":200}";
+  const std::string options =
+      std::string("{\"vfs\":\"wf_faulty\",\"durability\":\"") + (dur && *dur ? dur : "full") +
+      "\",\"poll_ms\":0,\"checkpoint_pages\":200,\"max_interruptions\":1000000}";
   int rc = wf_open((dir + "/p.db").c_str(), options.c_str(), &e);
   if (rc == WF_OK) rc = harness::register_all(e, &log);
   if (rc == WF_OK) rc = wf_start(e);

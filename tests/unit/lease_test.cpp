@@ -309,6 +309,33 @@ TEST_F(EngineTest, NextAttemptWaitsForAHeldHandleWithinTheGrace) {
 // A job whose provider kills its process: each open recovers it (counting
 // the interruption); after max_interruptions it is a dead letter instead of
 // crashing the next process too.
+// A graceful wf_close that cuts an attempt off (drain timeout) records it as
+// interrupted but does not count it: a job held across several planned
+// restarts (a rolling deploy) is not a poison pill.
+TEST_F(EngineTest, GracefulCloseDoesNotCountAsAnInterruption) {
+  const char *opts = "{\"durability\":\"normal\",\"max_interruptions\":1,\"drain_timeout_ms\":50}";
+  for (int round = 0; round < 3; ++round) {
+    Sink s;
+    s.handler = [&](wf_job *j) { s.hold(j); };
+    open(opts, false);
+    ASSERT_EQ(WF_OK, wf_effect_register(e, "x", nullptr, Sink::cb, &s));
+    ASSERT_EQ(WF_OK, wf_start(e));
+    if (round == 0) enqueue({{"effect", "x"}, {"key", "long"}});
+    ASSERT_TRUE(s.wait([&] { return s.held.size() == 1; })) << "round " << round;
+    ASSERT_EQ(WF_OK, wf_close(e));
+    e = nullptr;
+    EXPECT_EQ(WF_ESTATE, wf_job_complete(s.held[0], nullptr));  // frees the handle
+  }
+  Sink done;
+  open(opts, false);
+  ASSERT_EQ(WF_OK, wf_effect_register(e, "x", nullptr, Sink::cb, &done));
+  ASSERT_EQ(WF_OK, wf_start(e));
+  ASSERT_TRUE(done.wait([&] { return done.handled == 1; }));
+  sync();
+  EXPECT_EQ(0u, dead().size());
+  EXPECT_EQ(0, pending());
+}
+
 TEST_F(EngineTest, JobThatKillsItsProcessBecomesADeadLetter) {
   const char *opts = "{\"durability\":\"normal\",\"max_interruptions\":3}";
   open(opts, false);
