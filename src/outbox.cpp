@@ -4,6 +4,8 @@
 
 #include <cstring>
 
+#include "lease.h"
+
 namespace wf {
 
 void Engine::insert_job(WriteCtx &w, const NewJob &j, std::string *id, bool *existing) {
@@ -137,7 +139,8 @@ void cancel(Engine &e, const char *tenant, const char *id_or_key) {
     }
     if (id < 0)
       fail(WF_ENOTFOUND, "cancel: no pending job \"" + ik + "\" in tenant \"" + ten + "\"");
-    if (state == 1) fail(WF_EBUSY, "cancel: job " + std::to_string(id) + " is running");
+    if (state == static_cast<int>(JobState::kRunning))
+      fail(WF_EBUSY, "cancel: job " + std::to_string(id) + " is running");
     auto d = w.db.prepare("DELETE FROM wf_jobs WHERE id = ?1 AND state = 0");
     d->bind(1, id).exec();
     auto a = w.db.prepare("DELETE FROM wf_attempts WHERE job_id = ?1");
@@ -598,7 +601,9 @@ json stats(Engine &e, const char *filter_json) {
         int state = static_cast<int>(st->col_int(2));
         bool due = st->col_int(3) != 0;
         int64_t n = st->col_int(4);
-        const char *bucket = state == 1 ? "running" : due ? "ready" : "scheduled";
+        const char *bucket = state == static_cast<int>(JobState::kRunning) ? "running"
+                             : due                                         ? "ready"
+                                                                           : "scheduled";
         outbox[bucket] = outbox[bucket].get<int64_t>() + n;
         for (auto *grp : {&outbox["by_effect"][eff], &outbox["by_tenant"][ten]}) {
           json &g2 = *grp;
@@ -606,7 +611,8 @@ json stats(Engine &e, const char *filter_json) {
             if (!g2.contains(k)) g2[k] = 0;
           g2[bucket] = g2[bucket].get<int64_t>() + n;
         }
-        if (state == 0 && due) oldest = std::min(oldest, st->col_int(5));
+        if (state == static_cast<int>(JobState::kReady) && due)
+          oldest = std::min(oldest, st->col_int(5));
       }
       if (oldest != INT64_MAX)
         outbox["oldest_ready_age_ms"] = std::max<int64_t>(0, sat_sub(t, oldest));
