@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 BUILD_DIR=build-demo ./scripts/build.sh -DWF_BUILD_TESTS=OFF -DWF_BUILD_BENCH=OFF >/dev/null
 DB=${DB:-./wf_demo.db}
 SAGA_DB=${SAGA_DB:-./order_saga.db}
-rm -f "$DB" "$DB-wal" "$DB-shm" "$SAGA_DB" "$SAGA_DB-wal" "$SAGA_DB-shm"
+rm -f "$DB" "$DB-wal" "$DB-shm" "$DB-wfboots" "$SAGA_DB" "$SAGA_DB-wal" "$SAGA_DB-shm" "$SAGA_DB-wfboots"
 echo "== demo 1: outbox and relay (examples/demo.c)"
 ./build-demo/examples/wf_demo "$DB"
 echo
