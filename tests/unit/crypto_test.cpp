@@ -18,13 +18,6 @@ std::string opts(const char *key) {
   return std::string("{\"durability\":\"normal\",\"encryption_key\":\"") + key + "\"}";
 }
 
-std::string slurp(const std::string &p) {
-  std::ifstream f(p, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
 int reducer(void *, const char *in, size_t len, wf_buf *out) {
   json input = json::parse(std::string(in, len));
   json o{{"state", {{"secret", input["event"]["payload"]["secret"]}}}, {"done", false}};

@@ -22,17 +22,6 @@ using namespace wft;
 
 namespace {
 
-std::string slurp(const std::string &p) {
-  std::string all;
-  FILE *f = std::fopen(p.c_str(), "rb");
-  if (!f) return all;
-  char buf[65536];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) all.append(buf, n);
-  std::fclose(f);
-  return all;
-}
-
 bool exists(const std::string &p) {
   struct stat st;
   return ::stat(p.c_str(), &st) == 0;

@@ -4,13 +4,16 @@
 #pragma once
 
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdio>
 #include <functional>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -22,6 +25,54 @@
 namespace wft {
 
 using json = nlohmann::json;
+
+// The whole content of a file ("" if it cannot be read).
+inline std::string slurp(const std::string &p) {
+  std::string all;
+  FILE *f = std::fopen(p.c_str(), "rb");
+  if (!f) return all;
+  char buf[65536];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) all.append(buf, n);
+  std::fclose(f);
+  return all;
+}
+
+// A forked child opens the database at `path`, registers effect "x" with
+// `policy_json`, enqueues `job_json` and starts; once the job is dispatched
+// (the callback never completes it) the child is SIGKILLed and reaped.
+inline void kill_child_mid_attempt(const std::string &path, const char *policy_json,
+                                   const char *job_json) {
+  int pipefd[2];
+  ASSERT_EQ(0, pipe(pipefd));
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    close(pipefd[0]);
+    alarm(60);
+    wf_engine *c = nullptr;
+    if (wf_open(path.c_str(), nullptr, &c) != WF_OK) _exit(2);
+    static int fd;
+    fd = pipefd[1];
+    wf_effect_register(
+        c, "x", policy_json,
+        [](void *, wf_job *) {
+          if (write(fd, "d", 1) != 1) _exit(3);  // dispatched; never completes
+        },
+        nullptr);
+    if (wf_enqueue(c, job_json, nullptr) != WF_OK) _exit(4);
+    wf_start(c);
+    pause();
+    _exit(0);
+  }
+  close(pipefd[1]);
+  char b;
+  ASSERT_EQ(1, read(pipefd[0], &b, 1));
+  close(pipefd[0]);
+  kill(pid, SIGKILL);
+  int status;
+  waitpid(pid, &status, 0);
+}
 
 inline std::string temp_dir() {
   char tmpl[] = "/tmp/wftest-XXXXXX";

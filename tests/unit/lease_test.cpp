@@ -140,35 +140,7 @@ TEST_F(EngineTest, EnginesInOneProcessSeeEachOtherAlive) {
 // A really dead engine (SIGKILLed) releases its lock: its job is recovered
 // at once on open, long before its lease (30 s) or heartbeat would expire.
 TEST_F(EngineTest, KilledEnginesJobIsRecoveredAtOnce) {
-  int pipefd[2];
-  ASSERT_EQ(0, pipe(pipefd));
-  pid_t pid = fork();
-  ASSERT_GE(pid, 0);
-  if (pid == 0) {
-    close(pipefd[0]);
-    alarm(60);
-    wf_engine *c = nullptr;
-    if (wf_open(path.c_str(), nullptr, &c) != WF_OK) _exit(2);
-    static int fd;
-    fd = pipefd[1];
-    wf_effect_register(
-        c, "x", nullptr,
-        [](void *, wf_job *) {
-          if (write(fd, "d", 1) != 1) _exit(3);
-        },
-        nullptr);
-    if (wf_enqueue(c, "{\"effect\":\"x\"}", nullptr) != WF_OK) _exit(4);
-    wf_start(c);
-    pause();
-    _exit(0);
-  }
-  close(pipefd[1]);
-  char b;
-  ASSERT_EQ(1, read(pipefd[0], &b, 1));
-  close(pipefd[0]);
-  kill(pid, SIGKILL);
-  int status;
-  waitpid(pid, &status, 0);
+  kill_child_mid_attempt(path, nullptr, "{\"effect\":\"x\"}");
   open("{\"durability\":\"normal\"}", false);
   json s = stats();
   EXPECT_EQ(1, s["outbox"]["ready"]) << s.dump();

@@ -380,34 +380,7 @@ TEST_F(EngineTest, CloseReturnsHeldJobsToTheQueue) {
 // A process that dies mid-attempt: on reopen its job is ready again, the
 // attempt is recorded as interrupted, and it is not counted as a failure.
 TEST_F(EngineTest, RecoversJobsOfAKilledProcess) {
-  int pipefd[2];
-  ASSERT_EQ(0, pipe(pipefd));
-  pid_t pid = fork();
-  ASSERT_GE(pid, 0);
-  if (pid == 0) {
-    close(pipefd[0]);
-    wf_engine *c = nullptr;
-    if (wf_open(path.c_str(), nullptr, &c) != WF_OK) _exit(2);
-    static int fd;
-    fd = pipefd[1];
-    wf_effect_register(
-        c, "x", "{\"max_attempts\":1}",
-        [](void *, wf_job *) {
-          if (write(fd, "d", 1) != 1) _exit(3);  // dispatched; never completes
-        },
-        nullptr);
-    if (wf_enqueue(c, "{\"effect\":\"x\",\"key\":\"survivor\"}", nullptr) != WF_OK) _exit(4);
-    wf_start(c);
-    pause();
-    _exit(0);
-  }
-  close(pipefd[1]);
-  char b;
-  ASSERT_EQ(1, read(pipefd[0], &b, 1));
-  close(pipefd[0]);
-  kill(pid, SIGKILL);
-  int status;
-  waitpid(pid, &status, 0);
+  kill_child_mid_attempt(path, "{\"max_attempts\":1}", "{\"effect\":\"x\",\"key\":\"survivor\"}");
   open("{\"durability\":\"normal\"}", false);  // the child used the real clock
   EXPECT_EQ(1, stats()["outbox"]["ready"]);
   Sink s;

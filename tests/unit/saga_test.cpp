@@ -326,17 +326,6 @@ struct RecordingReducer {
 
 const char *kReplayKey = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
 
-std::string slurp_file(const std::string &p) {
-  std::string all;
-  FILE *f = std::fopen(p.c_str(), "rb");
-  if (!f) return all;
-  char buf[65536];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) all.append(buf, n);
-  std::fclose(f);
-  return all;
-}
-
 }  // namespace
 
 class SagaReplayTest : public EngineTest, public ::testing::WithParamInterface<bool> {};
@@ -440,7 +429,7 @@ TEST_P(SagaReplayTest, ReplayGivesTheLiveInputsAndState) {
   // Encryption at rest still covers envelopes and states.
   ASSERT_EQ(WF_OK, wf_close(e));
   e = nullptr;
-  std::string file = slurp_file(path) + slurp_file(path + "-wal");
+  std::string file = slurp(path) + slurp(path + "-wal");
   EXPECT_EQ(!encrypted, file.find("replay-marker-7f3a") != std::string::npos);
   // Reopened, the replay reads the stored texts the same way.
   open(opts.c_str());
