@@ -135,10 +135,14 @@ TEST(CatchUpPlan, AllAgreesWithTheWalkForIrregularCronsAndZones) {
     int64_t days;  // longest downtime tried
   };
   const std::vector<Case> cases = {
-      {"*/7 * * * * *", "America/New_York", 2}, {"30 1-3 * * *", "America/New_York", 800},
-      {"0 0 13 * FRI", "UTC", 3000},            {"15 */2 * * MON-FRI", "Europe/Berlin", 400},
-      {"0 0 29 2 *", "UTC", 3000},              {"*/20 * 2-3 * * *", "Australia/Lord_Howe", 60},
-      {"0 0 1 1,7 *", "Asia/Kolkata", 3000},    {"59 59 23 31 12 *", "UTC", 3000},
+      {"*/7 * * * * *", "America/New_York", 2},
+      {"30 1-3 * * *", "America/New_York", 800},
+      {"0 0 13 * FRI", "UTC", 3000},
+      {"15 */2 * * MON-FRI", "Europe/Berlin", 400},
+      {"0 0 29 2 *", "UTC", 3000},
+      {"*/20 * 2-3 * * *", "Australia/Lord_Howe", 60},
+      {"0 0 1 1,7 *", "Asia/Kolkata", 3000},
+      {"59 59 23 31 12 *", "UTC", 3000},
   };
   std::mt19937_64 rng(12345);
   for (const Case &k : cases) {
@@ -152,8 +156,8 @@ TEST(CatchUpPlan, AllAgreesWithTheWalkForIrregularCronsAndZones) {
         std::vector<int64_t> want(all.end() - std::min<int64_t>(max, int64_t(all.size())),
                                   all.end());
         ChunkRun r = run_chunks(c, "all", max, first, now, 64);
-        EXPECT_EQ(want, r.fires) << k.expr << " " << k.tz << " max " << max << " from "
-                                 << first << " to " << now;
+        EXPECT_EQ(want, r.fires) << k.expr << " " << k.tz << " max " << max << " from " << first
+                                 << " to " << now;
         EXPECT_LE(r.max_chunk, 64u);
         wf::FirePlan lp = wf::plan_firing(&c, "latest", max, first, now);
         ASSERT_EQ(1u, lp.fires.size());
@@ -177,8 +181,8 @@ class CatchUpEngine : public EngineTest {
     sqlite3 *db = nullptr;
     EXPECT_EQ(SQLITE_OK, sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr));
     sqlite3_stmt *st = nullptr;
-    EXPECT_EQ(SQLITE_OK, sqlite3_prepare_v2(db, "SELECT key FROM wf_jobs ORDER BY id", -1, &st,
-                                            nullptr));
+    EXPECT_EQ(SQLITE_OK,
+              sqlite3_prepare_v2(db, "SELECT key FROM wf_jobs ORDER BY id", -1, &st, nullptr));
     while (sqlite3_step(st) == SQLITE_ROW) {
       std::string k = reinterpret_cast<const char *>(sqlite3_column_text(st, 0));
       size_t at = k.rfind('@');
@@ -193,11 +197,10 @@ class CatchUpEngine : public EngineTest {
     sqlite3 *db = nullptr;
     EXPECT_EQ(SQLITE_OK, sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr));
     sqlite3_stmt *st = nullptr;
-    EXPECT_EQ(SQLITE_OK, sqlite3_prepare_v2(db, "SELECT key, fired FROM wf_schedules", -1, &st,
-                                            nullptr));
+    EXPECT_EQ(SQLITE_OK,
+              sqlite3_prepare_v2(db, "SELECT key, fired FROM wf_schedules", -1, &st, nullptr));
     while (sqlite3_step(st) == SQLITE_ROW)
-      out[reinterpret_cast<const char *>(sqlite3_column_text(st, 0))] =
-          sqlite3_column_int64(st, 1);
+      out[reinterpret_cast<const char *>(sqlite3_column_text(st, 0))] = sqlite3_column_int64(st, 1);
     sqlite3_finalize(st);
     sqlite3_close(db);
     return out;
@@ -212,12 +215,8 @@ class CatchUpEngine : public EngineTest {
     FAIL() << "catch-up did not finish: " << stats().dump();
   }
   void add_cron(const std::string &key, const char *policy, int64_t max, const char *cron) {
-    json d{{"key", key},
-           {"cron", cron},
-           {"tz", "Europe/Berlin"},
-           {"catch_up", policy},
-           {"catch_up_max", max},
-           {"job", {{"effect", "x"}}}};
+    json d{{"key", key},         {"cron", cron},        {"tz", "Europe/Berlin"},
+           {"catch_up", policy}, {"catch_up_max", max}, {"job", {{"effect", "x"}}}};
     ASSERT_EQ(WF_OK, wf_schedule(e, d.dump().c_str())) << wf_last_error();
   }
 };
