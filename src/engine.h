@@ -2,6 +2,7 @@
 // the state they share. See src/README.md for the threading model.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <condition_variable>
 #include <deque>
@@ -126,6 +127,12 @@ struct FirePlan {
 FirePlan plan_firing(const Cron *cron, const std::string &catch_up, int64_t catch_up_max,
                      int64_t next_due, int64_t now, int64_t limit = INT64_MAX,
                      bool positioned = false);
+
+// The saga pass's reads (saga.cpp); tests check their query plans.
+extern const char *const kSagaFirstInstance;
+extern const char *const kSagaNextInstance;
+extern const char *const kSagaInstanceEvents;
+extern const char *const kSagaInstanceState;
 
 struct SagaDef {
   std::string name;
@@ -423,6 +430,9 @@ struct Engine {
   bool saga_wake = true;
   bool saga_read_busy = false;
   std::set<std::string> saga_busy;  // instances with a step in the writer
+  // Where the last saga pass stopped (tenant, saga, correlation_id): the next
+  // one goes on from there, round-robin over instances with queued events.
+  std::optional<std::array<std::string, 3>> saga_cursor;
   int64_t known_next_sched = INT64_MAX;
   bool fire_outstanding = false;
   bool sched_hold = false;  // firing failed: wait for the retry timer
