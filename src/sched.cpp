@@ -239,6 +239,13 @@ namespace {
 constexpr int64_t kFiresPerSchedule = 128;
 constexpr int64_t kFiresPerTx = 512;
 constexpr int64_t kStepsPerTx = 20000;
+// A schedule that fires a job is materialized up to this long before its due
+// time, as a job whose run_at is the due time (it never runs early): one
+// firing transaction then takes every job firing of the next few ms, so at
+// thousands of firings per second a firing no longer costs its own commit,
+// and the firing commit is off the due job's path (only its claim is on it).
+// Events are never submitted early (a saga would see them before their time).
+constexpr int64_t kFireAheadMs = 5;
 
 // Materializes the firings of one schedule: the stored document is decoded
 // once, then each due time gets its derived key / event id.
@@ -257,7 +264,7 @@ class Firer {
     if (job_) {
       NewJob j = base_;
       j.key = (base_.key ? *base_.key : "schedule:" + key_) + suffix;
-      j.run_at = std::min(due, w.now);
+      j.run_at = due;  // <= now, or just ahead (kFireAheadMs): never runs early
       std::string id;
       bool existing;
       e_.insert_job(w, j, &id, &existing);
@@ -307,9 +314,10 @@ void Engine::pump_schedules() {
       // Parked schedules are not in the (partial) index and never due.
       auto st = w.db.prepare(
           "SELECT tenant, key, cron, tz, catch_up, catch_up_max, target, body, next_due, origin "
-          "FROM wf_schedules INDEXED BY wf_schedules_due WHERE next_due <= ?1 AND "
-          "parked_reason IS NULL ORDER BY next_due LIMIT 512");
-      st->bind(1, w.now);
+          "FROM wf_schedules INDEXED BY wf_schedules_due WHERE next_due <= ?2 AND "
+          "(next_due <= ?1 OR target = 'job') AND parked_reason IS NULL ORDER BY next_due "
+          "LIMIT 512");
+      st->bind(1, w.now).bind(2, sat_add(w.now, kFireAheadMs));
       while (st->step())
         due.push_back(Due{st->col_text(0), st->col_text(1), st->col_text(2), st->col_text(3),
                           st->col_text(4), st->col_text(6), st->col_text(7), st->col_text(9),
@@ -336,8 +344,12 @@ void Engine::pump_schedules() {
         bool positioned = win != catchup_window.end() && win->second.start <= d.next_due &&
                           d.next_due <= win->second.latest && win->second.max == d.max &&
                           win->second.cron == d.cron && win->second.tz == d.tz;
+        // A job due up to kFireAheadMs ahead fires now (run_at = due); one
+        // already due is planned against the present (lateness, catch-up).
+        int64_t horizon =
+            d.target == "job" && d.next_due > w.now ? sat_add(w.now, kFireAheadMs) : w.now;
         FirePlan plan =
-            plan_firing(c ? &*c : nullptr, d.catch_up, d.max, d.next_due, w.now,
+            plan_firing(c ? &*c : nullptr, d.catch_up, d.max, d.next_due, horizon,
                         std::min(kFiresPerSchedule, kFiresPerTx - fires_tx), positioned);
         steps_tx += plan.steps;
         fires_tx += static_cast<int64_t>(plan.fires.size());
@@ -345,7 +357,8 @@ void Engine::pump_schedules() {
           catchup_window[wkey] = {plan.start, plan.latest, d.max, d.cron, d.tz};
         else if (win != catchup_window.end() && (!positioned || plan.next > win->second.latest))
           catchup_window.erase(win);
-        if (plan.next <= w.now) *more = true;  // catching up: more chunks follow
+        // Catching up (more chunks follow), or a job due time just ahead.
+        if (plan.next <= sat_add(w.now, kFireAheadMs)) *more = true;
         if (!plan.fires.empty()) {
           Firer f(*this, d.key, d.target, body, d.origin, w.now);
           for (int64_t at : plan.fires) f.fire(sub, at);

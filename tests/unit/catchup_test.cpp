@@ -439,3 +439,41 @@ TEST_F(CatchUpEngine, SagaPassFoldsEveryInstanceInOrder) {
   sqlite3_finalize(st);
   sqlite3_close(db);
 }
+
+// ------------------------------------------------------------------ timers
+
+// One firing pass materializes every job due within the next few ms (as a
+// job whose run_at is its due time, so none runs early) instead of one commit
+// per due time; an event is never submitted before its due time.
+TEST_F(CatchUpEngine, JobFiringsDueWithinMillisecondsShareOnePass) {
+  open();
+  Sink s;
+  ASSERT_EQ(WF_OK, wf_effect_register(e, "x", nullptr, Sink::cb, &s));
+  const int64_t t = clock.now;
+  for (int i = 1; i <= 4; ++i) {
+    json d{{"key", "j" + std::to_string(i)}, {"at", t + i}, {"job", {{"effect", "x"}}}};
+    ASSERT_EQ(WF_OK, wf_schedule(e, d.dump().c_str())) << wf_last_error();
+  }
+  json ev{{"key", "ev"}, {"at", t + 2}, {"event", {{"type", "tick"}, {"correlation_id", "c"}}}};
+  ASSERT_EQ(WF_OK, wf_schedule(e, ev.dump().c_str())) << wf_last_error();
+  ASSERT_EQ(WF_OK, wf_start(e));
+  sync();
+  EXPECT_EQ(5, stats()["schedules"]["pending"]);
+  advance(1);
+  ASSERT_TRUE(s.wait_count(1));
+  sync();
+  sync();
+  json st = stats();
+  EXPECT_EQ(1, st["schedules"]["pending"]) << st.dump();  // the event waits for its time
+  EXPECT_EQ(t + 2, st["schedules"]["next_due_ms"]);
+  EXPECT_EQ(3, st["outbox"]["scheduled"]) << st.dump();
+  EXPECT_EQ(1u, s.count());  // none ran before its due time
+  advance(3);
+  ASSERT_TRUE(s.wait_count(4));
+  sync();
+  EXPECT_EQ(0, stats()["schedules"]["pending"]);
+  std::set<std::string> keys;
+  for (auto &r : s.seen) keys.insert(r["key"]);
+  for (int i = 1; i <= 4; ++i)
+    EXPECT_EQ(1u, keys.count("schedule:j" + std::to_string(i) + "@" + std::to_string(t + i)));
+}
