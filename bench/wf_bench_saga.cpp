@@ -63,7 +63,7 @@ namespace {
 // transaction). Saga steps, schedule firings and claims are commits the engine
 // makes without fsync whatever this option says (they are replayed from the
 // durable rows after a power loss), so "full" costs the measured paths nothing.
-constexpr double kTargetStepsS = 20000;
+constexpr double kTargetStepsS = 50000;  // issue 9: 1,000 x 20 >= 50,000
 constexpr double kTargetReplayS = 200000;
 constexpr double kTargetLatenessP99Ms = 10;
 
@@ -183,13 +183,22 @@ struct Config {
   double spread_s = 10;
   int64_t scale = 1000000;
   int chunk = 1000;  // submissions per host transaction
+  // catch-up: crons per-second in one zone, days down, catch_up_max for "all",
+  // paced durable wf_enqueue calls per second measured meanwhile
+  int64_t catchup_crons = 100;
+  double catchup_days = 30;
+  int64_t catchup_max = 10000;
+  double catchup_write_rate = 500;
+  // timers: extra schedules pending (due in a year) while the lateness run fires
+  int64_t timer_pending = 0;
 
   // Phases: saga (= saga1 + sagaN), replay (needs saga1's instance), timers, scale.
   bool want(const char *phase) const {
-    if (only.empty()) return true;
     std::string list = "," + only + ",";
     auto has = [&](const std::string &p) { return list.find("," + p + ",") != std::string::npos; };
     std::string ph = phase;
+    if (ph == "catchup") return has(ph);  // not part of the default run (minutes long)
+    if (only.empty()) return true;
     if (ph == "saga1" || ph == "sagaN") return has(ph) || has("saga");
     return has(ph);
   }
@@ -206,7 +215,8 @@ struct Config {
       "  --json           JSON object of all figures on stdout (table on stderr)\n"
       "  --verbose        engine log at INFO, progress every second\n"
       "  --dir DIR        where to create the temp dir (default $TMPDIR or /tmp)\n"
-      "  --only LIST      comma list of phases: saga (= saga1,sagaN), replay, timers, scale\n"
+      "  --only LIST      comma list of phases: saga (= saga1,sagaN), replay, timers, scale,\n"
+      "                   catchup (catchup runs only when listed)\n"
       "  --events N       events of the single saga instance (default 20000)\n"
       "  --instances M    instances of the many-instance run (default 1000)\n"
       "  --per-instance K events per instance (default 20)\n"
@@ -215,6 +225,13 @@ struct Config {
       "  --no-split       do not poll the database to split the lateness\n"
       "  --scale P        pending schedules of the scale run (default 1000000)\n"
       "  --chunk N        submissions per host transaction (default 1000)\n"
+      "  --rate R         timer firings per second (sets --spread to T / R)\n"
+      "  --pending P      schedules pending (due in a year) during the lateness run (default 0)\n"
+      "  --catchup-crons C, --catchup-days D, --catchup-max M, --catchup-write-rate W\n"
+      "                   phase catchup (only with --only catchup): C per-second crons in\n"
+      "                   Europe/Berlin, the clock stepped D days, catch_up \"all\" with\n"
+      "                   catch_up_max M, then \"latest\"; W durable wf_enqueue/s measured\n"
+      "                   meanwhile (defaults 100, 30, 10000, 500)\n"
       "  --dump-timers F  write one CSV line per timer firing to F (i, due_ms, dispatch_us,\n"
       "                   seen_us, created_ms; 0 = not seen by the poller)\n");
   std::exit(code);
@@ -249,6 +266,7 @@ Config parse_args(int argc, char **argv) {
     }
     return v;
   };
+  double rate = 0;
   for (int i = 1; i < argc; ++i) {
     std::string_view a = argv[i];
     if (a == "--quick")
@@ -281,11 +299,24 @@ Config parse_args(int argc, char **argv) {
       c.scale = int64_t(num(need(i), 0));
     else if (a == "--chunk")
       c.chunk = int(num(need(i), 1));
+    else if (a == "--rate")
+      rate = num(need(i), 1);
+    else if (a == "--pending")
+      c.timer_pending = int64_t(num(need(i), 0));
+    else if (a == "--catchup-crons")
+      c.catchup_crons = int64_t(num(need(i), 1));
+    else if (a == "--catchup-days")
+      c.catchup_days = num(need(i), 0.001);
+    else if (a == "--catchup-max")
+      c.catchup_max = int64_t(num(need(i), 1));
+    else if (a == "--catchup-write-rate")
+      c.catchup_write_rate = num(need(i), 1);
     else {
       std::fprintf(stderr, "%s: unknown argument '%s'\n", g_prog, argv[i]);
       usage(2);
     }
   }
+  if (rate > 0) c.spread_s = double(c.timers) / rate;
   if (c.dir.empty()) {
     const char *t = std::getenv("TMPDIR");
     c.dir = (t && *t) ? t : "/tmp";
@@ -768,6 +799,7 @@ struct TimerRun {
   double cpu_cores = 0, runq_s = 0;
   int64_t commits = -1;
   int64_t schedules_left = -1, jobs_left = -1;
+  int64_t pending = 0;  // schedules due in a year, pending throughout
   // split, from the poller (when enabled)
   bool split = false;
   int64_t split_seen = 0, split_seen_after_dispatch = 0, polls = 0;
@@ -806,6 +838,18 @@ TimerRun run_timers(const Config &cfg, const std::string &path) {
 
   wf_engine *e = open_engine(path);
   wf_check(wf_effect_register(e, "timer", nullptr, timer_effect, &st), "wf_effect_register");
+  if (cfg.timer_pending > 0) {
+    Step s("timers: creating the pending schedules", 600 + double(cfg.timer_pending) / 1000);
+    int64_t year = wall_ms() + 365 * 86400000LL;
+    load_in_tx(
+        e, cfg.timer_pending, cfg.chunk, "wf_tx_schedule",
+        [&](int64_t i, std::string &doc) {
+          doc = strf("{\"key\":\"p%lld\",\"at\":%lld,\"job\":{\"effect\":\"timer\"}}",
+                     static_cast<long long>(i), static_cast<long long>(year + i));
+        },
+        wf_tx_schedule);
+    st.base_ms = wall_ms() + int64_t(est_load_s * 1500) + 1500;
+  }
   {
     Step s("timers: creating schedules", 120 + est_load_s * 10);
     r.load_secs = load_in_tx(
@@ -814,7 +858,8 @@ TimerRun run_timers(const Config &cfg, const std::string &path) {
   }
   r.load_rate = double(r.n) / r.load_secs;
   auto st0 = get_stats(e);
-  if (stats_int(st0, "schedules", "pending") != r.n)
+  r.pending = cfg.timer_pending;
+  if (stats_int(st0, "schedules", "pending") != r.n + r.pending)
     die(strf("timers: %lld schedules created but wf_stats schedules.pending = %lld",
              static_cast<long long>(r.n),
              static_cast<long long>(stats_int(st0, "schedules", "pending"))));
@@ -934,6 +979,114 @@ TimerRun run_timers(const Config &cfg, const std::string &path) {
     r.due_to_visible = summarize_us(std::move(b));
     r.visible_to_dispatch = summarize_us(std::move(c));
   }
+  return r;
+}
+
+// ------------------------------------------------------------------ catch-up
+
+// Cron catch-up after downtime: C per-second crons, the clock (wf_set_clock:
+// wall time + an offset) stepped D days ahead, while one thread makes paced
+// durable wf_enqueue calls and records each call's latency. The same writer
+// runs first for a few seconds without a catch-up (baseline, same run).
+struct CatchUpRun {
+  std::string policy;
+  int64_t crons = 0, max = 0, expected = 0, fired = 0;
+  double secs = 0;    // wf_wake after the step -> no schedule due
+  Dist base, during;  // wf_enqueue latency without / during the catch-up
+  int64_t commits = -1;
+  double cpu_cores = 0;
+};
+
+std::atomic<int64_t> g_clock_offset_ms{0};
+int64_t offset_clock(void *) { return wall_ms() + g_clock_offset_ms.load(); }
+
+CatchUpRun run_catchup(const Config &cfg, const std::string &path, const char *policy) {
+  CatchUpRun r;
+  r.policy = policy;
+  r.crons = cfg.catchup_crons;
+  r.max = cfg.catchup_max;
+  g_clock_offset_ms = 0;
+  wf_engine *e = open_engine(path);
+  wf_check(wf_set_clock(e, offset_clock, nullptr), "wf_set_clock");
+  load_in_tx(
+      e, r.crons, cfg.chunk, "wf_tx_schedule",
+      [&](int64_t i, std::string &doc) {
+        doc = strf(
+            "{\"key\":\"cron%lld\",\"cron\":\"* * * * * *\",\"tz\":\"Europe/Berlin\","
+            "\"catch_up\":\"%s\",\"catch_up_max\":%lld,\"job\":{\"effect\":\"cron\"}}",
+            static_cast<long long>(i), policy, static_cast<long long>(r.max));
+      },
+      wf_tx_schedule);
+  wf_check(wf_start(e), "wf_start");
+  sqlite3 *db = nullptr;
+  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK)
+    die(strf("catchup: open %s: %s", path.c_str(), sqlite3_errmsg(db)));
+  sqlite3_busy_timeout(db, 1000);
+  auto scalar = [&](const char *sql, int64_t bind) {
+    sqlite3_stmt *st = nullptr;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, nullptr) != SQLITE_OK)
+      die(strf("catchup: prepare: %s", sqlite3_errmsg(db)));
+    if (bind != INT64_MIN) sqlite3_bind_int64(st, 1, bind);
+    int64_t v = -1;
+    if (sqlite3_step(st) == SQLITE_ROW) v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return v;
+  };
+  // The paced writer: durable wf_enqueue calls, latency per call.
+  std::atomic<int> phase{0};  // 0 baseline, 1 during, 2 stop
+  std::vector<int64_t> lat[2];
+  std::thread writer([&] {
+    const int64_t period_ns = int64_t(1e9 / cfg.catchup_write_rate);
+    int64_t next = now_ns();
+    for (int64_t i = 0;; ++i) {
+      int ph = phase.load();
+      if (ph == 2) break;
+      std::string doc =
+          strf("{\"effect\":\"w\",\"payload\":{\"i\":%lld}}", static_cast<long long>(i));
+      int64_t t0 = now_ns();
+      wf_check(wf_enqueue(e, doc.c_str(), nullptr), "wf_enqueue");
+      lat[ph].push_back((now_ns() - t0) / 1000);
+      next += period_ns;
+      int64_t now = now_ns();
+      if (next > now)
+        std::this_thread::sleep_for(std::chrono::nanoseconds(next - now));
+      else
+        next = now;
+    }
+  });
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  int64_t jobs0 = scalar("SELECT count(*) FROM wf_jobs WHERE effect = 'cron'", INT64_MIN);
+  auto st0 = get_stats(e);
+  double cpu0 = cpu_seconds();
+  int64_t t0 = now_ns();
+  phase = 1;
+  g_clock_offset_ms = int64_t(cfg.catchup_days * 86400e3);
+  wf_check(wf_wake(e), "wf_wake");
+  {
+    Step step(strf("catchup %s: waiting until no schedule is due", policy), 3600);
+    for (;;) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      // Due long enough to be a missed second, not the one falling due now.
+      if (scalar("SELECT count(*) FROM wf_schedules WHERE next_due <= ?1",
+                 offset_clock(nullptr) - 1500) == 0)
+        break;
+    }
+  }
+  r.secs = secs_between(t0, now_ns());
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  phase = 2;
+  writer.join();
+  r.cpu_cores = (cpu_seconds() - cpu0) / secs_between(t0, now_ns());
+  auto st1 = get_stats(e);
+  int64_t c0 = stats_int(st0, "engine", "commits"), c1 = stats_int(st1, "engine", "commits");
+  if (c0 >= 0 && c1 >= 0) r.commits = c1 - c0;
+  r.fired = scalar("SELECT count(*) FROM wf_jobs WHERE effect = 'cron'", INT64_MIN) - jobs0;
+  r.expected = std::string(policy) == "all" ? r.crons * r.max : r.crons;
+  sqlite3_close(db);
+  close_engine(e, path);
+  remove_db_files(path);
+  r.base = summarize_us(std::move(lat[0]));
+  r.during = summarize_us(std::move(lat[1]));
   return r;
 }
 
@@ -1216,7 +1369,7 @@ int main(int argc, char **argv) {
                  "", fmt_int(double(r.commits)).c_str(),
                  r.commits > 0 ? double(r.events) / double(r.commits) : 0.0, r.cpu_cores, r.runq_s);
     std::fflush(out);
-    target_line(label, fmt_int(r.rate) + " steps/s", ">= 20,000", verdict(r.rate >= kTargetStepsS));
+    target_line(label, fmt_int(r.rate) + " steps/s", ">= 50,000", verdict(r.rate >= kTargetStepsS));
     if (r.wrong_state || r.bad_input || r.reducer_calls != r.events) anomalies = true;
   };
   if (run_single) {
@@ -1271,7 +1424,8 @@ int main(int argc, char **argv) {
     }
     std::fprintf(out, "\nTimer lateness (one-shot schedules -> job -> no-op effect)\n");
     std::string label =
-        strf("%s schedules due over %.0f s", fmt_int(double(tr.n)).c_str(), tr.spread_s);
+        strf("%s due over %.0f s (%s/s), %s pending", fmt_int(double(tr.n)).c_str(), tr.spread_s,
+             fmt_int(double(tr.n) / tr.spread_s).c_str(), fmt_int(double(tr.pending)).c_str());
     std::fprintf(out, "  %-44s %s\n", label.c_str(), dist_line(tr.lateness).c_str());
     std::fprintf(out,
                  "  %-44s created at %s schedules/s (%.2f s); first due %.2f s after wf_start\n",
@@ -1301,6 +1455,8 @@ int main(int argc, char **argv) {
                    static_cast<long long>(tr.overdue_at_start));
     std::fflush(out);
     json tj{{"schedules", tr.n},
+            {"pending", tr.pending},
+            {"firings_s", double(tr.n) / tr.spread_s},
             {"spread_s", tr.spread_s},
             {"calibration_schedules_s", tr.calib_rate},
             {"load_secs", tr.load_secs},
@@ -1331,10 +1487,15 @@ int main(int argc, char **argv) {
                          {"due_to_visible", dist_json(tr.due_to_visible)},
                          {"visible_to_dispatch", dist_json(tr.visible_to_dispatch)}};
     set_result("/timers", tj);
-    target_line("timer lateness p99", strf("%.3f ms", tr.lateness.p99_ms), "<= 10 ms",
-                verdict(tr.lateness.p99_ms <= kTargetLatenessP99Ms));
+    double rate = double(tr.n) / tr.spread_s;
+    bool issue_rate =
+        tr.pending >= 1000000 && (std::fabs(rate - 2000) < 1 || std::fabs(rate - 5000) < 1);
+    target_line(strf("timer lateness p99 at %s/s, %s pending", fmt_int(rate).c_str(),
+                     fmt_int(double(tr.pending)).c_str()),
+                strf("%.3f ms", tr.lateness.p99_ms), issue_rate ? "<= 5 ms" : "<= 10 ms",
+                verdict(tr.lateness.p99_ms <= (issue_rate ? 5.0 : kTargetLatenessP99Ms)));
     if (tr.early || tr.missing || tr.duplicates || tr.bad_key || tr.wrong_due ||
-        tr.schedules_left != 0 || tr.jobs_left != 0) {
+        tr.schedules_left != tr.pending || tr.jobs_left != 0) {
       anomalies = true;
       std::fprintf(out,
                    "  ANOMALY: %lld early, %lld missing, %lld doubled, %lld foreign keys, %lld "
@@ -1343,6 +1504,50 @@ int main(int argc, char **argv) {
                    static_cast<long long>(tr.duplicates), static_cast<long long>(tr.bad_key),
                    static_cast<long long>(tr.wrong_due), static_cast<long long>(tr.schedules_left),
                    static_cast<long long>(tr.jobs_left));
+    }
+  }
+
+  // ---- 5. cron catch-up (only when asked for: --only catchup)
+  if (cfg.want("catchup")) {
+    std::fprintf(out,
+                 "\nCron catch-up: %lld per-second crons (Europe/Berlin), clock stepped %.0f days; "
+                 "%.0f durable wf_enqueue/s measured meanwhile\n",
+                 static_cast<long long>(cfg.catchup_crons), cfg.catchup_days,
+                 cfg.catchup_write_rate);
+    for (const char *policy : {"all", "latest"}) {
+      CatchUpRun cr = run_catchup(cfg, g_tmpdir + "/catchup.db", policy);
+      std::string label = std::string(policy) == "all" ? strf("catch_up all, catch_up_max %s",
+                                                              fmt_int(double(cr.max)).c_str())
+                                                       : std::string("catch_up latest");
+      std::fprintf(out, "  %-44s %s firings (%s expected) in %.2f s, %s commits, CPU %.2f cores\n",
+                   label.c_str(), fmt_int(double(cr.fired)).c_str(),
+                   fmt_int(double(cr.expected)).c_str(), cr.secs,
+                   fmt_int(double(cr.commits)).c_str(), cr.cpu_cores);
+      std::fprintf(out, "  %-44s %s\n", "  wf_enqueue before the step (baseline)",
+                   dist_line(cr.base).c_str());
+      std::fprintf(out, "  %-44s %s\n", "  wf_enqueue during the catch-up",
+                   dist_line(cr.during).c_str());
+      std::fflush(out);
+      set_result((std::string("/catchup/") + policy).c_str(),
+                 json{{"crons", cr.crons},
+                      {"days", cfg.catchup_days},
+                      {"catch_up_max", cr.max},
+                      {"fired", cr.fired},
+                      {"expected", cr.expected},
+                      {"secs", cr.secs},
+                      {"commits", cr.commits},
+                      {"cpu_cores_busy", cr.cpu_cores},
+                      {"enqueue_baseline", dist_json(cr.base)},
+                      {"enqueue_during", dist_json(cr.during)}});
+      target_line(label + ": write p99", strf("%.2f ms", cr.during.p99_ms), "<= 50 ms",
+                  verdict(cr.during.p99_ms <= 50));
+      // Due times that fall due while the catch-up runs join it.
+      int64_t slack = cr.crons * int64_t(cr.secs + 3);
+      if (cr.fired < cr.expected || cr.fired > cr.expected + slack) {
+        anomalies = true;
+        std::fprintf(out, "  ANOMALY: %lld firings, %lld expected\n",
+                     static_cast<long long>(cr.fired), static_cast<long long>(cr.expected));
+      }
     }
   }
 

@@ -2,6 +2,7 @@
 // the state they share. See src/README.md for the threading model.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <condition_variable>
 #include <deque>
@@ -108,12 +109,30 @@ class Cron;
 // (oldest first) and the next due time (INT64_MAX: none, a one-shot or a cron
 // that never fires again; the schedule is then removed). `cron` is null for a
 // one-shot. Pure; saturating arithmetic at the int64 limits.
+// Catch-up runs in chunks: at most `limit` due times fire per call, and
+// `next` is then the first due time not fired yet (still <= now: the caller
+// fires the rest in later transactions). "latest" and "none" find the latest
+// due time <= now by a bounded search, never walking the missed ones. For
+// "all", the oldest due times beyond the most recent `catch_up_max` are
+// skipped by a search costing O(catch_up_max) next-time computations;
+// `positioned` says the caller already skipped them for this catch-up
+// (next_due lies in [start, latest] of an earlier plan), so none is needed.
 struct FirePlan {
   std::vector<int64_t> fires;
   int64_t next = INT64_MAX;
+  int64_t start = INT64_MIN;   // "all" after a skip search: first kept due time
+  int64_t latest = INT64_MIN;  // ... and the latest due time <= now
+  int64_t steps = 0;           // Cron::next_after calls made (work done)
 };
 FirePlan plan_firing(const Cron *cron, const std::string &catch_up, int64_t catch_up_max,
-                     int64_t next_due, int64_t now);
+                     int64_t next_due, int64_t now, int64_t limit = INT64_MAX,
+                     bool positioned = false);
+
+// The saga pass's reads (saga.cpp); tests check their query plans.
+extern const char *const kSagaFirstInstance;
+extern const char *const kSagaNextInstance;
+extern const char *const kSagaInstanceEvents;
+extern const char *const kSagaInstanceState;
 
 struct SagaDef {
   std::string name;
@@ -411,9 +430,20 @@ struct Engine {
   bool saga_wake = true;
   bool saga_read_busy = false;
   std::set<std::string> saga_busy;  // instances with a step in the writer
+  // Where the last saga pass stopped (tenant, saga, correlation_id): the next
+  // one goes on from there, round-robin over instances with queued events.
+  std::optional<std::array<std::string, 3>> saga_cursor;
   int64_t known_next_sched = INT64_MAX;
   bool fire_outstanding = false;
   bool sched_hold = false;  // firing failed: wait for the retry timer
+  // Writer thread only: (tenant, key) -> [start, latest] of an "all" catch-up
+  // being fired in chunks (FirePlan) and the cron and catch_up_max it was
+  // planned for, so that later chunks skip the search.
+  struct CatchUpWindow {
+    int64_t start, latest, max;
+    std::string cron, tz;
+  };
+  std::map<std::pair<std::string, std::string>, CatchUpWindow> catchup_window;
   void read_failed(const std::exception &ex);
   void refresh_next_due_unguarded();
   void pump_sagas();

@@ -3,10 +3,28 @@
 // takes the head event of each instance that is not busy, calls the reducer,
 // and the writer commits state + jobs + schedules + the consumed event in one
 // transaction, compare-and-set on the instance's version.
+#include <array>
+
 #include "failpoint.h"
 #include "outbox.h"
 
 namespace wf {
+
+// The saga pass's reads (pump_sagas), each one index seek or range.
+const char *const kSagaFirstInstance =
+    "SELECT tenant, saga, correlation_id FROM wf_saga_inbox INDEXED BY wf_saga_inbox_inst "
+    "ORDER BY tenant, saga, correlation_id LIMIT 1";
+const char *const kSagaNextInstance =
+    "SELECT tenant, saga, correlation_id FROM wf_saga_inbox INDEXED BY wf_saga_inbox_inst "
+    "WHERE (tenant, saga, correlation_id) > (?1, ?2, ?3) "
+    "ORDER BY tenant, saga, correlation_id LIMIT 1";
+const char *const kSagaInstanceEvents =
+    "SELECT i.seq, i.event_seq, i.start, i.state, e.envelope FROM wf_saga_inbox i "
+    "INDEXED BY wf_saga_inbox_inst JOIN wf_events e ON e.seq = i.event_seq WHERE "
+    "i.tenant = ?1 AND i.saga = ?2 AND i.correlation_id = ?3 ORDER BY i.seq LIMIT ?4";
+const char *const kSagaInstanceState =
+    "SELECT state, version, status FROM wf_sagas WHERE tenant = ?1 AND saga = ?2 AND "
+    "correlation_id = ?3";
 
 std::atomic<int> g_fail_saga_step{0};
 
@@ -438,54 +456,97 @@ void Engine::pump_sagas() {
     int64_t version;
   };
   std::vector<Head> heads;
-  const int64_t kBatch = 512;
-  // With few busy instances, fold each one's queued events through the
-  // reducer in one pass and commit them together (a hot instance then moves
-  // at reducer speed, not at one transaction per event).
+  // Index-driven pass (wf_saga_inbox_inst): instances are visited one seek
+  // each, round-robin from where the last pass stopped (saga_cursor), skipping
+  // instances with a step in the writer and those of sagas served by another
+  // process; each instance's queued events (up to a parked one) are read in
+  // one range scan and folded through the reducer in one step. Bounded per
+  // pass: kBatch instances, kEvents events, kVisits seeks; what is left is
+  // taken by the next pass (saga_wake).
+  const int64_t kBatch = 512, kEvents = 8192, kVisits = 4096;
   std::map<int64_t, std::vector<QueuedEvent>> followers;  // by head seq
+  bool more = false;
   try {
-    {
-      std::lock_guard<std::mutex> g(read_mu);
-      auto st = read_db->prepare(
-          "SELECT i.seq, i.event_seq, i.tenant, i.saga, i.correlation_id, i.start, e.envelope, "
-          "s.state, s.version, s.status FROM "
-          "(SELECT min(seq) AS seq FROM wf_saga_inbox GROUP BY tenant, saga, correlation_id) h "
-          "JOIN wf_saga_inbox i ON i.seq = h.seq "
-          "JOIN wf_events e ON e.seq = i.event_seq "
-          "LEFT JOIN wf_sagas s ON s.tenant = i.tenant AND s.saga = i.saga AND "
-          "s.correlation_id = i.correlation_id "
-          "WHERE i.state = 0 ORDER BY h.seq LIMIT ?1");
-      st->bind(1, kBatch);
-      while (st->step())
-        heads.push_back(Head{st->col_int(0), st->col_int(1), st->col_text(2), st->col_text(3),
-                             st->col_text(4), unseal(st->col_text(6), "wf_events.envelope"),
-                             st->col_null(7) ? "" : unseal(st->col_text(7), "wf_sagas.state"),
-                             st->col_text(9), st->col_int(5) != 0, !st->col_null(8),
-                             st->col_int(8)});
-      if (heads.size() < 64) {
-        // The fewer the busy instances, the deeper each one's fold.
-        const int64_t kFollow = heads.size() < 8 ? 4095 : 255;
-        for (auto &h : heads) {
-          if (saga_busy.count(instance_key(h.tenant, h.saga, h.corr))) continue;
-          auto f = read_db->prepare(
-              "SELECT i.seq, i.event_seq, i.start, i.state, e.envelope FROM wf_saga_inbox i "
-              "JOIN wf_events e ON e.seq = i.event_seq WHERE i.tenant = ?1 AND i.saga = ?2 AND "
-              "i.correlation_id = ?3 AND i.seq > ?4 ORDER BY i.seq LIMIT ?5");
-          f->bind(1, h.tenant).bind(2, h.saga).bind(3, h.corr).bind(4, h.seq).bind(5, kFollow);
-          auto &v = followers[h.seq];
-          while (f->step()) {
-            if (f->col_int(3) != 0) break;  // parked: later events wait behind it
-            v.push_back(QueuedEvent{f->col_int(0), f->col_int(1), f->col_int(2) != 0,
-                                    unseal(f->col_text(4), "wf_events.envelope")});
-          }
+    std::lock_guard<std::mutex> g(read_mu);
+    auto next_inst = read_db->prepare(kSagaNextInstance);
+    auto first_inst = read_db->prepare(kSagaFirstInstance);
+    auto events = read_db->prepare(kSagaInstanceEvents);
+    auto inst = read_db->prepare(kSagaInstanceState);
+    // One snapshot for the whole pass.
+    read_db->exec("BEGIN");
+    try {
+      bool wrapped = !saga_cursor.has_value();
+      std::optional<std::array<std::string, 3>> cur = saga_cursor, stop = saga_cursor;
+      int64_t nev = 0, visits = 0;
+      for (;;) {
+        if (static_cast<int64_t>(heads.size()) >= kBatch || nev >= kEvents || visits >= kVisits) {
+          more = true;
+          break;
         }
+        Stmt *q;
+        if (cur) {
+          next_inst->reset();
+          next_inst->bind(1, (*cur)[0]).bind(2, (*cur)[1]).bind(3, (*cur)[2]);
+          q = &*next_inst;
+        } else {
+          first_inst->reset();
+          q = &*first_inst;
+        }
+        if (!q->step()) {
+          if (wrapped) {
+            cur.reset();
+            break;
+          }
+          wrapped = true;
+          cur.reset();
+          continue;
+        }
+        std::array<std::string, 3> k{q->col_text(0), q->col_text(1), q->col_text(2)};
+        if (wrapped && stop && k >= *stop) break;  // around once
+        cur = k;
+        ++visits;
+        if (!defs.count(k[1])) continue;  // served by another process
+        if (saga_busy.count(instance_key(k[0], k[1], k[2]))) continue;
+        int64_t limit = std::min<int64_t>(4096, kEvents - nev);
+        events->reset();
+        events->bind(1, k[0]).bind(2, k[1]).bind(3, k[2]).bind(4, limit);
+        std::vector<QueuedEvent> evs;
+        while (events->step()) {
+          if (events->col_int(3) != 0) break;  // parked: later events wait behind it
+          evs.push_back(QueuedEvent{events->col_int(0), events->col_int(1), events->col_int(2) != 0,
+                                    unseal(events->col_text(4), "wf_events.envelope")});
+        }
+        if (evs.empty()) continue;  // parked at its head
+        inst->reset();
+        inst->bind(1, k[0]).bind(2, k[1]).bind(3, k[2]);
+        bool has = inst->step();
+        Head h{evs[0].seq,
+               evs[0].event_seq,
+               k[0],
+               k[1],
+               k[2],
+               std::move(evs[0].envelope),
+               has ? unseal(inst->col_text(0), "wf_sagas.state") : "",
+               has ? inst->col_text(2) : "",
+               evs[0].start,
+               has,
+               has ? inst->col_int(1) : 0};
+        nev += static_cast<int64_t>(evs.size());
+        evs.erase(evs.begin());
+        if (!evs.empty()) followers[h.seq] = std::move(evs);
+        heads.push_back(std::move(h));
       }
+      saga_cursor = cur;
+      read_db->exec("COMMIT");
+    } catch (...) {
+      if (read_db->in_txn()) read_db->exec("ROLLBACK");
+      throw;
     }
   } catch (const std::exception &ex) {
     read_failed(ex);
     return;
   }
-  if (static_cast<int64_t>(heads.size()) == kBatch) saga_wake = true;
+  if (more) saga_wake = true;
   for (auto &h : heads) {
     std::string ik = instance_key(h.tenant, h.saga, h.corr);
     if (saga_busy.count(ik)) continue;
@@ -527,7 +588,6 @@ void Engine::pump_sagas() {
                                        true, &new_state);
         a.kind = SagaAction::kApply;
         a.expect_version = exists ? version : -1;
-        a.new_state = seal(new_state, "wf_sagas.state");
         state = std::move(new_state);
         done = out.done;
         a.out = std::make_shared<StepOutput>(std::move(out));
@@ -547,6 +607,12 @@ void Engine::pump_sagas() {
         break;  // later events wait behind the parked one
       }
     }
+    // Only the state after the last applied event is stored (once per step).
+    for (auto it2 = acts.rbegin(); it2 != acts.rend(); ++it2)
+      if (it2->kind == SagaAction::kApply) {
+        it2->new_state = seal(state, "wf_sagas.state");
+        break;
+      }
     saga_busy.insert(ik);
     WriteReq r;
     r.savepoint = true;
@@ -563,21 +629,51 @@ void Engine::pump_sagas() {
     };
     std::string tenant = h.tenant, saga = h.saga, corr = h.corr;
     r.fn = [this, tenant, saga, corr, acts = std::move(acts)](WriteCtx &w) {
+      // The instance row is written once, after the last applied event: its
+      // version moves by the number of events applied (compare-and-set on
+      // the version the fold started from); each event still gets its own
+      // saga-log row (n = the version after it) and leaves the inbox.
+      int64_t first_expect = -2, applied = 0;
+      const SagaAction *last = nullptr;
+      auto flush = [&]() {
+        if (!last) return;
+        const char *status = last->out->done ? "done" : "active";
+        if (first_expect < 0) {
+          auto ins = w.db.prepare(
+              "INSERT INTO wf_sagas(tenant, saga, correlation_id, state, version, status, "
+              "created_at, updated_at) VALUES(?1, ?2, ?3, ?4, ?7, ?5, ?6, ?6) "
+              "ON CONFLICT DO NOTHING");
+          ins->bind(1, tenant).bind(2, saga).bind(3, corr).bind(4, last->new_state);
+          ins->bind(5, status).bind(6, w.now).bind(7, applied).exec();
+        } else {
+          auto up = w.db.prepare(
+              "UPDATE wf_sagas SET state = ?4, version = version + ?8, status = ?5, "
+              "updated_at = ?6 WHERE tenant = ?1 AND saga = ?2 AND correlation_id = ?3 AND "
+              "version = ?7");
+          up->bind(1, tenant).bind(2, saga).bind(3, corr).bind(4, last->new_state).bind(5, status);
+          up->bind(6, w.now).bind(7, first_expect).bind(8, applied).exec();
+        }
+        if (w.db.changes() != 1)
+          fail(WF_EBUSY, "saga instance " + saga + "/" + corr + " changed concurrently");
+        last = nullptr;
+      };
+      // An event no longer queued: another engine took it. Before anything
+      // was applied the step simply ends; after, the state stored would not
+      // match the events consumed, so the step is rolled back and the loop
+      // reads the instance again.
+      auto taken = [&]() {
+        if (applied == 0) return false;
+        fail(WF_EBUSY, "saga instance " + saga + "/" + corr + " changed concurrently");
+      };
       for (const auto &a : acts) {
-        {
-          auto chk = w.db.prepare("SELECT 1 FROM wf_saga_inbox WHERE seq = ?1 AND state = 0");
-          chk->bind(1, a.seq);
-          if (!chk->step()) return;  // another engine took it
-        }
-        if (a.kind == SagaAction::kDrop) {
-          auto del = w.db.prepare("DELETE FROM wf_saga_inbox WHERE seq = ?1");
-          del->bind(1, a.seq).exec();
-          continue;
-        }
         if (a.kind == SagaAction::kPark) {
           // The event becomes a dead letter; the instance waits behind it.
-          auto up = w.db.prepare("UPDATE wf_saga_inbox SET state = 2, error = ?2 WHERE seq = ?1");
+          auto up = w.db.prepare(
+              "UPDATE wf_saga_inbox SET state = 2, error = ?2 WHERE seq = ?1 AND state = 0");
           up->bind(1, a.seq).bind(2, a.error).exec();
+          if (w.db.changes() != 1) {
+            if (!taken()) return;
+          }
           json origin = saga_ref(saga, tenant, corr);
           origin["kind"] = "saga_event";
           origin["inbox_seq"] = a.seq;
@@ -596,26 +692,19 @@ void Engine::pump_sagas() {
           dead->bind(1, id).bind(2, "saga reducer: " + a.error).bind(3, w.now).exec();
           auto del = w.db.prepare("DELETE FROM wf_jobs WHERE id = ?1");
           del->bind(1, id).exec();
-          return;
+          break;
         }
-        const char *status = a.out->done ? "done" : "active";
-        if (a.expect_version < 0) {
-          auto ins = w.db.prepare(
-              "INSERT INTO wf_sagas(tenant, saga, correlation_id, state, version, status, "
-              "created_at, updated_at) VALUES(?1, ?2, ?3, ?4, 1, ?5, ?6, ?6) "
-              "ON CONFLICT DO NOTHING");
-          ins->bind(1, tenant).bind(2, saga).bind(3, corr).bind(4, a.new_state).bind(5, status);
-          ins->bind(6, w.now).exec();
-        } else {
-          auto up = w.db.prepare(
-              "UPDATE wf_sagas SET state = ?4, version = version + 1, status = ?5, "
-              "updated_at = ?6 WHERE tenant = ?1 AND saga = ?2 AND correlation_id = ?3 AND "
-              "version = ?7");
-          up->bind(1, tenant).bind(2, saga).bind(3, corr).bind(4, a.new_state).bind(5, status);
-          up->bind(6, w.now).bind(7, a.expect_version).exec();
+        // Consuming the event proves it was still queued (state 0): another
+        // engine did not take it.
+        auto del = w.db.prepare("DELETE FROM wf_saga_inbox WHERE seq = ?1 AND state = 0");
+        del->bind(1, a.seq).exec();
+        if (w.db.changes() != 1) {
+          if (!taken()) return;
         }
-        if (w.db.changes() != 1)
-          fail(WF_EBUSY, "saga instance " + saga + "/" + corr + " changed concurrently");
+        if (a.kind == SagaAction::kDrop) continue;
+        if (first_expect == -2) first_expect = a.expect_version;
+        ++applied;
+        last = &a;
         if (g_fail_saga_step.load() > 0) {
           g_fail_saga_step--;
           fail(WF_EIO, "injected failure inside the saga step");
@@ -628,17 +717,16 @@ void Engine::pump_sagas() {
         }
         for (auto &s : a.out->schedules) upsert_schedule(w, s);
         for (auto &k : a.out->cancels) {
-          auto del = w.db.prepare("DELETE FROM wf_schedules WHERE tenant = ?1 AND key = ?2");
-          del->bind(1, tenant).bind(2, k).exec();
+          auto dc = w.db.prepare("DELETE FROM wf_schedules WHERE tenant = ?1 AND key = ?2");
+          dc->bind(1, tenant).bind(2, k).exec();
         }
-        auto del = w.db.prepare("DELETE FROM wf_saga_inbox WHERE seq = ?1");
-        del->bind(1, a.seq).exec();
         auto lg = w.db.prepare(
             "INSERT INTO wf_saga_log(tenant, saga, correlation_id, n, event_seq) "
             "VALUES(?1, ?2, ?3, ?4, ?5)");
         lg->bind(1, tenant).bind(2, saga).bind(3, corr);
         lg->bind(4, a.expect_version < 0 ? 1 : a.expect_version + 1).bind(5, a.event_seq).exec();
       }
+      flush();
     };
     submit(std::move(r));
   }

@@ -13,12 +13,10 @@ namespace wf {
 namespace {
 // A cron fire noticed later than this under catch_up "none" is skipped.
 constexpr int64_t kMisfireGraceMs = 60000;
-// Upper bound on due times examined when catching up after long downtime.
-constexpr int kMaxCatchUpScan = 1000000;
 }  // namespace
 
 FirePlan plan_firing(const Cron *cron, const std::string &catch_up, int64_t catch_up_max,
-                     int64_t next_due, int64_t now) {
+                     int64_t next_due, int64_t now, int64_t limit, bool positioned) {
   FirePlan p;
   // Lateness saturates: a due time at the far past is "very late", never a
   // wrapped-around negative number.
@@ -27,23 +25,83 @@ FirePlan plan_firing(const Cron *cron, const std::string &catch_up, int64_t catc
     if (catch_up != "none" || late(next_due) <= kMisfireGraceMs) p.fires.push_back(next_due);
     return p;
   }
-  std::vector<int64_t> missed;
-  int64_t x = next_due;
-  for (int n = 0; x <= now && n < kMaxCatchUpScan; ++n) {
-    missed.push_back(x);
-    if (catch_up != "all" && missed.size() > 1) missed.erase(missed.begin());
-    x = cron->next_after(x);
+  auto nxt = [&](int64_t t) {
+    ++p.steps;
+    return cron->next_after(t);
+  };
+  // Distance b - a (b >= a) without overflow.
+  auto span = [](int64_t a, int64_t b) {
+    return static_cast<uint64_t>(b) - static_cast<uint64_t>(a);
+  };
+  if (next_due > now) {  // not due (a caller's race): nothing to do
+    p.next = next_due;
+    return p;
   }
-  if (x <= now) x = cron->next_after(now);  // scan bound hit
-  p.next = x;
-  if (catch_up == "all") {
-    size_t max = static_cast<size_t>(std::max<int64_t>(1, catch_up_max));
-    size_t from = missed.size() > max ? missed.size() - max : 0;
-    p.fires.assign(missed.begin() + static_cast<long>(from), missed.end());
-  } else if (!missed.empty()) {
-    int64_t last = missed.back();
+  // The latest due time <= now. The due times are next_due, then
+  // next_after(next_due), ...; next_after never decreases as its argument
+  // grows (cron.cpp), so the latest one is next_after(t) for the largest t in
+  // [next_due, now) with next_after(t) <= now: a binary search of about 40
+  // steps whatever the downtime, instead of a walk over every missed one.
+  auto latest_due = [&]() {
+    int64_t first = nxt(next_due);
+    if (first > now) return next_due;
+    int64_t lo = next_due, hi = now;  // next_after(lo) <= now < next_after(hi)
+    while (span(lo, hi) > 1) {
+      int64_t mid = lo + static_cast<int64_t>(span(lo, hi) / 2);
+      if (nxt(mid) <= now)
+        lo = mid;
+      else
+        hi = mid;
+    }
+    return lo == next_due ? first : nxt(lo);
+  };
+  if (catch_up != "all") {
+    int64_t last = latest_due();
     if (catch_up == "latest" || late(last) <= kMisfireGraceMs) p.fires.push_back(last);
+    p.next = nxt(last);
+    return p;
   }
+  size_t max = static_cast<size_t>(std::max<int64_t>(1, catch_up_max));
+  int64_t x = next_due;
+  // Due times are whole seconds, at least 1 s apart, so [next_due, now]
+  // holds at most span/1000 + 2 of them: no skip can be needed below that.
+  if (!positioned && span(next_due, now) / 1000 + 2 > max) {
+    // Find the max-th latest due time S (or next_due if there are fewer):
+    // walk forward from a point w before the latest due time L, keeping the
+    // last `max` due times seen in a ring, and widen w until the walk sees
+    // `max` of them or starts at next_due. w starts at the smallest span
+    // `max` due times can have and grows by the observed density, so the
+    // walks cost a small multiple of `max` steps.
+    int64_t L = latest_due();
+    std::vector<int64_t> ring(max);
+    uint64_t w = static_cast<uint64_t>(max) * 1000;
+    for (;;) {
+      bool whole = w >= span(next_due, L);  // the walk starts at next_due
+      int64_t y = whole ? next_due : nxt(L - static_cast<int64_t>(w));
+      size_t count = 0;
+      while (y <= L) {
+        ring[count % max] = y;
+        ++count;
+        y = nxt(y);
+      }
+      if (count >= max) {
+        x = ring[count % max];
+        break;
+      }
+      if (whole) break;  // fewer than max missed: fire them all from next_due
+      double f = count == 0 ? 64.0 : std::max(2.0, 1.25 * double(max) / double(count));
+      double nw = double(w) * f;
+      w = nw >= 1.8e19 ? UINT64_MAX : static_cast<uint64_t>(nw);
+    }
+    p.start = x;
+    p.latest = L;
+  }
+  int64_t n = std::max<int64_t>(1, limit);
+  while (x <= now && static_cast<int64_t>(p.fires.size()) < n) {
+    p.fires.push_back(x);
+    x = nxt(x);
+  }
+  p.next = x;
   return p;
 }
 
@@ -172,28 +230,60 @@ void unschedule(Engine &e, const char *tenant, const char *key) {
 
 namespace {
 
-// Materializes one firing of a schedule at `due`.
-void fire_one(Engine &e, WriteCtx &w, const std::string &tenant, const std::string &key,
-              const std::string &target, const std::string &body, const std::string &origin,
-              int64_t due) {
-  json doc = json::parse(body);
-  std::string suffix = "@" + std::to_string(due);
-  if (target == "job") {
-    NewJob j = decode_job(doc, e.opt, w.now, "schedule.job");
-    j.key = (j.key ? *j.key : "schedule:" + key) + suffix;
-    j.run_at = std::min(due, w.now);
-    j.origin = origin;
-    std::string id;
-    bool existing;
-    e.insert_job(w, j, &id, &existing);
-  } else {
-    doc["event_id"] = doc.value("event_id", "schedule:" + key) + suffix;
-    if (!doc.contains("occurred_at")) doc["occurred_at"] = due;
-    NewEvent ev = decode_event(doc, e.opt, w.now, "schedule.event");
-    e.insert_event(w, ev);
+// Bounds on one firing transaction, so that a long catch-up never holds the
+// writer (and every durable write queued behind it) for long: at most
+// kFiresPerSchedule due times of one schedule and kFiresPerTx in all, and no
+// further schedule once kStepsPerTx next-time computations are spent. What is
+// left stays due (its next_due committed with the firings) and fires in the
+// following transactions.
+constexpr int64_t kFiresPerSchedule = 128;
+constexpr int64_t kFiresPerTx = 512;
+constexpr int64_t kStepsPerTx = 20000;
+// A schedule that fires a job is materialized up to this long before its due
+// time, as a job whose run_at is the due time (it never runs early): one
+// firing transaction then takes every job firing of the next few ms, so at
+// thousands of firings per second a firing no longer costs its own commit,
+// and the firing commit is off the due job's path (only its claim is on it).
+// Events are never submitted early (a saga would see them before their time).
+constexpr int64_t kFireAheadMs = 5;
+
+// Materializes the firings of one schedule: the stored document is decoded
+// once, then each due time gets its derived key / event id.
+class Firer {
+ public:
+  Firer(Engine &e, const std::string &key, const std::string &target, const std::string &body,
+        const std::string &origin, int64_t now)
+      : e_(e), key_(key), origin_(origin), job_(target == "job"), doc_(json::parse(body)) {
+    if (job_) {
+      base_ = decode_job(doc_, e.opt, now, "schedule.job");
+      base_.origin = origin;
+    }
   }
-  (void)tenant;
-}
+  void fire(WriteCtx &w, int64_t due) {
+    std::string suffix = "@" + std::to_string(due);
+    if (job_) {
+      NewJob j = base_;
+      j.key = (base_.key ? *base_.key : "schedule:" + key_) + suffix;
+      j.run_at = due;  // <= now, or just ahead (kFireAheadMs): never runs early
+      std::string id;
+      bool existing;
+      e_.insert_job(w, j, &id, &existing);
+    } else {
+      json doc = doc_;
+      doc["event_id"] = doc.value("event_id", "schedule:" + key_) + suffix;
+      if (!doc.contains("occurred_at")) doc["occurred_at"] = due;
+      NewEvent ev = decode_event(doc, e_.opt, w.now, "schedule.event");
+      e_.insert_event(w, ev);
+    }
+  }
+
+ private:
+  Engine &e_;
+  const std::string &key_, &origin_;
+  bool job_;
+  json doc_;
+  NewJob base_;
+};
 
 }  // namespace
 
@@ -224,16 +314,22 @@ void Engine::pump_schedules() {
       // Parked schedules are not in the (partial) index and never due.
       auto st = w.db.prepare(
           "SELECT tenant, key, cron, tz, catch_up, catch_up_max, target, body, next_due, origin "
-          "FROM wf_schedules INDEXED BY wf_schedules_due WHERE next_due <= ?1 AND "
-          "parked_reason IS NULL ORDER BY next_due LIMIT 512");
-      st->bind(1, w.now);
+          "FROM wf_schedules INDEXED BY wf_schedules_due WHERE next_due <= ?2 AND "
+          "(next_due <= ?1 OR target = 'job') AND parked_reason IS NULL ORDER BY next_due "
+          "LIMIT 512");
+      st->bind(1, w.now).bind(2, sat_add(w.now, kFireAheadMs));
       while (st->step())
         due.push_back(Due{st->col_text(0), st->col_text(1), st->col_text(2), st->col_text(3),
                           st->col_text(4), st->col_text(6), st->col_text(7), st->col_text(9),
                           st->col_int(5), st->col_int(8)});
     }
     *more = due.size() == 512;
+    int64_t fires_tx = 0, steps_tx = 0;
     for (auto &d : due) {
+      if (fires_tx >= kFiresPerTx || steps_tx >= kStepsPerTx) {
+        *more = true;  // the rest in the next transaction
+        break;
+      }
       // Each schedule fires in its own savepoint: one bad row (a cron the
       // library no longer accepts, a job over a lowered max_payload_bytes)
       // must not stop the others.
@@ -243,10 +339,31 @@ void Engine::pump_schedules() {
         std::string body = unseal(d.body, "wf_schedules.body");
         std::optional<Cron> c;
         if (!d.cron.empty()) c = Cron::parse(d.cron, d.tz);
-        FirePlan plan = plan_firing(c ? &*c : nullptr, d.catch_up, d.max, d.next_due, w.now);
-        for (int64_t at : plan.fires)
-          fire_one(*this, sub, d.tenant, d.key, d.target, body, d.origin, at);
-        if (!plan.fires.empty()) WF_FAILPOINT("after_schedule_fired_before_reschedule");
+        auto wkey = std::make_pair(d.tenant, d.key);
+        auto win = catchup_window.find(wkey);
+        bool positioned = win != catchup_window.end() && win->second.start <= d.next_due &&
+                          d.next_due <= win->second.latest && win->second.max == d.max &&
+                          win->second.cron == d.cron && win->second.tz == d.tz;
+        // A job due up to kFireAheadMs ahead fires now (run_at = due); one
+        // already due is planned against the present (lateness, catch-up).
+        int64_t horizon =
+            d.target == "job" && d.next_due > w.now ? sat_add(w.now, kFireAheadMs) : w.now;
+        FirePlan plan =
+            plan_firing(c ? &*c : nullptr, d.catch_up, d.max, d.next_due, horizon,
+                        std::min(kFiresPerSchedule, kFiresPerTx - fires_tx), positioned);
+        steps_tx += plan.steps;
+        fires_tx += static_cast<int64_t>(plan.fires.size());
+        if (plan.latest != INT64_MIN)
+          catchup_window[wkey] = {plan.start, plan.latest, d.max, d.cron, d.tz};
+        else if (win != catchup_window.end() && (!positioned || plan.next > win->second.latest))
+          catchup_window.erase(win);
+        // Catching up (more chunks follow), or a job due time just ahead.
+        if (plan.next <= sat_add(w.now, kFireAheadMs)) *more = true;
+        if (!plan.fires.empty()) {
+          Firer f(*this, d.key, d.target, body, d.origin, w.now);
+          for (int64_t at : plan.fires) f.fire(sub, at);
+          WF_FAILPOINT("after_schedule_fired_before_reschedule");
+        }
         if (plan.next == INT64_MAX) {
           auto del = w.db.prepare("DELETE FROM wf_schedules WHERE tenant = ?1 AND key = ?2");
           del->bind(1, d.tenant).bind(2, d.key).exec();
