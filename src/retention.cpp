@@ -28,8 +28,8 @@ namespace wf {
 
 namespace {
 
-constexpr int64_t kBatchRows = 500;    // rows visited or removed per purge batch
-constexpr int64_t kVacuumStep = 256;   // pages per incremental_vacuum step
+constexpr int64_t kBatchRows = 500;      // rows visited or removed per purge batch
+constexpr int64_t kVacuumStep = 256;     // pages per incremental_vacuum step
 constexpr int64_t kVacuumMinFree = 256;  // below this many free pages: no vacuum
 constexpr int64_t kVacuumKeepFree = 64;  // a vacuum pass stops at this many
 // The event cursor goes back to the first event this often, so that events
@@ -286,9 +286,9 @@ struct Retention {
   std::atomic<std::thread::id> tid{};
   std::mutex mu;
   std::condition_variable cv;
-  bool stop = false;  // GUARDED_BY(mu)
-  std::mutex pass_mu;  // one pass at a time (the thread, or purge_now)
-  Cursors persist;      // GUARDED_BY(pass_mu): the lasting event cursor
+  bool stop = false;      // GUARDED_BY(mu)
+  std::mutex pass_mu;     // one pass at a time (the thread, or purge_now)
+  Cursors persist;        // GUARDED_BY(pass_mu): the lasting event cursor
   int64_t rescan_at = 0;  // GUARDED_BY(pass_mu): monotonic, next event rescan
   bool failing = false;   // GUARDED_BY(pass_mu)
   int auto_vacuum = -1;   // GUARDED_BY(pass_mu): the file's mode, read once

@@ -42,7 +42,8 @@ int64_t count_rows(const std::string &path, const char *sql) {
   int64_t n = -1;
   if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
     sqlite3_stmt *st = nullptr;
-    if (sqlite3_prepare_v2(db, sql, -1, &st, nullptr) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+    if (sqlite3_prepare_v2(db, sql, -1, &st, nullptr) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
       n = sqlite3_column_int64(st, 0);
     sqlite3_finalize(st);
   }
@@ -101,8 +102,7 @@ TEST(Footprint, MillionJobsLeaveUnderTenMiB) {
     char *ids = nullptr;
     ASSERT_EQ(WF_OK, wf_enqueue_batch(e, arr.c_str(), &ids)) << wf_last_error();
     wf_free(ids);
-    if ((i / kBatch) % 50 == 0)
-      peak = std::max(peak, file_size(path) + file_size(path + "-wal"));
+    if ((i / kBatch) % 50 == 0) peak = std::max(peak, file_size(path) + file_size(path + "-wal"));
   }
   while (done.load() < jobs) std::this_thread::sleep_for(std::chrono::milliseconds(20));
   ASSERT_EQ(WF_OK, wf_sync(e));

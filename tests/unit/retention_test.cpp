@@ -20,7 +20,8 @@ int64_t count_rows(const std::string &path, const char *sql) {
   int64_t n = -1;
   if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
     sqlite3_stmt *st = nullptr;
-    if (sqlite3_prepare_v2(db, sql, -1, &st, nullptr) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+    if (sqlite3_prepare_v2(db, sql, -1, &st, nullptr) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
       n = sqlite3_column_int64(st, 0);
     sqlite3_finalize(st);
   }
@@ -200,8 +201,9 @@ TEST_F(RetentionTest, SagasEventsAndParkedEvents) {
     std::string s = o.dump();
     return wf_buf_set(out, s.data(), s.size()) == WF_OK ? 0 : 1;
   };
-  ASSERT_EQ(WF_OK, wf_saga_register(e, "s", "{\"start\":[\"s.start\"],\"on\":[\"s.end\",\"s.bad\"]}",
-                                    reducer, nullptr));
+  ASSERT_EQ(WF_OK,
+            wf_saga_register(e, "s", "{\"start\":[\"s.start\"],\"on\":[\"s.end\",\"s.bad\"]}",
+                             reducer, nullptr));
   ASSERT_EQ(WF_OK, wf_start(e));
   auto submit = [&](const std::string &id, const std::string &type, const std::string &corr) {
     json ev{{"event_id", id}, {"type", type}, {"correlation_id", corr}};
@@ -297,7 +299,8 @@ TEST_F(RetentionTest, ExistingFileWithoutAutoVacuumKeepsWorking) {
   open("{\"durability\":\"normal\",\"retain_events_ms\":1000}");
   EXPECT_EQ(0, rows("PRAGMA auto_vacuum"));
   for (int i = 0; i < 100; ++i) {
-    json ev{{"event_id", "e" + std::to_string(i)}, {"type", "t"}, {"payload", std::string(2000, 'x')}};
+    json ev{
+        {"event_id", "e" + std::to_string(i)}, {"type", "t"}, {"payload", std::string(2000, 'x')}};
     ASSERT_EQ(WF_OK, wf_submit(e, ev.dump().c_str()));
   }
   clock.now += 2000;
