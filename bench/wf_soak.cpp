@@ -12,8 +12,10 @@
 // pages and the process RSS; every 10 s it prints them. The rule (printed at
 // the end): the run is split in thirds; the first is warm-up. A metric keeps
 // growing when its maximum over the last third exceeds its maximum over the
-// middle third by more than 10% plus a slack (file and WAL 2 MiB, free list
-// 512 pages, RSS 8 MiB). Exit status 1 if any metric keeps growing, 2 on a
+// middle third by more than 10% plus a slack (file 1 MiB; WAL 4 MiB, as it
+// swings with checkpoint timing; free list 512 pages; RSS 8 MiB). With every
+// window at 0 (WF_SOAK_RETAIN_MS=0) the file grows about 85 KiB/s at the
+// default rates and a 60 s run fails. Exit status 1 if any metric keeps growing, 2 on a
 // usage or engine error. Environment: WF_SOAK_RATE (jobs/s, default 500),
 // WF_SOAK_SAGAS (instances/s, default 100), WF_SOAK_RETAIN_MS (see main).
 #include <sqlite3.h>
@@ -235,8 +237,8 @@ int main(int argc, char **argv) {
     double slack;
     const char *unit;
     double scale;
-  } metrics[] = {{"file", &Sample::file, 2.0 * 1048576, "MiB", 1048576.0},
-                 {"wal", &Sample::wal, 2.0 * 1048576, "MiB", 1048576.0},
+  } metrics[] = {{"file", &Sample::file, 1.0 * 1048576, "MiB", 1048576.0},
+                 {"wal", &Sample::wal, 4.0 * 1048576, "MiB", 1048576.0},
                  {"freelist", &Sample::freelist, 512, "pages", 1.0},
                  {"rss", &Sample::rss, 8.0 * 1048576, "MiB", 1048576.0}};
   bool growing = false;

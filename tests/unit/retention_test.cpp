@@ -325,3 +325,29 @@ TEST_F(RetentionTest, ZeroKeepsForEver) {
   EXPECT_EQ(0, purge());
   EXPECT_EQ(10, rows("SELECT count(*) FROM wf_events"));
 }
+
+// After a burst far larger than its working size, the WAL file is truncated
+// back to journal_size_limit (16 MiB) once SQLite starts it over, instead of
+// keeping its largest size on disk.
+TEST_F(RetentionTest, WalShrinksAfterBurst) {
+  open("{\"durability\":\"normal\"}");
+  std::string pad(1000, 'w');
+  wf_tx *tx = nullptr;
+  ASSERT_EQ(WF_OK, wf_tx_begin(e, &tx));
+  for (int i = 0; i < 30000; ++i) {
+    json ev{{"event_id", "b" + std::to_string(i)}, {"type", "t"}, {"payload", pad}};
+    ASSERT_EQ(WF_OK, wf_tx_submit(tx, ev.dump().c_str()));
+  }
+  ASSERT_EQ(WF_OK, wf_tx_commit(tx));
+  const int64_t burst = file_size(path + "-wal");
+  ASSERT_GT(burst, 24 << 20);
+  // The next writes: the writer copies the WAL back before one of them (it
+  // is far over 4 x checkpoint_pages), the one after starts it over and
+  // truncates the file.
+  int64_t wal = burst;
+  for (int i = 0; i < 20 && wal > (16 << 20) + (1 << 20); ++i) {
+    enqueue({{"effect", "x"}});
+    wal = file_size(path + "-wal");
+  }
+  EXPECT_LE(wal, (16 << 20) + (1 << 20)) << "WAL after the burst: " << burst << " -> " << wal;
+}
