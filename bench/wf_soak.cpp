@@ -184,8 +184,10 @@ int main(int argc, char **argv) {
       saga_acc -= ns;
       for (int i = 0; i < ns; ++i, ++s) {
         std::string c = "i" + std::to_string(s);
-        std::string a = "{\"event_id\":\"" + c + ":start\",\"type\":\"soak.start\",\"correlation_id\":\"" + c + "\"}";
-        std::string b = "{\"event_id\":\"" + c + ":end\",\"type\":\"soak.end\",\"correlation_id\":\"" + c + "\"}";
+        std::string a = "{\"event_id\":\"" + c +
+                        ":start\",\"type\":\"soak.start\",\"correlation_id\":\"" + c + "\"}";
+        std::string b = "{\"event_id\":\"" + c +
+                        ":end\",\"type\":\"soak.end\",\"correlation_id\":\"" + c + "\"}";
         check(wf_submit(e, a.c_str()), "wf_submit");
         check(wf_submit(e, b.c_str()), "wf_submit");
         ++instances;
@@ -213,8 +215,7 @@ int main(int argc, char **argv) {
       std::printf("%6d %10.2f %10.2f %9lld %9.1f %10lld %9lld %10lld %12lld\n", i,
                   double(s.file) / 1048576, double(s.wal) / 1048576,
                   static_cast<long long>(s.freelist), double(s.rss) / 1048576,
-                  static_cast<long long>(enqueued.load()),
-                  static_cast<long long>(instances.load()),
+                  static_cast<long long>(enqueued.load()), static_cast<long long>(instances.load()),
                   static_cast<long long>(g_jobs_done.load()), purged);
       std::fflush(stdout);
     }

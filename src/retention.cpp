@@ -401,10 +401,18 @@ int64_t run_pass(Engine &e, Retention &r, bool vacuum, const std::function<bool(
     if (!more) break;
   }
   if (freed_total > 0 && e.ckpt_db) {
-    // The file shrinks when a checkpoint has copied the whole WAL back.
-    std::lock_guard<std::mutex> g(e.ckpt_mu);
-    e.ckpt_wanted = true;
-    e.ckpt_cv.notify_one();
+    // The file shrinks when a checkpoint has copied the whole WAL back: run
+    // one now on the checkpointer's connection (serialised with its passes
+    // by ckpt_run_mu; waking the thread is not enough, as a request that
+    // arrives during its pass is dropped). A busy or failed pass is
+    // harmless: a later checkpoint truncates the file.
+    std::lock_guard<std::mutex> g(e.ckpt_run_mu);
+    int wal = 0, done = 0;
+    try {
+      e.ckpt_db->checkpoint_passive(&wal, &done);
+      e.ckpt_copied.store(done, std::memory_order_relaxed);
+    } catch (const std::exception &) {
+    }
   }
   return total;
 }
