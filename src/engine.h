@@ -525,11 +525,11 @@ struct Engine {
   void release_inflight_on_close();
 };
 
-// A whole retention pass (purge and vacuum) of the engine behind a handle, on
+// A whole retention pass (purge, and vacuum if asked) of the engine behind a handle, on
 // the calling thread; `*removed_out` gets the rows removed. For tests and
 // benchmarks (capi.cpp); the maintenance thread does the same in the
 // background.
-int purge_now(wf_engine *h, int64_t *removed_out);
+int purge_now(wf_engine *h, int64_t *removed_out, bool vacuum = true);
 
 // The process-wide logger new engines start with (wf_set_default_logger),
 // so that what wf_open itself logs can be captured.

@@ -3,7 +3,8 @@
 // free pages back to the file system (incremental auto-vacuum). Every step is
 // a short request through the writer's queue, so it is serialised with every
 // other write and never holds the write lock for long: a purge batch touches
-// at most kBatchRows rows, a vacuum step frees at most kVacuumStep pages.
+// at most kBatchRows rows and stops after about kBatchMaxUs, a vacuum step
+// frees at most kVacuumStep pages.
 // It runs from wf_open to wf_close, whether or not wf_start was called.
 //
 // What each window lets go (docs/operations.md, "Retention and vacuum"):
@@ -29,6 +30,7 @@ namespace wf {
 namespace {
 
 constexpr int64_t kBatchRows = 500;      // rows visited or removed per purge batch
+constexpr int64_t kBatchMaxUs = 4000;    // and at most about this long in the writer
 constexpr int64_t kVacuumStep = 256;     // pages per incremental_vacuum step
 constexpr int64_t kVacuumMinFree = 256;  // below this many free pages: no vacuum
 constexpr int64_t kVacuumKeepFree = 64;  // a vacuum pass stops at this many
@@ -97,9 +99,20 @@ struct Cursors {
 // One purge batch in the writer's transaction: at most kBatchRows rows
 // visited or removed. `c` is a copy the batch may advance (a request can run
 // more than once: the caller keeps it only after the commit).
+int64_t now_us() {
+  using namespace std::chrono;
+  return duration_cast<microseconds>(steady_clock::now().time_since_epoch()).count();
+}
+
 int64_t purge_batch(WriteCtx &w, const Options &opt, Cursors &c) {
   Db &db = w.db;
   int64_t budget = kBatchRows, removed = 0;
+  // One row visited or removed; past the time limit the budget is spent.
+  const int64_t deadline = now_us() + kBatchMaxUs;
+  auto spend = [&budget, deadline] {
+    --budget;
+    if (now_us() > deadline) budget = 0;
+  };
   const int64_t ev_cut = cutoff(w.now, opt.retain_events_ms);
   // Expired dedupe keys.
   if (!c.keys_done) {
@@ -126,7 +139,11 @@ int64_t purge_batch(WriteCtx &w, const Options &opt, Cursors &c) {
     }
     if (static_cast<int64_t>(cands.size()) < budget) c.dead_done = true;
     for (auto &d : cands) {
-      --budget;
+      if (budget <= 0) {
+        c.dead_done = false;  // cut by the time limit
+        break;
+      }
+      spend();
       c.dead_at = d.dead_at;
       c.dead_id = d.id;
       if (!d.origin.empty()) {
@@ -165,7 +182,11 @@ int64_t purge_batch(WriteCtx &w, const Options &opt, Cursors &c) {
     }
     if (static_cast<int64_t>(cands.size()) < budget) c.att_done = true;
     for (auto &a : cands) {
-      --budget;
+      if (budget <= 0) {
+        c.att_done = false;
+        break;
+      }
+      spend();
       c.att_ended = a.ended;
       c.att_rowid = a.rowid;
       {
@@ -207,7 +228,7 @@ int64_t purge_batch(WriteCtx &w, const Options &opt, Cursors &c) {
         cut_short = true;
         break;
       }
-      --budget;
+      spend();
       {
         auto st = db.prepare(kSagaQueued);
         st->bind(1, s.tenant).bind(2, s.saga).bind(3, s.corr);
@@ -225,19 +246,20 @@ int64_t purge_batch(WriteCtx &w, const Options &opt, Cursors &c) {
         while (st->step()) log.emplace_back(st->col_int(0), st->col_int(1));
       }
       bool whole = static_cast<int64_t>(log.size()) <= budget;
-      if (!whole) log.resize(static_cast<size_t>(budget));
-      for (auto &[n, ev] : log) {
+      if (!whole) log.resize(static_cast<size_t>(std::max<int64_t>(budget, 0)));
+      size_t k = 0;
+      for (; k < log.size() && budget > 0; ++k) {
         auto del = db.prepare(kDeleteLogEntry);
-        del->bind(1, s.tenant).bind(2, s.saga).bind(3, s.corr).bind(4, n).exec();
+        del->bind(1, s.tenant).bind(2, s.saga).bind(3, s.corr).bind(4, log[k].first).exec();
         removed += db.changes();
-        --budget;
+        spend();
         if (opt.retain_events_ms > 0) {
           auto de = db.prepare(kDeleteUnneededEvent);
-          de->bind(1, ev).bind(2, ev_cut).exec();
+          de->bind(1, log[k].second).bind(2, ev_cut).exec();
           removed += db.changes();
         }
       }
-      if (!whole) {
+      if (!whole || k < log.size()) {
         cut_short = true;  // the rest of its log in the next batch
         break;
       }
@@ -264,7 +286,11 @@ int64_t purge_batch(WriteCtx &w, const Options &opt, Cursors &c) {
         c.events_done = true;
         break;
       }
-      --budget;
+      if (budget <= 0) {
+        c.events_done = false;
+        break;
+      }
+      spend();
       c.event_seq = seq;
       {
         auto st = db.prepare(kEventNeeded);
@@ -321,11 +347,6 @@ void through_writer(Engine &e, std::function<void(WriteCtx &)> fn) {
   std::unique_lock<std::mutex> lk(wt->mu);
   wt->cv.wait(lk, [&] { return wt->done; });
   if (wt->rc != WF_OK) fail(wt->rc, wt->err);
-}
-
-int64_t now_us() {
-  using namespace std::chrono;
-  return duration_cast<microseconds>(steady_clock::now().time_since_epoch()).count();
 }
 
 // One whole pass: purge batches until every stage is done, then vacuum steps

@@ -5,6 +5,7 @@
 #include <sqlite3.h>
 #include <sys/stat.h>
 
+#include <cstring>
 #include <thread>
 
 #include "engine.h"
@@ -358,4 +359,49 @@ TEST_F(RetentionTest, WalShrinksAfterBurst) {
     wal = file_size(path + "-wal");
   }
   EXPECT_LE(wal, (16 << 20) + (1 << 20)) << "WAL after the burst: " << burst << " -> " << wal;
+}
+
+// A finished instance whose log is longer than a purge batch is removed over
+// several batches, log first: nothing of it is left, and an active instance
+// with as long a log keeps all of it.
+TEST_F(RetentionTest, LongSagaLogSpansBatches) {
+  open("{\"durability\":\"normal\",\"retain_sagas_ms\":1000,\"retain_events_ms\":1000}");
+  static auto reducer = [](void *, const char *in, size_t len, wf_buf *out) -> int {
+    bool end = std::string(in, len).find("\"type\":\"s.end\"") != std::string::npos;
+    const char *o = end ? "{\"done\":true}" : "{}";
+    return wf_buf_set(out, o, std::strlen(o)) == WF_OK ? 0 : 1;
+  };
+  ASSERT_EQ(WF_OK,
+            wf_saga_register(e, "s", "{\"start\":[\"s.start\"],\"on\":[\"s.step\",\"s.end\"]}",
+                             reducer, nullptr));
+  ASSERT_EQ(WF_OK, wf_start(e));
+  for (const char *corr : {"long-done", "long-active"}) {
+    wf_tx *tx = nullptr;
+    ASSERT_EQ(WF_OK, wf_tx_begin(e, &tx));
+    std::string c = corr;
+    for (int i = 0; i < 1300; ++i) {
+      json ev{{"event_id", c + std::to_string(i)},
+              {"type", i == 0                            ? "s.start"
+                       : (i == 1299 && c == "long-done") ? "s.end"
+                                                         : "s.step"},
+              {"correlation_id", c}};
+      ASSERT_EQ(WF_OK, wf_tx_submit(tx, ev.dump().c_str()));
+    }
+    ASSERT_EQ(WF_OK, wf_tx_commit(tx));
+  }
+  for (int i = 0; i < 6000 && rows("SELECT count(*) FROM wf_saga_log") < 2600; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));  // polls a condition
+  ASSERT_EQ(2600, rows("SELECT count(*) FROM wf_saga_log"));
+  clock.now += 5000;
+  const int64_t batches = stats()["engine"]["purge_batches"].get<int64_t>();
+  EXPECT_EQ(1300 + 1300 + 1, purge());  // log rows, events, the instance
+  EXPECT_GT(stats()["engine"]["purge_batches"].get<int64_t>() - batches, 2);
+  EXPECT_EQ(0, rows("SELECT count(*) FROM wf_saga_log WHERE correlation_id = 'long-done'"));
+  EXPECT_EQ(1300, rows("SELECT count(*) FROM wf_saga_log WHERE correlation_id = 'long-active'"));
+  EXPECT_EQ(1300, rows("SELECT count(*) FROM wf_events"));
+  EXPECT_EQ(1, rows("SELECT count(*) FROM wf_sagas"));
+  char *out = nullptr;
+  ASSERT_EQ(WF_OK, wf_saga_replay(e, "", "s", "long-active", nullptr, &out)) << wf_last_error();
+  EXPECT_EQ(1300, json::parse(out)["events"]);
+  wf_free(out);
 }
