@@ -531,6 +531,10 @@ struct Engine {
 // background.
 int purge_now(wf_engine *h, int64_t *removed_out, bool vacuum = true);
 
+// The SQL of every statement the retention purge runs (tests check their
+// query plans: each reads through an index, never a whole table).
+std::vector<const char *> retention_statements();
+
 // The process-wide logger new engines start with (wf_set_default_logger),
 // so that what wf_open itself logs can be captured.
 void set_default_logger(int min_level, wf_log_fn fn, void *user);

@@ -80,6 +80,12 @@ const char *kEventNeeded =
     "wf_saga_log WHERE event_seq = ?1)";
 const char *kDeleteEvent = "DELETE FROM wf_events WHERE seq = ?1";
 
+const char *const kAllStatements[] = {
+    kPurgeKeys,         kDeadCandidates, kParkedInbox,   kDeleteDead,          kDeleteJobAttempts,
+    kAttemptCandidates, kJobPending,     kDeleteAttempt, kSagaCandidates,      kSagaQueued,
+    kSagaLogTail,       kDeleteLogEntry, kDeleteSaga,    kDeleteUnneededEvent, kEventCandidates,
+    kEventNeeded,       kDeleteEvent};
+
 int64_t cutoff(int64_t now, int64_t window) { return window > 0 ? now - window : INT64_MIN; }
 
 // Where each stage of a pass has got to. The dead-letter, attempt and saga
@@ -306,6 +312,10 @@ int64_t purge_batch(WriteCtx &w, const Options &opt, Cursors &c) {
 }
 
 }  // namespace
+
+std::vector<const char *> retention_statements() {
+  return std::vector<const char *>(std::begin(kAllStatements), std::end(kAllStatements));
+}
 
 struct Retention {
   std::thread th;
