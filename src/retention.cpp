@@ -102,13 +102,16 @@ struct Cursors {
   bool all_done() const { return keys_done && dead_done && att_done && sagas_done && events_done; }
 };
 
-// One purge batch in the writer's transaction: at most kBatchRows rows
-// visited or removed. `c` is a copy the batch may advance (a request can run
-// more than once: the caller keeps it only after the commit).
 int64_t now_us() {
   using namespace std::chrono;
   return duration_cast<microseconds>(steady_clock::now().time_since_epoch()).count();
 }
+
+// One purge batch in the writer's transaction: at most kBatchRows rows
+// visited or removed, for about kBatchMaxUs at most. `c` is a copy the batch
+// may advance (a request can run more than once: the caller keeps it only
+// after the commit). Stages run in order; one cut short by the budget goes on
+// in the next batch.
 
 int64_t purge_batch(WriteCtx &w, const Options &opt, Cursors &c) {
   Db &db = w.db;
