@@ -51,19 +51,16 @@ Options parse_options(const char *options_json) {
   Limits lim;
   json doc = parse_json(options_json, lim, "options", 1 << 16);
   const char *w = "options";
-  check_keys(doc, {"durability",        "busy_timeout_ms",
-                   "lease_ms",          "max_attempts",
-                   "backoff",           "dedupe_window_ms",
-                   "max_payload_bytes", "max_json_depth",
-                   "max_inflight",      "poll_ms",
-                   "drain_timeout_ms",  "group_commit_wait_us",
-                   "checkpoint_pages",  "vfs",
-                   "encryption_key",    "max_interruptions",
-                   "abandon_after_ms",  "tx_timeout_ms",
-                   "retain_events_ms",  "retain_sagas_ms",
-                   "retain_dead_ms",    "retain_attempts_ms",
-                   "purge_interval_ms"},
+  // clang-format off
+  check_keys(doc,
+             {"durability", "busy_timeout_ms", "lease_ms", "max_attempts", "backoff",
+              "dedupe_window_ms", "max_payload_bytes", "max_json_depth", "max_inflight", "poll_ms",
+              "drain_timeout_ms", "group_commit_wait_us", "checkpoint_pages", "vfs",
+              "encryption_key", "max_interruptions", "abandon_after_ms", "tx_timeout_ms",
+              "retain_events_ms", "retain_sagas_ms", "retain_dead_ms", "retain_attempts_ms",
+              "purge_interval_ms"},
              w);
+  // clang-format on
   std::string d = get_string(doc, "durability", w, false, "full");
   if (d == "full")
     o.durability_full = true;

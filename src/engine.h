@@ -71,14 +71,14 @@ struct Options {
   int64_t tx_timeout_ms = 30000;      // a host transaction open longer is rolled back
   int max_interruptions = 5;          // interrupted attempts before the job is dead (`interrupted`)
   int64_t abandon_after_ms = 300000;  // a next attempt waits this long for a held handle
+  std::string vfs;                    // SQLite VFS name ("" = default); fault-injection tests
+  std::string encryption_key;         // 64 hex digits, or "" for none; never logged
   // Retention (docs/operations.md, "Retention and vacuum"); 0 = keep for ever.
   int64_t retain_events_ms = INT64_C(7) * 86400000;     // events no instance needs any more
   int64_t retain_sagas_ms = INT64_C(7) * 86400000;      // finished instances and their log
   int64_t retain_dead_ms = INT64_C(30) * 86400000;      // dead letters
   int64_t retain_attempts_ms = INT64_C(30) * 86400000;  // history of jobs no longer pending
   int64_t purge_interval_ms = 1000;                     // background purge pass period
-  std::string vfs;             // SQLite VFS name ("" = default); fault-injection tests
-  std::string encryption_key;  // 64 hex digits, or "" for none; never logged
 };
 
 Options parse_options(const char *options_json);
