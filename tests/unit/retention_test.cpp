@@ -268,7 +268,7 @@ TEST_F(RetentionTest, SagasEventsAndParkedEvents) {
 // A new file uses incremental auto-vacuum; after a purge the free pages go
 // back to the file system and the file shrinks.
 TEST_F(RetentionTest, NewFileUsesIncrementalAutoVacuumAndShrinks) {
-  open("{\"durability\":\"normal\",\"retain_events_ms\":1000}");
+  open("{\"durability\":\"normal\",\"retain_events_ms\":1000,\"tx_timeout_ms\":1200000}");
   EXPECT_EQ(2, rows("PRAGMA auto_vacuum"));
   std::string pad(1000, 'p');
   wf_tx *tx = nullptr;
@@ -339,11 +339,13 @@ TEST_F(RetentionTest, ZeroKeepsForEver) {
 // back to journal_size_limit (16 MiB) once SQLite starts it over, instead of
 // keeping its largest size on disk.
 TEST_F(RetentionTest, WalShrinksAfterBurst) {
-  open("{\"durability\":\"normal\"}");
-  std::string pad(1000, 'w');
+  // Few large events (per-call cost dominates under TSan) and a transaction
+  // timeout far above the default 30 s for slow sanitizer builds.
+  open("{\"durability\":\"normal\",\"tx_timeout_ms\":1200000}");
+  std::string pad(10000, 'w');
   wf_tx *tx = nullptr;
   ASSERT_EQ(WF_OK, wf_tx_begin(e, &tx));
-  for (int i = 0; i < 30000; ++i) {
+  for (int i = 0; i < 3000; ++i) {
     json ev{{"event_id", "b" + std::to_string(i)}, {"type", "t"}, {"payload", pad}};
     ASSERT_EQ(WF_OK, wf_tx_submit(tx, ev.dump().c_str()));
   }
