@@ -25,6 +25,17 @@ if [ "${WF_CRASHLOOP_SECONDS:-60}" != 0 ]; then
   ./scripts/crashloop.sh "${WF_CRASHLOOP_SECONDS:-60}" build
 fi
 
+# ---- soak (owned by the retention work; keep this block self-contained) ----
+# Constant mixed load with short retention windows: file size, WAL size,
+# free-list pages and RSS must stay flat after the warm-up (bench/wf_soak.cpp
+# states the rule). WF_SOAK_SECONDS sets the duration (default 60; 0 skips it).
+if [ "${WF_SOAK_SECONDS:-60}" != 0 ]; then
+  echo "== soak (${WF_SOAK_SECONDS:-60} s)"
+  cmake --build build --target wf_soak >/dev/null
+  build/bench/wf_soak "${WF_SOAK_SECONDS:-60}"
+fi
+# ---- end soak ----
+
 # clang-tidy over src/ with the checked-in .clang-tidy: any finding fails.
 # WF_SKIP_LINT=1 skips it.
 if [ "${WF_SKIP_LINT:-0}" != 1 ]; then

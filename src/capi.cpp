@@ -581,3 +581,14 @@ WF_API int wf_set_default_logger(int min_level, wf_log_fn fn, void *user) {
 }
 
 }  // extern "C"
+
+namespace wf {
+// A whole retention pass on the calling thread (tests; see engine.h).
+int purge_now(wf_engine *h, int64_t *removed_out, bool vacuum) {
+  return guard(h, [&] {
+    int64_t n = eng(h).purge_now(vacuum);
+    if (removed_out) *removed_out = n;
+    return WF_OK;
+  });
+}
+}  // namespace wf

@@ -51,12 +51,16 @@ Options parse_options(const char *options_json) {
   Limits lim;
   json doc = parse_json(options_json, lim, "options", 1 << 16);
   const char *w = "options";
+  // clang-format off
   check_keys(doc,
              {"durability", "busy_timeout_ms", "lease_ms", "max_attempts", "backoff",
               "dedupe_window_ms", "max_payload_bytes", "max_json_depth", "max_inflight", "poll_ms",
               "drain_timeout_ms", "group_commit_wait_us", "checkpoint_pages", "vfs",
-              "encryption_key", "max_interruptions", "abandon_after_ms", "tx_timeout_ms"},
+              "encryption_key", "max_interruptions", "abandon_after_ms", "tx_timeout_ms",
+              "retain_events_ms", "retain_sagas_ms", "retain_dead_ms", "retain_attempts_ms",
+              "purge_interval_ms"},
              w);
+  // clang-format on
   std::string d = get_string(doc, "durability", w, false, "full");
   if (d == "full")
     o.durability_full = true;
@@ -83,6 +87,13 @@ Options parse_options(const char *options_json) {
   o.encryption_key = get_string(doc, "encryption_key", w, false, "");
   o.max_interruptions = static_cast<int>(get_int(doc, "max_interruptions", w, 5, 1, 1000000));
   o.abandon_after_ms = get_int(doc, "abandon_after_ms", w, 300000, 0, INT64_C(86400000) * 7);
+  // Retention windows: 0 keeps for ever; at most 2^42 ms (139 years).
+  o.retain_events_ms = get_int(doc, "retain_events_ms", w, o.retain_events_ms, 0, INT64_C(1) << 42);
+  o.retain_sagas_ms = get_int(doc, "retain_sagas_ms", w, o.retain_sagas_ms, 0, INT64_C(1) << 42);
+  o.retain_dead_ms = get_int(doc, "retain_dead_ms", w, o.retain_dead_ms, 0, INT64_C(1) << 42);
+  o.retain_attempts_ms =
+      get_int(doc, "retain_attempts_ms", w, o.retain_attempts_ms, 0, INT64_C(1) << 42);
+  o.purge_interval_ms = get_int(doc, "purge_interval_ms", w, 1000, 10, 3600000);
   return o;
 }
 
@@ -324,6 +335,16 @@ void Engine::open_body() {
   // refused here, untouched. migrate() decides again under the write lock.
   inspect_schema(*write_db, path);
   {
+    // A new file (no table yet) uses incremental auto-vacuum, so that the
+    // maintenance thread can give free pages back to the file system
+    // (retention.cpp). It must be chosen before the first table exists; an
+    // existing file keeps its mode (docs/operations.md says how to convert).
+    auto st = write_db->prepare("SELECT count(*) FROM sqlite_schema");
+    bool empty = st->step() && st->col_int(0) == 0;
+    st->reset();
+    if (empty) write_db->exec("PRAGMA auto_vacuum=INCREMENTAL");
+  }
+  {
     // WAL must be set outside a transaction; it is persistent in the file.
     auto st = write_db->prepare("PRAGMA journal_mode=WAL");
     if (!st->step() || st->col_text(0) != "wal")
@@ -338,6 +359,11 @@ void Engine::open_body() {
   }
   write_db->exec("PRAGMA trusted_schema=OFF");
   write_db->exec("PRAGMA foreign_keys=OFF");
+  // When SQLite starts the WAL over, the first commit truncates the file to
+  // this size: after a burst (a large host transaction, a big purge) the WAL
+  // does not keep its largest size on disk. 16 MiB is twice its normal
+  // working size at the default checkpoint_pages.
+  write_db->exec("PRAGMA journal_size_limit=16777216");
   write_db->exec(opt.durability_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
   sync_full_now = opt.durability_full;
   migrate(*write_db, path);
@@ -404,6 +430,18 @@ void Engine::open_body() {
     });
   } catch (...) {
     stop_checkpointer();  // no destructor runs for a constructor that throws
+    throw;
+  }
+  try {
+    start_maintenance();
+  } catch (...) {
+    {
+      std::lock_guard<std::mutex> g(wq_mu);
+      writer_stop = true;
+    }
+    wq_cv.notify_all();
+    writer.join();
+    stop_checkpointer();
     throw;
   }
   {
@@ -483,6 +521,7 @@ void Engine::stop_checkpointer() {
 }
 
 Engine::~Engine() {
+  stop_maintenance();  // it waits on the writer
   {
     std::lock_guard<std::mutex> g(wq_mu);
     writer_stop = true;

@@ -74,6 +74,12 @@ struct Options {
   int64_t abandon_after_ms = 300000;  // a next attempt waits this long for a held handle
   std::string vfs;                    // SQLite VFS name ("" = default); fault-injection tests
   std::string encryption_key;         // 64 hex digits, or "" for none; never logged
+  // Retention (docs/operations.md, "Retention and vacuum"); 0 = keep for ever.
+  int64_t retain_events_ms = INT64_C(7) * 86400000;     // events no instance needs any more
+  int64_t retain_sagas_ms = INT64_C(7) * 86400000;      // finished instances and their log
+  int64_t retain_dead_ms = INT64_C(30) * 86400000;      // dead letters
+  int64_t retain_attempts_ms = INT64_C(30) * 86400000;  // history of jobs no longer pending
+  int64_t purge_interval_ms = 1000;                     // background purge pass period
 };
 
 Options parse_options(const char *options_json);
@@ -365,6 +371,20 @@ struct Engine {
   std::atomic<int64_t> ckpt_copied{0};       // WAL frames the last checkpoint had copied
   void restart_wal();
 
+  // --- retention (retention.cpp): a maintenance thread, started at open
+  // (whether or not the relay runs), purges expired rows in small batches and
+  // returns free pages to the file system, each step a short request through
+  // the writer's queue.
+  std::shared_ptr<struct Retention> retention;
+  std::atomic<int64_t> n_purged_rows{0}, n_purge_batches{0}, n_vacuumed_pages{0},
+      n_purge_failures{0};
+  std::atomic<int64_t> purge_batch_max_us{0};  // longest purge batch (writer time)
+  void start_maintenance();
+  void stop_maintenance();  // before the writer stops
+  // One whole pass on the calling thread (not an engine thread): every
+  // expired row, then free pages. Returns the rows removed. Throws on failure.
+  int64_t purge_now(bool vacuum = true);
+
   // --- read-only connections (WAL snapshots): one for the loop's own
   // queries, one for API reads (stats, listings), so a slow wf_stats never
   // delays timers or claims.
@@ -534,6 +554,16 @@ struct Engine {
   void recover_on_open();
   void release_inflight_on_close();
 };
+
+// A whole retention pass (purge, and vacuum if asked) of the engine behind a handle, on
+// the calling thread; `*removed_out` gets the rows removed. For tests and
+// benchmarks (capi.cpp); the maintenance thread does the same in the
+// background.
+int purge_now(wf_engine *h, int64_t *removed_out, bool vacuum = true);
+
+// The SQL of every statement the retention purge runs (tests check their
+// query plans: each reads through an index, never a whole table).
+std::vector<const char *> retention_statements();
 
 // The process-wide logger new engines start with (wf_set_default_logger),
 // so that what wf_open itself logs can be captured.

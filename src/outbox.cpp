@@ -655,6 +655,11 @@ json stats(Engine &e, const char *filter_json) {
   eng["writer_checkpoints"] = e.n_writer_checkpoints.load();
   eng["tx_timeouts"] = e.n_tx_timeouts.load();
   eng["log_dropped"] = e.n_log_dropped.load();
+  eng["purged_rows"] = e.n_purged_rows.load();
+  eng["purge_batches"] = e.n_purge_batches.load();
+  eng["purge_batch_max_us"] = e.purge_batch_max_us.load();
+  eng["purge_failures"] = e.n_purge_failures.load();
+  eng["vacuumed_pages"] = e.n_vacuumed_pages.load();
   json effs = json::object();
   {
     std::lock_guard<std::mutex> g(e.reg_mu);
@@ -725,7 +730,8 @@ std::string metrics(Engine &e) {
   for (const char *c :
        {"enqueued", "dispatched", "completed", "retried", "dead_lettered", "timeouts", "commits",
         "checkpoints", "checkpoint_failures", "writer_checkpoints", "tx_timeouts", "log_dropped",
-        "leases_lost", "abandoned"}) {
+        "leases_lost", "abandoned", "purged_rows", "purge_batches", "purge_failures",
+        "vacuumed_pages"}) {
     std::string name = std::string("wf_") + c + "_total";
     gauge(name.c_str(), "Counter since this engine was opened.", "counter");
     o += name + " " + std::to_string(s["engine"][c].get<int64_t>()) + "\n";

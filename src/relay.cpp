@@ -671,7 +671,6 @@ void Engine::check_timeouts() {
 void Engine::renew_and_reclaim() {
   WriteReq r;
   int64_t lease = opt.lease_ms;
-  int64_t window_sweep = 1000;
   // Renew only the attempts this engine really holds (in flight, or claimed
   // and waiting for a held handle): a job whose outcome could not be
   // committed is no longer in flight here, so its lease runs out and it is
@@ -688,8 +687,7 @@ void Engine::renew_and_reclaim() {
   auto pairs = std::make_shared<std::vector<std::pair<int64_t, int>>>();
   for (auto &h : held) pairs->emplace_back(h[0].get<int64_t>(), h[1].get<int>());
   auto lost = std::make_shared<std::vector<std::pair<int64_t, int>>>();
-  r.fn = [this, lease, window_sweep, held = held.dump(), held_ids = held_ids.dump(), pairs,
-          lost](WriteCtx &w) {
+  r.fn = [this, lease, held = held.dump(), held_ids = held_ids.dump(), pairs, lost](WriteCtx &w) {
     lost->clear();
     auto mine = lease::renew(w.db, boot_id, w.now + lease, held);
     std::set<std::pair<int64_t, int>> ok(mine.begin(), mine.end());
@@ -701,12 +699,7 @@ void Engine::renew_and_reclaim() {
     }
     // Leases whose owner stopped renewing them: the owner is gone or stuck.
     if (lease::reclaim_expired(w.db, boot_id, w.now, held_ids) > 0) w.ready_now = true;
-    {
-      auto st = w.db.prepare(
-          "DELETE FROM wf_done_keys WHERE (tenant, key) IN (SELECT tenant, key FROM wf_done_keys "
-          "WHERE expires_at < ?1 LIMIT ?2)");
-      st->bind(1, w.now).bind(2, window_sweep).exec();
-    }
+    // Expired dedupe keys are swept by the maintenance thread (retention.cpp).
   };
   r.after = [this, lost](int rc, const std::string &) {
     if (rc != WF_OK || lost->empty()) return;

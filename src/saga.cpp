@@ -807,11 +807,21 @@ std::string saga_replay(Engine &e, const char *tenant, const char *saga, const c
     db.exec("BEGIN");
     try {
       auto v = db.prepare(
-          "SELECT version FROM wf_sagas WHERE tenant = ?1 AND saga = ?2 AND correlation_id = ?3");
+          "SELECT version, status, updated_at FROM wf_sagas WHERE tenant = ?1 AND saga = ?2 AND "
+          "correlation_id = ?3");
       v->bind(1, t).bind(2, saga).bind(3, corr);
       if (!v->step())
-        fail(WF_ENOTFOUND, std::string("wf_saga_replay: no instance for \"") + corr + "\"");
+        fail(WF_ENOTFOUND, std::string("wf_saga_replay: no instance for \"") + corr +
+                               "\" (never created, or finished and removed after "
+                               "retain_sagas_ms)");
       version = v->col_int(0);
+      // A finished instance past retain_sagas_ms is being removed (its log
+      // goes first, newest entry first): a replay would see part of it.
+      if (e.opt.retain_sagas_ms > 0 && v->col_text(1) == "done" &&
+          v->col_int(2) < e.now() - e.opt.retain_sagas_ms)
+        fail(WF_ENOTFOUND, std::string("wf_saga_replay: the instance for \"") + corr +
+                               "\" finished more than retain_sagas_ms ago and is being removed; "
+                               "its applied-event log is no longer complete");
       if (version > 0 && version <= (int64_t(1) << 20)) events.reserve(size_t(version));
       auto st = db.prepare(
           "SELECT e.envelope FROM wf_saga_log l JOIN wf_events e ON e.seq = l.event_seq "

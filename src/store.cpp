@@ -435,6 +435,16 @@ ALTER TABLE wf_jobs ADD COLUMN interruptions INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE wf_boots ADD COLUMN lock_slot INTEGER;
 )sql";
 
+// Version 5: indexes for the background purge (src/retention.cpp), so that
+// finding expired rows and checking what still refers to an event read only
+// the rows concerned.
+static const char *kSchemaV5 = R"sql(
+CREATE INDEX wf_attempts_ended ON wf_attempts(ended_at);
+CREATE INDEX wf_sagas_done ON wf_sagas(updated_at) WHERE status = 'done';
+CREATE INDEX wf_saga_log_event ON wf_saga_log(event_seq);
+CREATE INDEX wf_saga_inbox_event ON wf_saga_inbox(event_seq);
+)sql";
+
 namespace {
 
 // The migration steps: step N brings a file from version N - 1 to N. To add
@@ -454,6 +464,9 @@ void apply_migration(Db &db, int to) {
       return;
     case 4:
       db.exec(kSchemaV4);
+      return;
+    case 5:
+      db.exec(kSchemaV5);
       return;
     default:
       fail(WF_EINTERNAL, "no migration step to schema version " + std::to_string(to));
@@ -495,6 +508,8 @@ const char *migration_sql(int to) {
       return kSchemaV3;
     case 4:
       return kSchemaV4;
+    case 5:
+      return kSchemaV5;
     default:
       return nullptr;
   }
