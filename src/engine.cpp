@@ -51,11 +51,16 @@ Options parse_options(const char *options_json) {
   Limits lim;
   json doc = parse_json(options_json, lim, "options", 1 << 16);
   const char *w = "options";
-  check_keys(doc,
-             {"durability", "busy_timeout_ms", "lease_ms", "max_attempts", "backoff",
-              "dedupe_window_ms", "max_payload_bytes", "max_json_depth", "max_inflight", "poll_ms",
-              "drain_timeout_ms", "group_commit_wait_us", "checkpoint_pages", "vfs",
-              "encryption_key", "max_interruptions", "abandon_after_ms", "tx_timeout_ms"},
+  check_keys(doc, {"durability",        "busy_timeout_ms",
+                   "lease_ms",          "max_attempts",
+                   "backoff",           "dedupe_window_ms",
+                   "max_payload_bytes", "max_json_depth",
+                   "max_inflight",      "poll_ms",
+                   "drain_timeout_ms",  "group_commit_wait_us",
+                   "checkpoint_pages",  "vfs",
+                   "encryption_key",    "max_interruptions",
+                   "abandon_after_ms",  "tx_timeout_ms",
+                   "async_queue_max",   "async_queue_bytes"},
              w);
   std::string d = get_string(doc, "durability", w, false, "full");
   if (d == "full")
@@ -83,6 +88,9 @@ Options parse_options(const char *options_json) {
   o.encryption_key = get_string(doc, "encryption_key", w, false, "");
   o.max_interruptions = static_cast<int>(get_int(doc, "max_interruptions", w, 5, 1, 1000000));
   o.abandon_after_ms = get_int(doc, "abandon_after_ms", w, 300000, 0, INT64_C(86400000) * 7);
+  o.async_queue_max = get_int(doc, "async_queue_max", w, 10000, 1, 10000000);
+  o.async_queue_bytes =
+      get_int(doc, "async_queue_bytes", w, INT64_C(64) << 20, 1024, INT64_C(1) << 40);
   return o;
 }
 
@@ -489,6 +497,7 @@ Engine::~Engine() {
   }
   wq_cv.notify_all();
   if (writer.joinable()) writer.join();
+  stop_notifier();  // after the writer: every accepted async write has its result
   stop_checkpointer();
   if (write_db) write_db->set_wal_hook(nullptr);
   {
@@ -618,7 +627,7 @@ void Engine::stop_logger() {
 bool Engine::on_engine_thread() const {
   auto me = std::this_thread::get_id();
   return me == writer_tid.load() || me == ckpt_tid.load() || me == loop_tid.load() ||
-         me == logger_tid.load();
+         me == logger_tid.load() || me == notifier_tid.load();
 }
 
 void Engine::check_own_tx(const char *what) {
@@ -837,6 +846,9 @@ void Engine::writer_main() {
 }
 
 namespace {
+constexpr const char *kSqlSavepoint = "SAVEPOINT r";
+constexpr const char *kSqlRelease = "RELEASE r";
+constexpr const char *kSqlRollbackTo = "ROLLBACK TO r";
 // Failures that belong to the database or the process, not to one request's
 // data: the whole transaction is lost and re-running it would not help.
 bool batch_wide(int code) {
@@ -878,7 +890,9 @@ void Engine::run_batch(std::vector<WriteReq> &batch) {
         WriteReq &r = batch[i];
         rcs[i] = WF_OK;
         errs[i].clear();
-        if (!r.savepoint) {
+        // From the second pass on every request runs in a savepoint: a
+        // request that fails there fails alone, however many do.
+        if (!r.savepoint && pass == 1) {
           try {
             r.fn(w);
           } catch (const Error &e) {
@@ -898,27 +912,29 @@ void Engine::run_batch(std::vector<WriteReq> &batch) {
           }
           continue;
         }
-        db.exec("SAVEPOINT r");
+        // Cached prepared statements: sqlite3_exec would parse them again
+        // for every request.
+        db.prepare(kSqlSavepoint)->exec();
         WriteCtx sub{db, w.now};
         try {
           r.fn(sub);
-          db.exec("RELEASE r");
+          db.prepare(kSqlRelease)->exec();
           w.merge(sub);
         } catch (const Error &e) {
           rcs[i] = e.code();
           errs[i] = e.what();
-          db.exec("ROLLBACK TO r");
-          db.exec("RELEASE r");
+          db.prepare(kSqlRollbackTo)->exec();
+          db.prepare(kSqlRelease)->exec();
         } catch (const std::bad_alloc &) {
           rcs[i] = WF_ENOMEM;
           errs[i] = "out of memory";
-          db.exec("ROLLBACK TO r");
-          db.exec("RELEASE r");
+          db.prepare(kSqlRollbackTo)->exec();
+          db.prepare(kSqlRelease)->exec();
         } catch (const std::exception &e) {
           rcs[i] = WF_EINTERNAL;
           errs[i] = std::string("internal error: ") + e.what();
-          db.exec("ROLLBACK TO r");
-          db.exec("RELEASE r");
+          db.prepare(kSqlRollbackTo)->exec();
+          db.prepare(kSqlRelease)->exec();
         }
       }
       db.exec("COMMIT");

@@ -73,6 +73,8 @@ struct Options {
   int64_t abandon_after_ms = 300000;  // a next attempt waits this long for a held handle
   std::string vfs;                    // SQLite VFS name ("" = default); fault-injection tests
   std::string encryption_key;         // 64 hex digits, or "" for none; never logged
+  int64_t async_queue_max = 10000;    // accepted async writes not yet called back
+  int64_t async_queue_bytes = INT64_C(64) << 20;  // their documents' bytes
 };
 
 Options parse_options(const char *options_json);
@@ -483,6 +485,40 @@ struct Engine {
   void flush_log(std::unique_lock<std::mutex> &lk);
   void set_logger(int min_level, wf_log_fn fn, void *user);
   bool on_engine_thread() const;  // writer, checkpointer, loop or logger
+
+  // --- asynchronous enqueue / submit (async.cpp). An accepted call holds a
+  // slot (count and bytes bounded by the options) until its callback was
+  // called; the writer's `after` queues the result for the notifier thread,
+  // which calls the host's callbacks in queue order (never the writer: host
+  // code there could block every commit).
+  struct AsyncDone {
+    wf_done_fn cb;
+    void *user;
+    int rc;
+    std::string id, err;
+    size_t bytes;
+    bool has_id;
+  };
+  std::mutex aq_mu;
+  std::condition_variable aq_room_cv;          // producers wait for a free slot
+  std::condition_variable aq_cv;               // notifier waits for results
+  std::condition_variable aq_done_cv;          // wf_sync waits for deliveries
+  std::deque<AsyncDone> aq_results;            // GUARDED_BY(aq_mu)
+  int64_t aq_count = 0, aq_bytes = 0;          // GUARDED_BY(aq_mu): slots in use
+  uint64_t aq_accepted = 0, aq_delivered = 0;  // GUARDED_BY(aq_mu): sequence numbers
+  bool aq_stop = false;                        // GUARDED_BY(aq_mu)
+  std::thread notifier;                        // started by the first async call
+  std::atomic<std::thread::id> notifier_tid{};
+  // Takes a slot (blocking while the queue is full, WF_EBUSY on an engine
+  // thread) and queues `fn` as one write whose result reaches `cb`.
+  void async_write(std::function<void(WriteCtx &, std::string *id, int *rc)> fn, size_t bytes,
+                   wf_done_fn cb, void *user);
+  void notifier_main();
+  void stop_notifier();  // delivers every queued result, then joins
+  // Waits until the callbacks of async calls accepted so far were called
+  // (no-op on the notifier thread).
+  void wait_async_delivered();
+  std::atomic<int64_t> n_async_accepted{0}, n_async_waits{0};
 
   // --- counters
   std::atomic<int64_t> n_enqueued{0}, n_completed{0}, n_retried{0}, n_dead{0}, n_timeouts{0},

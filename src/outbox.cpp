@@ -655,6 +655,12 @@ json stats(Engine &e, const char *filter_json) {
   eng["writer_checkpoints"] = e.n_writer_checkpoints.load();
   eng["tx_timeouts"] = e.n_tx_timeouts.load();
   eng["log_dropped"] = e.n_log_dropped.load();
+  eng["async_accepted"] = e.n_async_accepted.load();
+  eng["async_waits"] = e.n_async_waits.load();
+  {
+    std::lock_guard<std::mutex> g(e.aq_mu);
+    eng["async_pending"] = e.aq_count;
+  }
   json effs = json::object();
   {
     std::lock_guard<std::mutex> g(e.reg_mu);
