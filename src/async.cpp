@@ -16,35 +16,51 @@ namespace wf {
 
 std::atomic<int64_t> g_fail_async_priority{0};
 
-void Engine::async_write(std::function<void(WriteCtx &, std::string *, int *)> fn, size_t bytes,
-                         wf_done_fn cb, void *user) {
-  struct State {
-    std::function<void(WriteCtx &, std::string *, int *)> fn;
-    std::string id;
-    int rc = WF_OK;
-  };
-  auto st = std::make_shared<State>();
-  st->fn = std::move(fn);
+// One accepted call: what to write, and its result once written. The write
+// request's two functions capture only a shared pointer to it (no further
+// allocation), and the notifier receives the same object.
+struct Engine::AsyncReq {
+  Engine *engine = nullptr;
+  std::optional<NewJob> job;
+  std::optional<NewEvent> event;
+  wf_done_fn cb = nullptr;
+  void *user = nullptr;
+  size_t bytes = 0;
+  // Result: set by the writer, read by the notifier after the hand-over
+  // under aq_mu.
+  int rc = WF_OK;
+  std::string id, err;
+};
+
+void Engine::async_write(std::shared_ptr<AsyncReq> a) {
   WriteReq r;
   // Bare (no savepoint): a request that fails on its own data is dropped and
   // the rest of its batch runs again, isolated (see run_batch).
   r.durable = true;
-  r.fn = [st](WriteCtx &w) {
-    st->id.clear();
-    st->rc = WF_OK;
-    st->fn(w, &st->id, &st->rc);
-  };
-  r.after = [this, st, cb, user, bytes](int rc, const std::string &err) {
-    AsyncDone d{cb,    user, rc == WF_OK ? st->rc : rc, {}, rc == WF_OK ? std::string() : err,
-                bytes, false};
-    if (d.rc == WF_OK || d.rc == WF_EEXIST) {
-      d.id = std::move(st->id);
-      d.has_id = true;
+  a->engine = this;
+  r.fn = [a](WriteCtx &w) {
+    a->id.clear();
+    a->rc = WF_OK;
+    if (a->job) {
+      int64_t p = g_fail_async_priority.load(std::memory_order_relaxed);
+      if (p != 0 && a->job->priority == p) fail(WF_EINTERNAL, "injected failure (test)");
+      bool existing = false;
+      a->engine->insert_job(w, *a->job, &a->id, &existing);
+      a->rc = existing ? WF_EEXIST : WF_OK;
+    } else {
+      a->rc = a->engine->insert_event(w, *a->event) ? WF_OK : WF_EEXIST;
+      a->id = a->event->event_id;
     }
-    std::lock_guard<std::mutex> g(aq_mu);
-    aq_results.push_back(std::move(d));
-    if (aq_results.size() == 1) aq_cv.notify_one();
   };
+  r.after = [a](int rc, const std::string &err) {
+    if (rc != WF_OK) {
+      a->rc = rc;
+      a->err = err;
+      a->id.clear();
+    }
+    a->engine->aq_done_now.push_back(a);  // handed over once per batch
+  };
+  const size_t bytes = a->bytes;
   const bool engine_thread = on_engine_thread();
   std::unique_lock<std::mutex> lk(aq_mu);
   auto room = [&] {
@@ -57,7 +73,9 @@ void Engine::async_write(std::function<void(WriteCtx &, std::string *, int *)> f
            "async queue full (async_queue_max / async_queue_bytes): an engine callback cannot "
            "wait for room; retry later or use the synchronous call");
     n_async_waits.fetch_add(1, std::memory_order_relaxed);
+    aq_waiting.fetch_add(1);
     aq_room_cv.wait(lk, room);
+    aq_waiting.fetch_sub(1);
   }
   if (!notifier.joinable())
     notifier = std::thread([this] {
@@ -73,31 +91,57 @@ void Engine::async_write(std::function<void(WriteCtx &, std::string *, int *)> f
   n_async_accepted.fetch_add(1, std::memory_order_relaxed);
 }
 
+void Engine::flush_async_results() {
+  if (aq_done_now.empty()) return;
+  std::lock_guard<std::mutex> g(aq_mu);
+  bool was_empty = aq_results.empty();
+  if (was_empty)
+    aq_results.swap(aq_done_now);
+  else {
+    for (auto &a : aq_done_now) aq_results.push_back(std::move(a));
+    aq_done_now.clear();
+  }
+  if (was_empty) aq_cv.notify_one();
+}
+
 void Engine::notifier_main() {
-  std::deque<AsyncDone> batch;
+  std::vector<std::shared_ptr<AsyncReq>> batch;
   std::unique_lock<std::mutex> lk(aq_mu);
   for (;;) {
     aq_cv.wait(lk, [&] { return aq_stop || !aq_results.empty(); });
     if (aq_results.empty()) return;  // stopping, everything delivered
     batch.swap(aq_results);
     lk.unlock();
-    for (size_t i = 0; i < batch.size(); ++i) {
-      AsyncDone &d = batch[i];
+    // Slots are given back every few callbacks (one lock per group), and
+    // each right after its callback when producers are waiting for room.
+    constexpr size_t kGroup = 64;
+    size_t i = 0, released = 0;
+    int64_t bytes = 0;
+    auto release = [&] {
+      std::lock_guard<std::mutex> g(aq_mu);
+      aq_count -= static_cast<int64_t>(i - released);
+      aq_bytes -= bytes;
+      aq_delivered += i - released;
+      released = i;
+      bytes = 0;
+      aq_room_cv.notify_all();
+      aq_done_cv.notify_all();
+    };
+    for (; i < batch.size();) {
+      AsyncReq &d = *batch[i];
       if (d.cb) {
         set_last_error(d.err);
         try {
-          d.cb(d.user, d.rc, d.has_id ? d.id.c_str() : nullptr);
+          d.cb(d.user, d.rc, (d.rc == WF_OK || d.rc == WF_EEXIST) ? d.id.c_str() : nullptr);
         } catch (...) {
           // A C callback cannot throw; a C++ host's exception stops here.
         }
       }
-      std::lock_guard<std::mutex> g(aq_mu);
-      --aq_count;
-      aq_bytes -= static_cast<int64_t>(d.bytes);
-      ++aq_delivered;
-      aq_room_cv.notify_all();
-      aq_done_cv.notify_all();
+      bytes += static_cast<int64_t>(d.bytes);
+      ++i;
+      if (i - released >= kGroup || aq_waiting.load() > 0) release();
     }
+    if (i != released) release();
     batch.clear();
     lk.lock();
   }
@@ -122,34 +166,27 @@ void Engine::wait_async_delivered() {
 void enqueue_async(Engine &e, const char *job_json, wf_done_fn cb, void *user) {
   check_writable(e);
   if (!job_json) fail(WF_EINVAL, "job: NULL document");
-  size_t len = strlen(job_json);
+  auto a = std::make_shared<Engine::AsyncReq>();
+  a->bytes = strlen(job_json);
   json doc =
       parse_json(job_json, e.opt.limits, "job", e.opt.limits.max_payload_bytes + 65536 + 1024);
-  auto j = std::make_shared<NewJob>(decode_job(doc, e.opt, e.now(), "job"));
-  e.async_write(
-      [&e, j](WriteCtx &w, std::string *id, int *rc) {
-        int64_t p = g_fail_async_priority.load(std::memory_order_relaxed);
-        if (p != 0 && j->priority == p) fail(WF_EINTERNAL, "injected failure (test)");
-        bool existing = false;
-        e.insert_job(w, *j, id, &existing);
-        *rc = existing ? WF_EEXIST : WF_OK;
-      },
-      len, cb, user);
+  a->job.emplace(decode_job(doc, e.opt, e.now(), "job"));
+  a->cb = cb;
+  a->user = user;
+  e.async_write(std::move(a));
 }
 
 void submit_event_async(Engine &e, const char *event_json, wf_done_fn cb, void *user) {
   check_writable(e);
   if (!event_json) fail(WF_EINVAL, "event: NULL document");
-  size_t len = strlen(event_json);
+  auto a = std::make_shared<Engine::AsyncReq>();
+  a->bytes = strlen(event_json);
   json doc =
       parse_json(event_json, e.opt.limits, "event", e.opt.limits.max_payload_bytes + 65536 + 1024);
-  auto ev = std::make_shared<NewEvent>(decode_event(doc, e.opt, e.now(), "event"));
-  e.async_write(
-      [&e, ev](WriteCtx &w, std::string *id, int *rc) {
-        *rc = e.insert_event(w, *ev) ? WF_OK : WF_EEXIST;
-        *id = ev->event_id;
-      },
-      len, cb, user);
+  a->event.emplace(decode_event(doc, e.opt, e.now(), "event"));
+  a->cb = cb;
+  a->user = user;
+  e.async_write(std::move(a));
 }
 
 }  // namespace wf

@@ -972,6 +972,7 @@ void Engine::run_batch(std::vector<WriteReq> &batch) {
   }
   for (size_t i = 0; i < batch.size(); ++i)
     if (batch[i].after) batch[i].after(rcs[i], errs[i]);
+  flush_async_results();
 }
 
 void Engine::run_host_tx(WriteReq &req) {

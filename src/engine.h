@@ -491,28 +491,23 @@ struct Engine {
   // called; the writer's `after` queues the result for the notifier thread,
   // which calls the host's callbacks in queue order (never the writer: host
   // code there could block every commit).
-  struct AsyncDone {
-    wf_done_fn cb;
-    void *user;
-    int rc;
-    std::string id, err;
-    size_t bytes;
-    bool has_id;
-  };
+  struct AsyncReq;  // async.cpp
   std::mutex aq_mu;
-  std::condition_variable aq_room_cv;          // producers wait for a free slot
-  std::condition_variable aq_cv;               // notifier waits for results
-  std::condition_variable aq_done_cv;          // wf_sync waits for deliveries
-  std::deque<AsyncDone> aq_results;            // GUARDED_BY(aq_mu)
-  int64_t aq_count = 0, aq_bytes = 0;          // GUARDED_BY(aq_mu): slots in use
-  uint64_t aq_accepted = 0, aq_delivered = 0;  // GUARDED_BY(aq_mu): sequence numbers
-  bool aq_stop = false;                        // GUARDED_BY(aq_mu)
-  std::thread notifier;                        // started by the first async call
+  std::condition_variable aq_room_cv;                  // producers wait for a free slot
+  std::condition_variable aq_cv;                       // notifier waits for results
+  std::condition_variable aq_done_cv;                  // wf_sync waits for deliveries
+  std::vector<std::shared_ptr<AsyncReq>> aq_results;   // GUARDED_BY(aq_mu)
+  std::vector<std::shared_ptr<AsyncReq>> aq_done_now;  // writer only: this batch's results
+  void flush_async_results();                          // writer: after a batch's callbacks
+  int64_t aq_count = 0, aq_bytes = 0;                  // GUARDED_BY(aq_mu): slots in use
+  uint64_t aq_accepted = 0, aq_delivered = 0;          // GUARDED_BY(aq_mu): sequence numbers
+  bool aq_stop = false;                                // GUARDED_BY(aq_mu)
+  std::atomic<int> aq_waiting{0};                      // producers waiting for room
+  std::thread notifier;                                // started by the first async call
   std::atomic<std::thread::id> notifier_tid{};
   // Takes a slot (blocking while the queue is full, WF_EBUSY on an engine
   // thread) and queues `fn` as one write whose result reaches `cb`.
-  void async_write(std::function<void(WriteCtx &, std::string *id, int *rc)> fn, size_t bytes,
-                   wf_done_fn cb, void *user);
+  void async_write(std::shared_ptr<AsyncReq> req);
   void notifier_main();
   void stop_notifier();  // delivers every queued result, then joins
   // Waits until the callbacks of async calls accepted so far were called
