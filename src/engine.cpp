@@ -891,8 +891,10 @@ void Engine::run_batch(std::vector<WriteReq> &batch) {
         rcs[i] = WF_OK;
         errs[i].clear();
         // From the second pass on every request runs in a savepoint: a
-        // request that fails there fails alone, however many do.
-        if (!r.savepoint && pass == 1) {
+        // request that fails there fails alone, however many do. A request
+        // alone in its batch needs none in the first pass (its failure rolls
+        // back the transaction, which holds nothing else).
+        if ((!r.savepoint || batch.size() == 1) && pass == 1) {
           try {
             r.fn(w);
           } catch (const Error &e) {
