@@ -796,7 +796,36 @@ int Engine::submit_wait(std::function<void(WriteCtx &)> fn, bool savepoint) {
     w.done = true;
     w.cv.notify_one();
   };
-  submit(std::move(r));
+  {
+    // The writer is idle and nothing is queued: run the request here, on
+    // the caller's thread, saving two thread hand-offs (the writer would
+    // take it alone anyway). Requests queued meanwhile wait for wq_busy.
+    std::unique_lock<std::mutex> q(wq_mu);
+    if (!wq_busy && wq.empty() && !writer_stop) {
+      wq_busy = true;
+      last_durable = 1;
+      q.unlock();
+      std::vector<WriteReq> batch;
+      batch.push_back(std::move(r));
+      try {
+        run_batch(batch);
+      } catch (...) {
+        q.lock();
+        wq_busy = false;
+        q.unlock();
+        wq_cv.notify_one();
+        throw;
+      }
+      q.lock();
+      wq_busy = false;
+      bool more = !wq.empty();
+      q.unlock();
+      if (more) wq_cv.notify_one();
+    } else {
+      q.unlock();
+      submit(std::move(r));
+    }
+  }
   std::unique_lock<std::mutex> lk(w.mu);
   w.cv.wait(lk, [&] { return w.done; });
   if (w.rc != WF_OK) set_last_error(w.err);
@@ -808,8 +837,9 @@ void Engine::writer_main() {
   for (;;) {
     {
       std::unique_lock<std::mutex> lk(wq_mu);
-      wq_cv.wait(lk, [&] { return writer_stop || !wq.empty(); });
+      wq_cv.wait(lk, [&] { return (writer_stop || !wq.empty()) && !wq_busy; });
       if (wq.empty() && writer_stop) return;
+      wq_busy = true;  // until this batch ran (see submit_wait)
       // Adaptive group commit: when the last commit carried several waiting
       // callers and fewer are queued now, the others are usually on their way
       // (woken by that commit); wait a few microseconds for them so one fsync
@@ -842,6 +872,8 @@ void Engine::writer_main() {
     else
       run_batch(batch);
     batch.clear();
+    std::lock_guard<std::mutex> g(wq_mu);
+    wq_busy = false;
   }
 }
 

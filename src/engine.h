@@ -311,6 +311,10 @@ struct Engine {
   bool writer_stop = false;  // GUARDED_BY(wq_mu)
   int wq_durable = 0;        // GUARDED_BY(wq_mu): queued requests with a waiter
   int last_durable = 0;      // GUARDED_BY(wq_mu): waiters in the last batch
+  // GUARDED_BY(wq_mu): a thread is running a transaction on write_db (the
+  // writer, or a caller of submit_wait that found the writer idle and the
+  // queue empty and runs its own request: no hand-off to the writer and back).
+  bool wq_busy = false;
   std::thread writer;
   std::atomic<std::thread::id> writer_tid{}, ckpt_tid{};
   // The host transaction holding the write connection, if any (set by the
