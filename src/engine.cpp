@@ -805,6 +805,7 @@ int Engine::submit_wait(std::function<void(WriteCtx &)> fn, bool savepoint) {
       wq_busy = true;
       last_durable = 1;
       q.unlock();
+      n_caller_commits.fetch_add(1, std::memory_order_relaxed);
       std::vector<WriteReq> batch;
       batch.push_back(std::move(r));
       try {

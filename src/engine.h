@@ -517,7 +517,7 @@ struct Engine {
   // Waits until the callbacks of async calls accepted so far were called
   // (no-op on the notifier thread).
   void wait_async_delivered();
-  std::atomic<int64_t> n_async_accepted{0}, n_async_waits{0};
+  std::atomic<int64_t> n_async_accepted{0}, n_async_waits{0}, n_caller_commits{0};
 
   // --- counters
   std::atomic<int64_t> n_enqueued{0}, n_completed{0}, n_retried{0}, n_dead{0}, n_timeouts{0},

@@ -669,6 +669,7 @@ json stats(Engine &e, const char *filter_json) {
   eng["log_dropped"] = e.n_log_dropped.load();
   eng["async_accepted"] = e.n_async_accepted.load();
   eng["async_waits"] = e.n_async_waits.load();
+  eng["caller_commits"] = e.n_caller_commits.load();
   {
     std::lock_guard<std::mutex> g(e.aq_mu);
     eng["async_pending"] = e.aq_count;

@@ -424,3 +424,32 @@ TEST_F(AsyncTest, AcknowledgedJobsSurviveKill) {
     EXPECT_EQ(WF_OK, rc) << "acknowledged job " << id << " missing: " << wf_last_error();
   }
 }
+
+// A synchronous call that finds the writer idle and nothing queued runs its
+// transaction on its own thread (caller_commits), and mixing that with the
+// writer's group commits from many threads loses nothing.
+TEST_F(AsyncTest, IdleWriterCallerCommitsAndMixedLoad) {
+  open();
+  ASSERT_EQ(0, stats()["engine"]["caller_commits"]);
+  enqueue(job(0));
+  EXPECT_EQ(1, stats()["engine"]["caller_commits"]);
+  Acks a;
+  std::vector<std::thread> ts;
+  std::atomic<int> sync_ok{0};
+  for (int t = 0; t < 6; ++t)
+    ts.emplace_back([&, t] {
+      for (int i = 0; i < 200; ++i) {
+        if (t % 2 == 0) {
+          if (wf_enqueue(e, job(i).dump().c_str(), nullptr) == WF_OK) sync_ok++;
+        } else {
+          ASSERT_EQ(WF_OK, wf_enqueue_async(e, job(i).dump().c_str(), Acks::cb, &a));
+        }
+      }
+    });
+  for (auto &t : ts) t.join();
+  ASSERT_EQ(WF_OK, wf_sync(e));
+  EXPECT_EQ(600, sync_ok.load());
+  ASSERT_EQ(600u, a.size());
+  for (auto &k : a.got) EXPECT_EQ(WF_OK, k.rc);
+  EXPECT_EQ(1201, jobs_in_db());
+}
