@@ -255,9 +255,9 @@ WF_API int wf_enqueue_batch(wf_engine *e, const char *jobs_json_array, char **id
  * Back pressure: at most `async_queue_max` calls (option, default 10000)
  * holding at most `async_queue_bytes` of documents (default 64 MiB) may be
  * accepted and not yet called back. When the queue is full the call blocks
- * until there is room, except on an engine thread (a callback of this or
- * any engine hook: provider, reducer, logger, notifier), where it returns
- * WF_EBUSY at once instead, so a callback can never wait for itself.
+ * until there is room, except on one of this engine's threads (its
+ * provider, reducer, logger or async callbacks), where it returns WF_EBUSY
+ * at once instead, so a callback can never wait for itself.
  * wf_sync waits for the commit and the callbacks of every call accepted
  * before it (not when called from a callback). wf_close first lets every
  * accepted write commit and every callback run (an accepted write is never
