@@ -234,6 +234,42 @@ WF_API int wf_enqueue(wf_engine *e, const char *job_json, char **id_out);
  * {"id": "...", "existing": bool}. */
 WF_API int wf_enqueue_batch(wf_engine *e, const char *jobs_json_array, char **ids_json_out);
 
+/* Pipelined enqueue. Validates `job_json` at once (bad input: the status is
+ * returned, wf_last_error() says why, `cb` is never called, nothing is
+ * written), queues the write and returns WF_OK without waiting for the disk.
+ * Every accepted call then gets exactly one `cb(user, status, id)`:
+ *   WF_OK       the job is durable (same commit rules as wf_enqueue; with
+ *               durability "full" the commit was fsynced before the call);
+ *   WF_EEXIST   the key already existed; `id` is the holder's id;
+ *   other       the write failed (WF_EIO, WF_ECLOSED, ...); `id` is NULL.
+ * `id` is valid during the callback only. On a failure, wf_last_error()
+ * called first thing inside the callback describes it (it is the notifier
+ * thread's last error until the callback makes another wf_* call).
+ * Callbacks run on the engine's notifier thread (one per engine, started by
+ * the first async call), one at a time, in the order the calls were accepted
+ * (so in submission order per calling thread); jobs accepted together are
+ * committed together, and one job failing does not fail the others. `cb`
+ * may be NULL (fire and forget). The callback may call any wf_* function,
+ * including wf_enqueue_async, except wf_close of this engine (WF_EBUSY); it
+ * should return quickly: while it runs, later callbacks wait.
+ * Back pressure: at most `async_queue_max` calls (option, default 10000)
+ * holding at most `async_queue_bytes` of documents (default 64 MiB) may be
+ * accepted and not yet called back. When the queue is full the call blocks
+ * until there is room, except on one of this engine's threads (its
+ * provider, reducer, logger or async callbacks), where it returns WF_EBUSY
+ * at once instead, so a callback can never wait for itself.
+ * wf_sync waits for the commit and the callbacks of every call accepted
+ * before it (not when called from a callback). wf_close first lets every
+ * accepted write commit and every callback run (an accepted write is never
+ * dropped); calls after wf_close began return WF_ECLOSED, no callback. */
+typedef void (*wf_done_fn)(void *user, int status, const char *id);
+WF_API int wf_enqueue_async(wf_engine *e, const char *job_json, wf_done_fn cb, void *user);
+
+/* The same for an event (document as wf_submit): `id` is the event's
+ * event_id for WF_OK and for WF_EEXIST (already submitted), NULL on other
+ * failures. Events and jobs share the queue and its order. */
+WF_API int wf_submit_async(wf_engine *e, const char *event_json, wf_done_fn cb, void *user);
+
 /* Cancels a job that is not running, by id or else by key, in `tenant` (NULL
  * means ""). WF_ENOTFOUND if there is none, WF_EBUSY if it is running. */
 WF_API int wf_cancel(wf_engine *e, const char *tenant, const char *id_or_key);

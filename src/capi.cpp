@@ -395,6 +395,20 @@ WF_API int wf_enqueue_batch(wf_engine *e, const char *jobs_json_array, char **id
   });
 }
 
+WF_API int wf_enqueue_async(wf_engine *e, const char *job_json, wf_done_fn cb, void *user) {
+  return guard(e, [&] {
+    wf::enqueue_async(eng(e), job_json, cb, user);
+    return WF_OK;
+  });
+}
+
+WF_API int wf_submit_async(wf_engine *e, const char *event_json, wf_done_fn cb, void *user) {
+  return guard(e, [&] {
+    wf::submit_event_async(eng(e), event_json, cb, user);
+    return WF_OK;
+  });
+}
+
 WF_API int wf_cancel(wf_engine *e, const char *tenant, const char *id_or_key) {
   return guard(e, [&] {
     wf::cancel(eng(e), tenant, id_or_key);

@@ -58,7 +58,7 @@ Options parse_options(const char *options_json) {
               "drain_timeout_ms", "group_commit_wait_us", "checkpoint_pages", "vfs",
               "encryption_key", "max_interruptions", "abandon_after_ms", "tx_timeout_ms",
               "retain_events_ms", "retain_sagas_ms", "retain_dead_ms", "retain_attempts_ms",
-              "purge_interval_ms"},
+              "purge_interval_ms", "async_queue_max", "async_queue_bytes"},
              w);
   // clang-format on
   std::string d = get_string(doc, "durability", w, false, "full");
@@ -94,6 +94,9 @@ Options parse_options(const char *options_json) {
   o.retain_attempts_ms =
       get_int(doc, "retain_attempts_ms", w, o.retain_attempts_ms, 0, INT64_C(1) << 42);
   o.purge_interval_ms = get_int(doc, "purge_interval_ms", w, 1000, 10, 3600000);
+  o.async_queue_max = get_int(doc, "async_queue_max", w, 10000, 1, 10000000);
+  o.async_queue_bytes =
+      get_int(doc, "async_queue_bytes", w, INT64_C(64) << 20, 1024, INT64_C(1) << 40);
   return o;
 }
 
@@ -528,6 +531,7 @@ Engine::~Engine() {
   }
   wq_cv.notify_all();
   if (writer.joinable()) writer.join();
+  stop_notifier();  // after the writer: every accepted async write has its result
   stop_checkpointer();
   if (write_db) write_db->set_wal_hook(nullptr);
   {
@@ -657,7 +661,7 @@ void Engine::stop_logger() {
 bool Engine::on_engine_thread() const {
   auto me = std::this_thread::get_id();
   return me == writer_tid.load() || me == ckpt_tid.load() || me == loop_tid.load() ||
-         me == logger_tid.load();
+         me == logger_tid.load() || me == notifier_tid.load();
 }
 
 void Engine::check_own_tx(const char *what) {
@@ -826,7 +830,37 @@ int Engine::submit_wait(std::function<void(WriteCtx &)> fn, bool savepoint) {
     w.done = true;
     w.cv.notify_one();
   };
-  submit(std::move(r));
+  {
+    // The writer is idle and nothing is queued: run the request here, on
+    // the caller's thread, saving two thread hand-offs (the writer would
+    // take it alone anyway). Requests queued meanwhile wait for wq_busy.
+    std::unique_lock<std::mutex> q(wq_mu);
+    if (!wq_busy && wq.empty() && !writer_stop) {
+      wq_busy = true;
+      last_durable = 1;
+      q.unlock();
+      n_caller_commits.fetch_add(1, std::memory_order_relaxed);
+      std::vector<WriteReq> batch;
+      batch.push_back(std::move(r));
+      try {
+        run_batch(batch);
+      } catch (...) {
+        q.lock();
+        wq_busy = false;
+        q.unlock();
+        wq_cv.notify_one();
+        throw;
+      }
+      q.lock();
+      wq_busy = false;
+      bool more = !wq.empty();
+      q.unlock();
+      if (more) wq_cv.notify_one();
+    } else {
+      q.unlock();
+      submit(std::move(r));
+    }
+  }
   std::unique_lock<std::mutex> lk(w.mu);
   w.cv.wait(lk, [&] { return w.done; });
   if (w.rc != WF_OK) set_last_error(w.err);
@@ -838,8 +872,9 @@ void Engine::writer_main() {
   for (;;) {
     {
       std::unique_lock<std::mutex> lk(wq_mu);
-      wq_cv.wait(lk, [&] { return writer_stop || !wq.empty(); });
+      wq_cv.wait(lk, [&] { return (writer_stop || !wq.empty()) && !wq_busy; });
       if (wq.empty() && writer_stop) return;
+      wq_busy = true;  // until this batch ran (see submit_wait)
       // Adaptive group commit: when the last commit carried several waiting
       // callers and fewer are queued now, the others are usually on their way
       // (woken by that commit); wait a few microseconds for them so one fsync
@@ -872,10 +907,15 @@ void Engine::writer_main() {
     else
       run_batch(batch);
     batch.clear();
+    std::lock_guard<std::mutex> g(wq_mu);
+    wq_busy = false;
   }
 }
 
 namespace {
+constexpr const char *kSqlSavepoint = "SAVEPOINT r";
+constexpr const char *kSqlRelease = "RELEASE r";
+constexpr const char *kSqlRollbackTo = "ROLLBACK TO r";
 // Failures that belong to the database or the process, not to one request's
 // data: the whole transaction is lost and re-running it would not help.
 bool batch_wide(int code) {
@@ -917,7 +957,11 @@ void Engine::run_batch(std::vector<WriteReq> &batch) {
         WriteReq &r = batch[i];
         rcs[i] = WF_OK;
         errs[i].clear();
-        if (!r.savepoint) {
+        // From the second pass on every request runs in a savepoint: a
+        // request that fails there fails alone, however many do. A request
+        // alone in its batch needs none in the first pass (its failure rolls
+        // back the transaction, which holds nothing else).
+        if ((!r.savepoint || batch.size() == 1) && pass == 1) {
           try {
             r.fn(w);
           } catch (const Error &e) {
@@ -937,27 +981,29 @@ void Engine::run_batch(std::vector<WriteReq> &batch) {
           }
           continue;
         }
-        db.exec("SAVEPOINT r");
+        // Cached prepared statements: sqlite3_exec would parse them again
+        // for every request.
+        db.prepare(kSqlSavepoint)->exec();
         WriteCtx sub{db, w.now};
         try {
           r.fn(sub);
-          db.exec("RELEASE r");
+          db.prepare(kSqlRelease)->exec();
           w.merge(sub);
         } catch (const Error &e) {
           rcs[i] = e.code();
           errs[i] = e.what();
-          db.exec("ROLLBACK TO r");
-          db.exec("RELEASE r");
+          db.prepare(kSqlRollbackTo)->exec();
+          db.prepare(kSqlRelease)->exec();
         } catch (const std::bad_alloc &) {
           rcs[i] = WF_ENOMEM;
           errs[i] = "out of memory";
-          db.exec("ROLLBACK TO r");
-          db.exec("RELEASE r");
+          db.prepare(kSqlRollbackTo)->exec();
+          db.prepare(kSqlRelease)->exec();
         } catch (const std::exception &e) {
           rcs[i] = WF_EINTERNAL;
           errs[i] = std::string("internal error: ") + e.what();
-          db.exec("ROLLBACK TO r");
-          db.exec("RELEASE r");
+          db.prepare(kSqlRollbackTo)->exec();
+          db.prepare(kSqlRelease)->exec();
         }
       }
       db.exec("COMMIT");
@@ -995,6 +1041,7 @@ void Engine::run_batch(std::vector<WriteReq> &batch) {
   }
   for (size_t i = 0; i < batch.size(); ++i)
     if (batch[i].after) batch[i].after(rcs[i], errs[i]);
+  flush_async_results();
 }
 
 void Engine::run_host_tx(WriteReq &req) {

@@ -80,6 +80,8 @@ struct Options {
   int64_t retain_dead_ms = INT64_C(30) * 86400000;      // dead letters
   int64_t retain_attempts_ms = INT64_C(30) * 86400000;  // history of jobs no longer pending
   int64_t purge_interval_ms = 1000;                     // background purge pass period
+  int64_t async_queue_max = 10000;    // accepted async writes not yet called back
+  int64_t async_queue_bytes = INT64_C(64) << 20;  // their documents' bytes
 };
 
 Options parse_options(const char *options_json);
@@ -334,6 +336,10 @@ struct Engine {
   bool writer_stop = false;  // GUARDED_BY(wq_mu)
   int wq_durable = 0;        // GUARDED_BY(wq_mu): queued requests with a waiter
   int last_durable = 0;      // GUARDED_BY(wq_mu): waiters in the last batch
+  // GUARDED_BY(wq_mu): a thread is running a transaction on write_db (the
+  // writer, or a caller of submit_wait that found the writer idle and the
+  // queue empty and runs its own request: no hand-off to the writer and back).
+  bool wq_busy = false;
   std::thread writer;
   std::atomic<std::thread::id> writer_tid{}, ckpt_tid{};
   // The host transaction holding the write connection, if any (set by the
@@ -533,6 +539,35 @@ struct Engine {
   void flush_log(std::unique_lock<std::mutex> &lk);
   void set_logger(int min_level, wf_log_fn fn, void *user);
   bool on_engine_thread() const;  // writer, checkpointer, loop or logger
+
+  // --- asynchronous enqueue / submit (async.cpp). An accepted call holds a
+  // slot (count and bytes bounded by the options) until its callback was
+  // called; the writer's `after` queues the result for the notifier thread,
+  // which calls the host's callbacks in queue order (never the writer: host
+  // code there could block every commit).
+  struct AsyncReq;  // async.cpp
+  std::mutex aq_mu;
+  std::condition_variable aq_room_cv;                  // producers wait for a free slot
+  std::condition_variable aq_cv;                       // notifier waits for results
+  std::condition_variable aq_done_cv;                  // wf_sync waits for deliveries
+  std::vector<std::shared_ptr<AsyncReq>> aq_results;   // GUARDED_BY(aq_mu)
+  std::vector<std::shared_ptr<AsyncReq>> aq_done_now;  // writer only: this batch's results
+  void flush_async_results();                          // writer: after a batch's callbacks
+  int64_t aq_count = 0, aq_bytes = 0;                  // GUARDED_BY(aq_mu): slots in use
+  uint64_t aq_accepted = 0, aq_delivered = 0;          // GUARDED_BY(aq_mu): sequence numbers
+  bool aq_stop = false;                                // GUARDED_BY(aq_mu)
+  std::atomic<int> aq_waiting{0};                      // producers waiting for room
+  std::thread notifier;                                // started by the first async call
+  std::atomic<std::thread::id> notifier_tid{};
+  // Takes a slot (blocking while the queue is full, WF_EBUSY on an engine
+  // thread) and queues `fn` as one write whose result reaches `cb`.
+  void async_write(std::shared_ptr<AsyncReq> req);
+  void notifier_main();
+  void stop_notifier();  // delivers every queued result, then joins
+  // Waits until the callbacks of async calls accepted so far were called
+  // (no-op on the notifier thread).
+  void wait_async_delivered();
+  std::atomic<int64_t> n_async_accepted{0}, n_async_waits{0}, n_caller_commits{0};
 
   // --- counters
   std::atomic<int64_t> n_enqueued{0}, n_completed{0}, n_retried{0}, n_dead{0}, n_timeouts{0},

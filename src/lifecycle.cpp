@@ -91,9 +91,13 @@ void sync(Engine &e) {
     e.notify_loop([](Engine::Inbox &) {});
   else
     barrier();
-  std::unique_lock<std::mutex> lk(mu);
-  cv.wait(lk, [&] { return done; });
+  {
+    std::unique_lock<std::mutex> lk(mu);
+    cv.wait(lk, [&] { return done; });
+  }
   if (rc != WF_OK) fail(rc, err);
+  // Callbacks of wf_enqueue_async / wf_submit_async calls accepted before.
+  e.wait_async_delivered();
 }
 
 void close_engine(Engine *e) {

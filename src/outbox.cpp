@@ -32,12 +32,16 @@ void Engine::insert_job(WriteCtx &w, const NewJob &j, std::string *id, bool *exi
   auto st = w.db.prepare(
       "INSERT INTO wf_jobs(tenant, effect, key, payload, metadata, priority, run_at, "
       "max_attempts, created_at, origin) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)");
-  st->bind(1, j.tenant).bind(2, j.effect);
+  // The job's strings outlive the statement's use (reset when `st` goes out
+  // of scope): bound without copies.
+  st->bind_static(1, j.tenant).bind_static(2, j.effect);
   if (j.key)
-    st->bind(3, *j.key);
+    st->bind_static(3, *j.key);
   else
     st->bind_null(3);
-  st->bind(4, seal(j.payload, "wf_jobs.payload")).bind(5, j.metadata).bind(6, j.priority);
+  std::string sealed;
+  if (cipher) sealed = seal(j.payload, "wf_jobs.payload");
+  st->bind_static(4, cipher ? sealed : j.payload).bind_static(5, j.metadata).bind(6, j.priority);
   st->bind(7, j.run_at);
   if (j.max_attempts)
     st->bind(8, *j.max_attempts);
@@ -97,17 +101,25 @@ std::string enqueue_batch(Engine &e, const char *jobs_json) {
     std::string what = "jobs[" + std::to_string(i) + "]";
     jobs.push_back(decode_job(doc[i], e.opt, t, what.c_str()));
   }
-  json out = json::array();
+  // The result is built as text directly (ids are decimal digits): no JSON
+  // document per job.
+  std::string out;
   submit_or_raise(e, [&](WriteCtx &w) {
-    out = json::array();
-    for (auto &j : jobs) {
-      std::string id;
+    out.clear();
+    out.reserve(jobs.size() * 36 + 2);
+    out += '[';
+    std::string id;
+    for (size_t i = 0; i < jobs.size(); ++i) {
       bool existing;
-      e.insert_job(w, j, &id, &existing);
-      out.push_back(json{{"id", id}, {"existing", existing}});
+      e.insert_job(w, jobs[i], &id, &existing);
+      if (i) out += ',';
+      out += "{\"id\":\"";
+      out += id;
+      out += existing ? "\",\"existing\":true}" : "\",\"existing\":false}";
     }
+    out += ']';
   });
-  return out.dump();
+  return out;
 }
 
 void cancel(Engine &e, const char *tenant, const char *id_or_key) {
@@ -660,6 +672,13 @@ json stats(Engine &e, const char *filter_json) {
   eng["purge_batch_max_us"] = e.purge_batch_max_us.load();
   eng["purge_failures"] = e.n_purge_failures.load();
   eng["vacuumed_pages"] = e.n_vacuumed_pages.load();
+  eng["async_accepted"] = e.n_async_accepted.load();
+  eng["async_waits"] = e.n_async_waits.load();
+  eng["caller_commits"] = e.n_caller_commits.load();
+  {
+    std::lock_guard<std::mutex> g(e.aq_mu);
+    eng["async_pending"] = e.aq_count;
+  }
   json effs = json::object();
   {
     std::lock_guard<std::mutex> g(e.reg_mu);

@@ -12,6 +12,11 @@ namespace wf {
 bool enqueue(Engine &e, const char *job_json, std::string *id);
 std::string enqueue_batch(Engine &e, const char *jobs_json);
 void cancel(Engine &e, const char *tenant, const char *id_or_key);
+// Pipelined writes (async.cpp): validate, queue, return; `cb` gets the result.
+void enqueue_async(Engine &e, const char *job_json, wf_done_fn cb, void *user);
+void submit_event_async(Engine &e, const char *event_json, wf_done_fn cb, void *user);
+// Test hook: an async job with this priority (non-zero) fails in the writer.
+extern std::atomic<int64_t> g_fail_async_priority;
 
 HostTx *tx_begin(Engine &e);
 std::string tx_exec(HostTx *tx, const char *sql, const char *params_json, bool want_rows);

@@ -25,6 +25,9 @@ class Stmt {
   Stmt &bind(int i, std::string_view v);
   Stmt &bind(int i, const char *v) { return v ? bind(i, std::string_view(v)) : bind_null(i); }
   Stmt &bind(int i, const std::string &v) { return bind(i, std::string_view(v)); }
+  // Binds without a copy: `v` must stay valid until the statement is reset
+  // (a StmtRef resets and clears its bindings when it goes out of scope).
+  Stmt &bind_static(int i, std::string_view v);
   Stmt &bind_null(int i);
   Stmt &bind_json(int i, const json &v);  // null/int/real/text/bool; others as JSON text
   bool step();                            // true: a row is ready
