@@ -3,6 +3,7 @@
 #include "outbox.h"
 
 #include <cstring>
+#include <map>
 
 #include "lease.h"
 
@@ -50,6 +51,7 @@ void Engine::insert_job(WriteCtx &w, const NewJob &j, std::string *id, bool *exi
     st->bind_null(10);
   st->exec();
   *id = std::to_string(w.db.last_rowid());
+  lease::count_add(w.counts, j.effect, j.tenant, 1, 0);
   n_enqueued.fetch_add(1, std::memory_order_relaxed);
   if (j.run_at <= w.now)
     w.ready_now = true;
@@ -141,8 +143,10 @@ void cancel(Engine &e, const char *tenant, const char *id_or_key) {
       fail(WF_ENOTFOUND, "cancel: no pending job \"" + ik + "\" in tenant \"" + ten + "\"");
     if (state == static_cast<int>(JobState::kRunning))
       fail(WF_EBUSY, "cancel: job " + std::to_string(id) + " is running");
-    auto d = w.db.prepare("DELETE FROM wf_jobs WHERE id = ?1 AND state = 0");
-    d->bind(1, id).exec();
+    auto d =
+        w.db.prepare("DELETE FROM wf_jobs WHERE id = ?1 AND state = 0 RETURNING effect, tenant");
+    d->bind(1, id);
+    while (d->step()) lease::count_add(w.counts, d->col_text(0), d->col_text(1), -1, 0);
     auto a = w.db.prepare("DELETE FROM wf_attempts WHERE job_id = ?1");
     a->bind(1, id).exec();
   });
@@ -193,6 +197,7 @@ void tx_merge(HostTx *tx, const WriteCtx &w) {
   tx->next_due = std::min(tx->next_due, w.next_due);
   tx->saga_ready |= w.saga_ready;
   tx->next_sched = std::min(tx->next_sched, w.next_sched);
+  if (!w.counts.empty()) lease::count_merge(tx->counts, w.counts);
 }
 
 static void tx_clear(HostTx *tx) {
@@ -200,6 +205,7 @@ static void tx_clear(HostTx *tx) {
   tx->next_due = INT64_MAX;
   tx->saga_ready = false;
   tx->next_sched = INT64_MAX;
+  tx->counts.clear();
 }
 
 // With tx->mu held and the transaction ended on the connection: tells the
@@ -316,6 +322,7 @@ int tx_commit(HostTx *tx) {
     err = "wf_tx_commit: the transaction failed earlier and was rolled back";
   } else {
     try {
+      lease::flush_counts(db, tx->counts);
       db.exec("COMMIT");
       e.n_commits.fetch_add(1, std::memory_order_relaxed);
     } catch (const Error &ex) {
@@ -520,8 +527,9 @@ int64_t dead_requeue(Engine &e, const char *filter_json) {
           "INSERT INTO wf_jobs(id, tenant, effect, key, payload, metadata, priority, run_at, "
           "state, attempts, failures, max_attempts, origin, created_at) "
           "SELECT id, tenant, effect, key, payload, metadata, priority, ?2, 0, attempts, 0, "
-          "max_attempts, origin, created_at FROM wf_dead WHERE id = ?1");
-      ins->bind(1, id).bind(2, w.now).exec();
+          "max_attempts, origin, created_at FROM wf_dead WHERE id = ?1 RETURNING effect, tenant");
+      ins->bind(1, id).bind(2, w.now);
+      while (ins->step()) lease::count_add(w.counts, ins->col_text(0), ins->col_text(1), 1, 0);
       auto del = w.db.prepare("DELETE FROM wf_dead WHERE id = ?1");
       del->bind(1, id).exec();
       ++count;
@@ -588,32 +596,72 @@ json stats(Engine &e, const char *filter_json) {
     Db &db = *e.api_db;
     db.exec("BEGIN");
     try {
-      auto st = db.prepare(
-          "SELECT effect, tenant, state, run_at <= ?3 AS due, count(*), min(run_at) FROM wf_jobs "
-          "WHERE (?1 IS NULL OR tenant = ?1) AND (?2 IS NULL OR effect = ?2) "
-          "GROUP BY effect, tenant, state, due");
-      if (f.tenant) st->bind(1, *f.tenant);
-      if (f.effect) st->bind(2, *f.effect);
-      st->bind(3, t);
-      int64_t oldest = INT64_MAX;
-      while (st->step()) {
-        std::string eff = st->col_text(0), ten = st->col_text(1);
-        int state = static_cast<int>(st->col_int(2));
-        bool due = st->col_int(3) != 0;
-        int64_t n = st->col_int(4);
-        const char *bucket = state == static_cast<int>(JobState::kRunning) ? "running"
-                             : due                                         ? "ready"
-                                                                           : "scheduled";
-        outbox[bucket] = outbox[bucket].get<int64_t>() + n;
-        for (auto *grp : {&outbox["by_effect"][eff], &outbox["by_tenant"][ten]}) {
-          json &g2 = *grp;
-          for (const char *k : {"ready", "scheduled", "running"})
-            if (!g2.contains(k)) g2[k] = 0;
-          g2[bucket] = g2[bucket].get<int64_t>() + n;
+      // The maintained counts (wf_job_counts: pending and running per
+      // effect and tenant) instead of counting wf_jobs; pending splits into
+      // ready and scheduled by the jobs due in the future, read per effect on
+      // wf_jobs_due (effect, run_at): the cost grows with the (effect, tenant)
+      // pairs and the jobs not yet due, never with the ready backlog.
+      struct Key {
+        int64_t pending = 0, running = 0, scheduled = 0;
+      };
+      std::map<std::string, std::map<std::string, Key>> keys;  // effect -> tenant -> counts
+      {
+        auto st = db.prepare(
+            "SELECT effect, tenant, pending, running FROM wf_job_counts "
+            "WHERE (?1 IS NULL OR tenant = ?1) AND (?2 IS NULL OR effect = ?2)");
+        if (f.tenant) st->bind(1, *f.tenant);
+        if (f.effect) st->bind(2, *f.effect);
+        while (st->step()) {
+          Key &k = keys[st->col_text(0)][st->col_text(1)];
+          k.pending = st->col_int(2);
+          k.running = st->col_int(3);
         }
-        if (state == static_cast<int>(JobState::kReady) && due)
-          oldest = std::min(oldest, st->col_int(5));
       }
+      int64_t oldest = INT64_MAX;
+      for (auto &[eff, tenants] : keys) {
+        int64_t pending = 0;
+        for (auto &kv : tenants) pending += kv.second.pending;
+        if (pending == 0) continue;
+        {
+          auto st = db.prepare(
+              "SELECT tenant, count(*) FROM wf_jobs INDEXED BY wf_jobs_due WHERE state = 0 AND "
+              "effect = ?1 AND run_at > ?2 AND (?3 IS NULL OR tenant = ?3) GROUP BY tenant");
+          st->bind(1, eff).bind(2, t);
+          if (f.tenant) st->bind(3, *f.tenant);
+          while (st->step()) {
+            auto it = tenants.find(st->col_text(0));
+            if (it != tenants.end()) it->second.scheduled = st->col_int(1);
+          }
+        }
+        auto st = db.prepare(
+            "SELECT run_at FROM wf_jobs INDEXED BY wf_jobs_due WHERE state = 0 AND effect = ?1 "
+            "AND run_at <= ?2 AND (?3 IS NULL OR tenant = ?3) ORDER BY run_at LIMIT 1");
+        st->bind(1, eff).bind(2, t);
+        if (f.tenant) st->bind(3, *f.tenant);
+        if (st->step()) oldest = std::min(oldest, st->col_int(0));
+      }
+      auto add = [](json &g2, int64_t ready, int64_t scheduled, int64_t running) {
+        for (const char *k : {"ready", "scheduled", "running"})
+          if (!g2.contains(k)) g2[k] = 0;
+        g2["ready"] = g2["ready"].get<int64_t>() + ready;
+        g2["scheduled"] = g2["scheduled"].get<int64_t>() + scheduled;
+        g2["running"] = g2["running"].get<int64_t>() + running;
+      };
+      json &by_effect = outbox["by_effect"];
+      json &by_tenant = outbox["by_tenant"];
+      int64_t ready_all = 0, scheduled_all = 0, running_all = 0;
+      for (auto &[eff, tenants] : keys)
+        for (auto &[ten, k] : tenants) {
+          int64_t ready = k.pending - k.scheduled;
+          ready_all += ready;
+          scheduled_all += k.scheduled;
+          running_all += k.running;
+          add(by_effect[eff], ready, k.scheduled, k.running);
+          add(by_tenant[ten], ready, k.scheduled, k.running);
+        }
+      outbox["ready"] = ready_all;
+      outbox["scheduled"] = scheduled_all;
+      outbox["running"] = running_all;
       if (oldest != INT64_MAX)
         outbox["oldest_ready_age_ms"] = std::max<int64_t>(0, sat_sub(t, oldest));
       auto d = db.prepare(
