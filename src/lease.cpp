@@ -20,8 +20,9 @@ namespace {
 
 const char *kClaimSql =
     "UPDATE wf_jobs SET state = 1, lease_owner = ?1, lease_until = ?2, attempts = attempts + 1, "
-    "started_at = ?3 WHERE id IN (SELECT id FROM wf_jobs WHERE state = 0 AND effect = ?4 AND "
-    "run_at <= ?3 ORDER BY priority DESC, run_at, id LIMIT ?5) RETURNING id, tenant, effect, key, "
+    "started_at = ?3 WHERE id IN (SELECT id FROM wf_jobs INDEXED BY wf_jobs_claim WHERE state = 0 "
+    "AND effect = ?4 AND run_at <= ?3 ORDER BY priority DESC, run_at, id LIMIT ?5) RETURNING id, "
+    "tenant, effect, key, "
     "payload, metadata, attempts, failures, max_attempts, priority, run_at, origin, interruptions";
 
 // Claims under tenant_concurrency (claim_capped): candidates are chosen in

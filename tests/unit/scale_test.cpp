@@ -51,8 +51,8 @@ Counts kept_counts(const std::string &path) {
 std::string dump(const Counts &c) {
   std::string s;
   for (auto &[k, v] : c)
-    s += k.first + "/" + k.second + "=" + std::to_string(v.first) + "," +
-         std::to_string(v.second) + " ";
+    s += k.first + "/" + k.second + "=" + std::to_string(v.first) + "," + std::to_string(v.second) +
+         " ";
   return s;
 }
 
@@ -140,7 +140,8 @@ TEST_F(ScaleTest, CountsStayExactUnderMixedWorkload) {
   // Delayed jobs (scheduled), some cancelled.
   std::vector<std::string> delayed;
   for (int i = 0; i < 6; ++i)
-    delayed.push_back(enqueue({{"effect", "z"}, {"tenant", "d"}, {"payload", i}, {"delay_ms", 1000}}));
+    delayed.push_back(
+        enqueue({{"effect", "z"}, {"tenant", "d"}, {"payload", i}, {"delay_ms", 1000}}));
   EXPECT_EQ(WF_OK, wf_cancel(e, "d", delayed[0].c_str()));
   EXPECT_EQ(WF_OK, wf_cancel(e, "d", delayed[1].c_str()));
   // Host transactions: one commits, one rolls back.
@@ -290,8 +291,8 @@ TEST_F(ScaleTest, StatsWorkDoesNotGrowWithBacklog) {
   }
   // Before the counts, stats stepped through every job (hundreds of
   // thousands of steps for the large backlog).
-  std::printf("stats+metrics VM steps: %lld (1,000 jobs) vs %lld (%lld jobs)\n",
-              (long long)work[0], (long long)work[1], (long long)big);
+  std::printf("stats+metrics VM steps: %lld (1,000 jobs) vs %lld (%lld jobs)\n", (long long)work[0],
+              (long long)work[1], (long long)big);
   EXPECT_LT(work[1], work[0] * 3 / 2 + 100) << work[0] << " vs " << work[1];
 }
 
@@ -371,7 +372,8 @@ TEST_F(ScaleTest, TenantConcurrencyDrainClaimsEachJobOnce) {
   char *ids = nullptr;
   ASSERT_EQ(WF_OK, wf_enqueue_batch(e, batch.dump().c_str(), &ids)) << wf_last_error();
   wf_free(ids);
-  int64_t claimed0 = wf::lease::g_rows_claimed.load(), unclaimed0 = wf::lease::g_rows_unclaimed.load();
+  int64_t claimed0 = wf::lease::g_rows_claimed.load(),
+          unclaimed0 = wf::lease::g_rows_unclaimed.load();
   ASSERT_EQ(WF_OK, wf_start(e));
   ASSERT_TRUE(sink.wait([&] { return sink.handled >= static_cast<size_t>(hot + cold); }, 60000));
   sync();
@@ -379,4 +381,33 @@ TEST_F(ScaleTest, TenantConcurrencyDrainClaimsEachJobOnce) {
   EXPECT_EQ(0, wf::lease::g_rows_unclaimed.load() - unclaimed0);
   EXPECT_EQ(0, pending());
   EXPECT_EQ(real_counts(path), kept_counts(path));
+}
+
+// A plain claim reads its `limit` rows in claim order (wf_jobs_claim), not
+// every due job of the effect (wf_jobs_due would match effect and run_at and
+// sort them all).
+TEST_F(ScaleTest, ClaimWorkDoesNotGrowWithBacklog) {
+  open();
+  ASSERT_EQ(WF_OK, wf_close(e));
+  e = nullptr;
+  const int64_t big = kSanitized ? 20000 : 200000;
+  int64_t t = clock.now.load();
+  std::vector<int64_t> work;
+  for (int64_t n : {int64_t(1000), big - 1000}) {
+    fill(path, "e", n, 10, t - 5000);
+    wf::Db db(path, false, 5000);
+    wf::lease::CountDeltas cd;
+    for (int pass = 0; pass < 2; ++pass) {
+      db.exec("BEGIN IMMEDIATE");
+      int64_t before = steps();
+      auto rows = wf::lease::claim(db, cd, "b", t, t + 1000, "e", 10);
+      int64_t used = steps() - before;
+      db.exec("ROLLBACK");
+      ASSERT_EQ(10u, rows.size());
+      if (pass == 1) work.push_back(used);
+    }
+  }
+  std::printf("claim VM steps: %lld (1,000 jobs) vs %lld (%lld)\n", (long long)work[0],
+              (long long)work[1], (long long)big);
+  EXPECT_LT(work[1], work[0] + work[0] / 2) << work[0] << " vs " << work[1];
 }
