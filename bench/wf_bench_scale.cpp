@@ -16,8 +16,9 @@
 // Then, in this process, a drain under tenant_concurrency: D jobs (3/4 of
 // them of one hot tenant, the rest over 50 tenants) with tenant_concurrency
 // 2, completed at once; prints jobs/s and rows rewritten per job (claims +
-// claims given back + the final delete), next to the same drain without the
-// limit.
+// claims given back + the final delete), next to the same drain with the
+// same number of slots as one effect limit (concurrency 102 = 2 + 50 x 2)
+// and with concurrency 2 (the hot tenant's own limit, for the tail).
 //
 // The backlog is written with one SQL statement per 1M rows straight into
 // wf_jobs (the rows wf_enqueue_batch would write, without the JSON), and the
@@ -208,9 +209,9 @@ int child(const std::string &path, int effects, int tenants, bool backlog) {
   // e1..: concurrency 20; all held. "idle": nothing pending, completes.
   wf_check(wf_effect_register(e, "e0", "{\"tenant_concurrency\":1}", e0_cb, nullptr), "reg");
   for (int k = 1; k < effects; ++k)
-    wf_check(wf_effect_register(e, strf("e%d", k).c_str(), "{\"concurrency\":20}", hold_cb,
-                                nullptr),
-             "reg");
+    wf_check(
+        wf_effect_register(e, strf("e%d", k).c_str(), "{\"concurrency\":20}", hold_cb, nullptr),
+        "reg");
   wf_check(wf_effect_register(e, "idle", nullptr, mark_cb, nullptr), "reg");
   t = now_ns();
   wf_check(wf_start(e), "wf_start");
@@ -258,9 +259,8 @@ int child(const std::string &path, int effects, int tenants, bool backlog) {
         std::lock_guard<std::mutex> g(g_probe.mu);
         g_probe.at_ns = 0;
       }
-      std::string doc = new_tenant
-                            ? strf("{\"effect\":\"%s\",\"tenant\":\"new%d\"}", effect, i)
-                            : strf("{\"effect\":\"%s\"}", effect);
+      std::string doc = new_tenant ? strf("{\"effect\":\"%s\",\"tenant\":\"new%d\"}", effect, i)
+                                   : strf("{\"effect\":\"%s\"}", effect);
       wf_check(wf_enqueue(e, doc.c_str(), nullptr), "wf_enqueue");
       int64_t a = now_ns();
       std::unique_lock<std::mutex> lk(g_probe.mu);
@@ -410,9 +410,8 @@ int main(int argc, char **argv) {
     build(c, big, c.jobs);
   }
   double fill_s = ms_between(t, now_ns()) / 1e3;
-  res["fill"] = {{"seconds", fill_s},
-                 {"jobs_per_s", double(c.jobs) / fill_s},
-                 {"file_bytes", file_size(big)}};
+  res["fill"] = {
+      {"seconds", fill_s}, {"jobs_per_s", double(c.jobs) / fill_s}, {"file_bytes", file_size(big)}};
   {
     Step s("child empty", 900);
     res["empty"] = run_child("/proc/self/exe", empty, c.effects, c.tenants, false);
@@ -426,13 +425,18 @@ int main(int argc, char **argv) {
   std::remove((big + "-shm").c_str());
   {
     Step s("drain", 900);
-    res["drain_tenant_concurrency"] = drain(c, g_tmpdir + "/drain1.db", "{\"tenant_concurrency\":2}");
-    res["drain_no_limit"] = drain(c, g_tmpdir + "/drain2.db", "{\"concurrency\":102}");
+    res["drain_tenant_concurrency"] =
+        drain(c, g_tmpdir + "/drain1.db", "{\"tenant_concurrency\":2}");
+    res["drain_same_slots"] = drain(c, g_tmpdir + "/drain2.db", "{\"concurrency\":102}");
+    res["drain_concurrency_2"] = drain(c, g_tmpdir + "/drain3.db", "{\"concurrency\":2}");
   }
   FILE *out = c.json_out ? stderr : stdout;
-  std::fprintf(out, "wf_bench_scale: %lld jobs over %d effects and %d tenants (fill %s: %.1f s, %.0f jobs/s, file %.1f MiB)\n",
+  std::fprintf(out,
+               "wf_bench_scale: %lld jobs over %d effects and %d tenants (fill %s: %.1f s, %.0f "
+               "jobs/s, file %.1f MiB)\n",
                (long long)c.jobs, c.effects, c.tenants, c.fill.c_str(), fill_s,
-               double(c.jobs) / fill_s, double(res["fill"]["file_bytes"].get<int64_t>()) / 1048576.0);
+               double(c.jobs) / fill_s,
+               double(res["fill"]["file_bytes"].get<int64_t>()) / 1048576.0);
   auto row = [&](const char *name, const json &a, const json &b, const char *unit) {
     std::fprintf(out, "  %-52s %12s %12s  %s\n", name, a.dump().c_str(), b.dump().c_str(), unit);
   };
@@ -442,24 +446,35 @@ int main(int argc, char **argv) {
   row("wf_start (returns)", E["start_ms"], B["start_ms"], "ms");
   row("wf_start + wf_sync (start-up pass committed)", E["start_sync_ms"], B["start_sync_ms"], "ms");
   row("RSS after open", E["rss_after_open_kib"], B["rss_after_open_kib"], "KiB");
-  row("RSS after start (limits reached)", E["rss_after_start_kib"], B["rss_after_start_kib"], "KiB");
+  row("RSS after start (limits reached)", E["rss_after_start_kib"], B["rss_after_start_kib"],
+      "KiB");
   row("RSS high-water mark", E["hwm_kib"], B["hwm_kib"], "KiB");
   row("attempts held at their limits", E["held_at_limit"], B["held_at_limit"], "");
   row("wf_stats p50", E["stats"]["p50_ms"], B["stats"]["p50_ms"], "ms");
   row("wf_stats max", E["stats"]["max_ms"], B["stats"]["max_ms"], "ms");
-  row("wf_stats {effect} p50", E["stats_effect_filter"]["p50_ms"], B["stats_effect_filter"]["p50_ms"], "ms");
+  row("wf_stats {effect} p50", E["stats_effect_filter"]["p50_ms"],
+      B["stats_effect_filter"]["p50_ms"], "ms");
   row("wf_metrics p50", E["metrics"]["p50_ms"], B["metrics"]["p50_ms"], "ms");
   row("wf_metrics max", E["metrics"]["max_ms"], B["metrics"]["max_ms"], "ms");
-  row("dispatch, idle effect, p50", E["dispatch_idle_effect"]["p50_ms"], B["dispatch_idle_effect"]["p50_ms"], "ms");
-  row("dispatch, idle effect, p99", E["dispatch_idle_effect"]["p99_ms"], B["dispatch_idle_effect"]["p99_ms"], "ms");
-  row("dispatch, new tenant, hot tenants at limit, p50", E["dispatch_new_tenant_hot_at_limit"]["p50_ms"], B["dispatch_new_tenant_hot_at_limit"]["p50_ms"], "ms");
-  row("dispatch, new tenant, hot tenants at limit, p99", E["dispatch_new_tenant_hot_at_limit"]["p99_ms"], B["dispatch_new_tenant_hot_at_limit"]["p99_ms"], "ms");
-  for (const char *k : {"drain_tenant_concurrency", "drain_no_limit"}) {
+  row("dispatch, idle effect, p50", E["dispatch_idle_effect"]["p50_ms"],
+      B["dispatch_idle_effect"]["p50_ms"], "ms");
+  row("dispatch, idle effect, p99", E["dispatch_idle_effect"]["p99_ms"],
+      B["dispatch_idle_effect"]["p99_ms"], "ms");
+  row("dispatch, new tenant, hot tenants at limit, p50",
+      E["dispatch_new_tenant_hot_at_limit"]["p50_ms"],
+      B["dispatch_new_tenant_hot_at_limit"]["p50_ms"], "ms");
+  row("dispatch, new tenant, hot tenants at limit, p99",
+      E["dispatch_new_tenant_hot_at_limit"]["p99_ms"],
+      B["dispatch_new_tenant_hot_at_limit"]["p99_ms"], "ms");
+  for (const char *k : {"drain_tenant_concurrency", "drain_same_slots", "drain_concurrency_2"}) {
     const json &d = res[k];
-    std::fprintf(out, "  drain %d jobs (3/4 one tenant) %-26s %8.0f jobs/s, %lld claims, %lld given back, %.2f rewrites/job\n",
+    std::fprintf(out,
+                 "  drain %d jobs (3/4 one tenant) %-26s %8.0f jobs/s, %lld claims, %lld given "
+                 "back, %.2f rewrites/job\n",
                  d["jobs"].get<int>(), d["policy"].get<std::string>().c_str(),
                  d["jobs_per_s"].get<double>(), (long long)d["claims"].get<int64_t>(),
-                 (long long)d["claims_given_back"].get<int64_t>(), d["rewrites_per_job"].get<double>());
+                 (long long)d["claims_given_back"].get<int64_t>(),
+                 d["rewrites_per_job"].get<double>());
   }
   if (c.json_out) std::printf("%s\n", res.dump().c_str());
   remove_tmpdir();

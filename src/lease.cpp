@@ -284,13 +284,13 @@ std::vector<Claimed> claim_capped(Db &db, CountDeltas &cd, const std::string &bo
     auto k = taken.find(t);
     return cap - (i == inflight.end() ? 0 : i->second) - (k == taken.end() ? 0 : k->second);
   };
-  // Phase 1: the head of the effect's claim order, at most 2 * limit + 64
-  // due rows: when no saturated tenant crowds the head, this is the whole
-  // claim, in exact claim order.
+  // Phase 1: the head of the effect's claim order, at most
+  // min(limit, 256) + 64 due rows: when no saturated tenant crowds the head,
+  // this is the whole claim, in exact claim order.
   std::vector<Candidate> pick;
   bool exhausted = true;  // phase 1 saw every due job of the effect
   {
-    const int64_t bound = 2 * static_cast<int64_t>(limit) + 64;
+    const int64_t bound = std::min(limit, 256) + 64;
     auto st = db.prepare(kCandidatesSql);
     st->bind(1, effect).bind(2, now).bind(3, bound);
     int64_t seen = 0;

@@ -2,6 +2,7 @@
 // transactions, and the reads behind stats, metrics and dead-letter listings.
 #include "outbox.h"
 
+#include <array>
 #include <cstring>
 #include <map>
 
@@ -567,7 +568,7 @@ int64_t dead_purge(Engine &e, const char *filter_json) {
 
 // ------------------------------------------------------------------ stats
 
-json stats(Engine &e, const char *filter_json) {
+json stats(Engine &e, const char *filter_json, bool by_tenant) {
   // Only what stats can honour: "tenant" narrows the outbox, dead letters,
   // schedules, sagas and events; "effect" narrows the outbox, dead letters
   // and engine.effects. Engine counters are never filtered. Any other key
@@ -640,28 +641,29 @@ json stats(Engine &e, const char *filter_json) {
         if (f.tenant) st->bind(3, *f.tenant);
         if (st->step()) oldest = std::min(oldest, st->col_int(0));
       }
-      auto add = [](json &g2, int64_t ready, int64_t scheduled, int64_t running) {
-        for (const char *k : {"ready", "scheduled", "running"})
-          if (!g2.contains(k)) g2[k] = 0;
-        g2["ready"] = g2["ready"].get<int64_t>() + ready;
-        g2["scheduled"] = g2["scheduled"].get<int64_t>() + scheduled;
-        g2["running"] = g2["running"].get<int64_t>() + running;
-      };
-      json &by_effect = outbox["by_effect"];
-      json &by_tenant = outbox["by_tenant"];
-      int64_t ready_all = 0, scheduled_all = 0, running_all = 0;
-      for (auto &[eff, tenants] : keys)
+      using Sums = std::array<int64_t, 3>;  // ready, scheduled, running
+      std::map<std::string, Sums> per_tenant;
+      Sums all{0, 0, 0};
+      json &effs = outbox["by_effect"];
+      for (auto &[eff, tenants] : keys) {
+        Sums se{0, 0, 0};
         for (auto &[ten, k] : tenants) {
-          int64_t ready = k.pending - k.scheduled;
-          ready_all += ready;
-          scheduled_all += k.scheduled;
-          running_all += k.running;
-          add(by_effect[eff], ready, k.scheduled, k.running);
-          add(by_tenant[ten], ready, k.scheduled, k.running);
+          Sums v{k.pending - k.scheduled, k.scheduled, k.running};
+          for (int i = 0; i < 3; ++i) se[i] += v[i];
+          if (by_tenant) {
+            Sums &st = per_tenant[ten];
+            for (int i = 0; i < 3; ++i) st[i] += v[i];
+          }
         }
-      outbox["ready"] = ready_all;
-      outbox["scheduled"] = scheduled_all;
-      outbox["running"] = running_all;
+        for (int i = 0; i < 3; ++i) all[i] += se[i];
+        effs[eff] = json{{"ready", se[0]}, {"scheduled", se[1]}, {"running", se[2]}};
+      }
+      json &tens = outbox["by_tenant"];
+      for (auto &[ten, v] : per_tenant)
+        tens[ten] = json{{"ready", v[0]}, {"scheduled", v[1]}, {"running", v[2]}};
+      outbox["ready"] = all[0];
+      outbox["scheduled"] = all[1];
+      outbox["running"] = all[2];
       if (oldest != INT64_MAX)
         outbox["oldest_ready_age_ms"] = std::max<int64_t>(0, sat_sub(t, oldest));
       auto d = db.prepare(
@@ -722,7 +724,7 @@ json stats(Engine &e, const char *filter_json) {
 }
 
 std::string metrics(Engine &e) {
-  json s = stats(e, nullptr);
+  json s = stats(e, nullptr, false);
   std::string o;
   auto esc = [](const std::string &v) {
     std::string r;
