@@ -227,7 +227,10 @@ int child(const std::string &path, int effects, int tenants, bool backlog) {
   wf_check(wf_sync(e), "wf_sync");
   r["rss_after_start_kib"] = proc_status_kib("VmRSS:");
   std::vector<double> st_ms, me_ms;
-  for (int i = 0; i < 20; ++i) {
+  // WF_BENCH_STATS_LOOP=N: N calls instead of 20 (to profile them).
+  const char *loop_env = std::getenv("WF_BENCH_STATS_LOOP");
+  int loops = loop_env ? std::max(1, std::atoi(loop_env)) : 20;
+  for (int i = 0; i < loops; ++i) {
     char *o = nullptr;
     int64_t a = now_ns();
     wf_check(wf_stats(e, nullptr, &o), "wf_stats");

@@ -2,9 +2,12 @@
 // transactions, and the reads behind stats, metrics and dead-letter listings.
 #include "outbox.h"
 
+#include <algorithm>
 #include <array>
 #include <cstring>
 #include <map>
+#include <unordered_map>
+#include <vector>
 
 #include "lease.h"
 
@@ -603,64 +606,77 @@ json stats(Engine &e, const char *filter_json, bool by_tenant) {
       // wf_jobs_due (effect, run_at): the cost grows with the (effect, tenant)
       // pairs and the jobs not yet due, never with the ready backlog.
       struct Key {
+        std::string effect, tenant;
         int64_t pending = 0, running = 0, scheduled = 0;
       };
-      std::map<std::string, std::map<std::string, Key>> keys;  // effect -> tenant -> counts
+      std::vector<Key> keys;  // in (effect, tenant) order: the table's key
       {
         auto st = db.prepare(
             "SELECT effect, tenant, pending, running FROM wf_job_counts "
-            "WHERE (?1 IS NULL OR tenant = ?1) AND (?2 IS NULL OR effect = ?2)");
+            "WHERE (?1 IS NULL OR tenant = ?1) AND (?2 IS NULL OR effect = ?2) "
+            "ORDER BY effect, tenant");
         if (f.tenant) st->bind(1, *f.tenant);
         if (f.effect) st->bind(2, *f.effect);
-        while (st->step()) {
-          Key &k = keys[st->col_text(0)][st->col_text(1)];
-          k.pending = st->col_int(2);
-          k.running = st->col_int(3);
-        }
-      }
-      int64_t oldest = INT64_MAX;
-      for (auto &[eff, tenants] : keys) {
-        int64_t pending = 0;
-        for (auto &kv : tenants) pending += kv.second.pending;
-        if (pending == 0) continue;
-        {
-          auto st = db.prepare(
-              "SELECT tenant, count(*) FROM wf_jobs INDEXED BY wf_jobs_due WHERE state = 0 AND "
-              "effect = ?1 AND run_at > ?2 AND (?3 IS NULL OR tenant = ?3) GROUP BY tenant");
-          st->bind(1, eff).bind(2, t);
-          if (f.tenant) st->bind(3, *f.tenant);
-          while (st->step()) {
-            auto it = tenants.find(st->col_text(0));
-            if (it != tenants.end()) it->second.scheduled = st->col_int(1);
-          }
-        }
-        auto st = db.prepare(
-            "SELECT run_at FROM wf_jobs INDEXED BY wf_jobs_due WHERE state = 0 AND effect = ?1 "
-            "AND run_at <= ?2 AND (?3 IS NULL OR tenant = ?3) ORDER BY run_at LIMIT 1");
-        st->bind(1, eff).bind(2, t);
-        if (f.tenant) st->bind(3, *f.tenant);
-        if (st->step()) oldest = std::min(oldest, st->col_int(0));
+        while (st->step())
+          keys.push_back(Key{st->col_text(0), st->col_text(1), st->col_int(2), st->col_int(3)});
       }
       using Sums = std::array<int64_t, 3>;  // ready, scheduled, running
-      std::map<std::string, Sums> per_tenant;
       Sums all{0, 0, 0};
+      int64_t oldest = INT64_MAX;
       json &effs = outbox["by_effect"];
-      for (auto &[eff, tenants] : keys) {
-        Sums se{0, 0, 0};
-        for (auto &[ten, k] : tenants) {
-          Sums v{k.pending - k.scheduled, k.scheduled, k.running};
-          for (int i = 0; i < 3; ++i) se[i] += v[i];
-          if (by_tenant) {
-            Sums &st = per_tenant[ten];
-            for (int i = 0; i < 3; ++i) st[i] += v[i];
+      for (size_t i = 0; i < keys.size();) {
+        size_t j = i;
+        int64_t pending = 0;
+        while (j < keys.size() && keys[j].effect == keys[i].effect) pending += keys[j++].pending;
+        const std::string &eff = keys[i].effect;
+        if (pending > 0) {
+          {
+            auto st = db.prepare(
+                "SELECT tenant, count(*) FROM wf_jobs INDEXED BY wf_jobs_due WHERE state = 0 AND "
+                "effect = ?1 AND run_at > ?2 AND (?3 IS NULL OR tenant = ?3) GROUP BY tenant "
+                "ORDER BY tenant");
+            st->bind(1, eff).bind(2, t);
+            if (f.tenant) st->bind(3, *f.tenant);
+            size_t k = i;
+            while (st->step()) {
+              std::string ten = st->col_text(0);
+              while (k < j && keys[k].tenant < ten) ++k;
+              if (k < j && keys[k].tenant == ten) keys[k].scheduled = st->col_int(1);
+            }
           }
+          auto st = db.prepare(
+              "SELECT run_at FROM wf_jobs INDEXED BY wf_jobs_due WHERE state = 0 AND effect = ?1 "
+              "AND run_at <= ?2 AND (?3 IS NULL OR tenant = ?3) ORDER BY run_at LIMIT 1");
+          st->bind(1, eff).bind(2, t);
+          if (f.tenant) st->bind(3, *f.tenant);
+          if (st->step()) oldest = std::min(oldest, st->col_int(0));
         }
-        for (int i = 0; i < 3; ++i) all[i] += se[i];
+        Sums se{0, 0, 0};
+        for (size_t k = i; k < j; ++k) {
+          se[0] += keys[k].pending - keys[k].scheduled;
+          se[1] += keys[k].scheduled;
+          se[2] += keys[k].running;
+        }
+        for (int x = 0; x < 3; ++x) all[x] += se[x];
         effs[eff] = json{{"ready", se[0]}, {"scheduled", se[1]}, {"running", se[2]}};
+        i = j;
       }
-      json &tens = outbox["by_tenant"];
-      for (auto &[ten, v] : per_tenant)
-        tens[ten] = json{{"ready", v[0]}, {"scheduled", v[1]}, {"running", v[2]}};
+      if (by_tenant) {
+        std::unordered_map<std::string, Sums> per;
+        per.reserve(keys.size());
+        for (auto &k : keys) {
+          Sums &v = per.try_emplace(k.tenant, Sums{0, 0, 0}).first->second;
+          v[0] += k.pending - k.scheduled;
+          v[1] += k.scheduled;
+          v[2] += k.running;
+        }
+        std::vector<std::pair<std::string, Sums>> sorted(per.begin(), per.end());
+        std::sort(sorted.begin(), sorted.end(),
+                  [](const auto &a, const auto &b) { return a.first < b.first; });
+        json &tens = outbox["by_tenant"];
+        for (auto &[ten, v] : sorted)
+          tens[ten] = json{{"ready", v[0]}, {"scheduled", v[1]}, {"running", v[2]}};
+      }
       outbox["ready"] = all[0];
       outbox["scheduled"] = all[1];
       outbox["running"] = all[2];
