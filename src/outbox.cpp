@@ -611,10 +611,14 @@ json stats(Engine &e, const char *filter_json, bool by_tenant) {
       };
       std::vector<Key> keys;  // in (effect, tenant) order: the table's key
       {
+        // Without by_tenant (wf_metrics), one row per effect summed by SQLite.
         auto st = db.prepare(
-            "SELECT effect, tenant, pending, running FROM wf_job_counts "
-            "WHERE (?1 IS NULL OR tenant = ?1) AND (?2 IS NULL OR effect = ?2) "
-            "ORDER BY effect, tenant");
+            by_tenant ? "SELECT effect, tenant, pending, running FROM wf_job_counts "
+                        "WHERE (?1 IS NULL OR tenant = ?1) AND (?2 IS NULL OR effect = ?2) "
+                        "ORDER BY effect, tenant"
+                      : "SELECT effect, '', sum(pending), sum(running) FROM wf_job_counts "
+                        "WHERE (?1 IS NULL OR tenant = ?1) AND (?2 IS NULL OR effect = ?2) "
+                        "GROUP BY effect ORDER BY effect");
         if (f.tenant) st->bind(1, *f.tenant);
         if (f.effect) st->bind(2, *f.effect);
         while (st->step())
@@ -629,21 +633,28 @@ json stats(Engine &e, const char *filter_json, bool by_tenant) {
         int64_t pending = 0;
         while (j < keys.size() && keys[j].effect == keys[i].effect) pending += keys[j++].pending;
         const std::string &eff = keys[i].effect;
-        if (pending > 0) {
-          {
-            auto st = db.prepare(
-                "SELECT tenant, count(*) FROM wf_jobs INDEXED BY wf_jobs_due WHERE state = 0 AND "
-                "effect = ?1 AND run_at > ?2 AND (?3 IS NULL OR tenant = ?3) GROUP BY tenant "
-                "ORDER BY tenant");
-            st->bind(1, eff).bind(2, t);
-            if (f.tenant) st->bind(3, *f.tenant);
-            size_t k = i;
-            while (st->step()) {
-              std::string ten = st->col_text(0);
-              while (k < j && keys[k].tenant < ten) ++k;
-              if (k < j && keys[k].tenant == ten) keys[k].scheduled = st->col_int(1);
-            }
+        if (pending > 0 && !by_tenant) {
+          auto st = db.prepare(
+              "SELECT count(*) FROM wf_jobs INDEXED BY wf_jobs_due WHERE state = 0 AND "
+              "effect = ?1 AND run_at > ?2 AND (?3 IS NULL OR tenant = ?3)");
+          st->bind(1, eff).bind(2, t);
+          if (f.tenant) st->bind(3, *f.tenant);
+          if (st->step()) keys[i].scheduled = st->col_int(0);
+        } else if (pending > 0) {
+          auto st = db.prepare(
+              "SELECT tenant, count(*) FROM wf_jobs INDEXED BY wf_jobs_due WHERE state = 0 AND "
+              "effect = ?1 AND run_at > ?2 AND (?3 IS NULL OR tenant = ?3) GROUP BY tenant "
+              "ORDER BY tenant");
+          st->bind(1, eff).bind(2, t);
+          if (f.tenant) st->bind(3, *f.tenant);
+          size_t k = i;
+          while (st->step()) {
+            std::string ten = st->col_text(0);
+            while (k < j && keys[k].tenant < ten) ++k;
+            if (k < j && keys[k].tenant == ten) keys[k].scheduled = st->col_int(1);
           }
+        }
+        if (pending > 0) {
           auto st = db.prepare(
               "SELECT run_at FROM wf_jobs INDEXED BY wf_jobs_due WHERE state = 0 AND effect = ?1 "
               "AND run_at <= ?2 AND (?3 IS NULL OR tenant = ?3) ORDER BY run_at LIMIT 1");
