@@ -605,88 +605,60 @@ json stats(Engine &e, const char *filter_json, bool by_tenant) {
       // ready and scheduled by the jobs due in the future, read per effect on
       // wf_jobs_due (effect, run_at): the cost grows with the (effect, tenant)
       // pairs and the jobs not yet due, never with the ready backlog.
-      struct Key {
-        std::string effect, tenant;
-        int64_t pending = 0, running = 0, scheduled = 0;
-      };
-      std::vector<Key> keys;  // in (effect, tenant) order: the table's key
-      {
-        // Without by_tenant (wf_metrics), one row per effect summed by SQLite.
-        auto st = db.prepare(
-            by_tenant ? "SELECT effect, tenant, pending, running FROM wf_job_counts "
-                        "WHERE (?1 IS NULL OR tenant = ?1) AND (?2 IS NULL OR effect = ?2) "
-                        "ORDER BY effect, tenant"
-                      : "SELECT effect, '', sum(pending), sum(running) FROM wf_job_counts "
-                        "WHERE (?1 IS NULL OR tenant = ?1) AND (?2 IS NULL OR effect = ?2) "
-                        "GROUP BY effect ORDER BY effect");
-        if (f.tenant) st->bind(1, *f.tenant);
-        if (f.effect) st->bind(2, *f.effect);
-        while (st->step())
-          keys.push_back(Key{st->col_text(0), st->col_text(1), st->col_int(2), st->col_int(3)});
-      }
+      // Per effect, then (for by_tenant) per tenant, summed by SQLite from
+      // the counts; the jobs due in the future (few: delayed jobs, retries in
+      // backoff) are counted per effect and tenant to split pending.
       using Sums = std::array<int64_t, 3>;  // ready, scheduled, running
       Sums all{0, 0, 0};
       int64_t oldest = INT64_MAX;
+      std::unordered_map<std::string, int64_t> sched_by_tenant;
       json &effs = outbox["by_effect"];
-      for (size_t i = 0; i < keys.size();) {
-        size_t j = i;
-        int64_t pending = 0;
-        while (j < keys.size() && keys[j].effect == keys[i].effect) pending += keys[j++].pending;
-        const std::string &eff = keys[i].effect;
-        if (pending > 0 && !by_tenant) {
-          auto st = db.prepare(
-              "SELECT count(*) FROM wf_jobs INDEXED BY wf_jobs_due WHERE state = 0 AND "
-              "effect = ?1 AND run_at > ?2 AND (?3 IS NULL OR tenant = ?3)");
-          st->bind(1, eff).bind(2, t);
-          if (f.tenant) st->bind(3, *f.tenant);
-          if (st->step()) keys[i].scheduled = st->col_int(0);
-        } else if (pending > 0) {
-          auto st = db.prepare(
-              "SELECT tenant, count(*) FROM wf_jobs INDEXED BY wf_jobs_due WHERE state = 0 AND "
-              "effect = ?1 AND run_at > ?2 AND (?3 IS NULL OR tenant = ?3) GROUP BY tenant "
-              "ORDER BY tenant");
-          st->bind(1, eff).bind(2, t);
-          if (f.tenant) st->bind(3, *f.tenant);
-          size_t k = i;
-          while (st->step()) {
-            std::string ten = st->col_text(0);
-            while (k < j && keys[k].tenant < ten) ++k;
-            if (k < j && keys[k].tenant == ten) keys[k].scheduled = st->col_int(1);
+      {
+        auto st = db.prepare(
+            "SELECT effect, sum(pending), sum(running) FROM wf_job_counts "
+            "WHERE (?1 IS NULL OR tenant = ?1) AND (?2 IS NULL OR effect = ?2) GROUP BY effect");
+        if (f.tenant) st->bind(1, *f.tenant);
+        if (f.effect) st->bind(2, *f.effect);
+        while (st->step()) {
+          std::string eff = st->col_text(0);
+          int64_t pending = st->col_int(1), running = st->col_int(2), sched = 0;
+          if (pending > 0) {
+            auto sc = db.prepare(
+                "SELECT tenant, count(*) FROM wf_jobs INDEXED BY wf_jobs_due WHERE state = 0 AND "
+                "effect = ?1 AND run_at > ?2 AND (?3 IS NULL OR tenant = ?3) GROUP BY tenant");
+            sc->bind(1, eff).bind(2, t);
+            if (f.tenant) sc->bind(3, *f.tenant);
+            while (sc->step()) {
+              sched += sc->col_int(1);
+              if (by_tenant) sched_by_tenant[sc->col_text(0)] += sc->col_int(1);
+            }
+            auto od = db.prepare(
+                "SELECT run_at FROM wf_jobs INDEXED BY wf_jobs_due WHERE state = 0 AND "
+                "effect = ?1 AND run_at <= ?2 AND (?3 IS NULL OR tenant = ?3) ORDER BY run_at "
+                "LIMIT 1");
+            od->bind(1, eff).bind(2, t);
+            if (f.tenant) od->bind(3, *f.tenant);
+            if (od->step()) oldest = std::min(oldest, od->col_int(0));
           }
+          Sums v{pending - sched, sched, running};
+          for (int x = 0; x < 3; ++x) all[x] += v[x];
+          effs[eff] = json{{"ready", v[0]}, {"scheduled", v[1]}, {"running", v[2]}};
         }
-        if (pending > 0) {
-          auto st = db.prepare(
-              "SELECT run_at FROM wf_jobs INDEXED BY wf_jobs_due WHERE state = 0 AND effect = ?1 "
-              "AND run_at <= ?2 AND (?3 IS NULL OR tenant = ?3) ORDER BY run_at LIMIT 1");
-          st->bind(1, eff).bind(2, t);
-          if (f.tenant) st->bind(3, *f.tenant);
-          if (st->step()) oldest = std::min(oldest, st->col_int(0));
-        }
-        Sums se{0, 0, 0};
-        for (size_t k = i; k < j; ++k) {
-          se[0] += keys[k].pending - keys[k].scheduled;
-          se[1] += keys[k].scheduled;
-          se[2] += keys[k].running;
-        }
-        for (int x = 0; x < 3; ++x) all[x] += se[x];
-        effs[eff] = json{{"ready", se[0]}, {"scheduled", se[1]}, {"running", se[2]}};
-        i = j;
       }
       if (by_tenant) {
-        std::unordered_map<std::string, Sums> per;
-        per.reserve(keys.size());
-        for (auto &k : keys) {
-          Sums &v = per.try_emplace(k.tenant, Sums{0, 0, 0}).first->second;
-          v[0] += k.pending - k.scheduled;
-          v[1] += k.scheduled;
-          v[2] += k.running;
-        }
-        std::vector<std::pair<std::string, Sums>> sorted(per.begin(), per.end());
-        std::sort(sorted.begin(), sorted.end(),
-                  [](const auto &a, const auto &b) { return a.first < b.first; });
         json &tens = outbox["by_tenant"];
-        for (auto &[ten, v] : sorted)
-          tens[ten] = json{{"ready", v[0]}, {"scheduled", v[1]}, {"running", v[2]}};
+        auto st = db.prepare(
+            "SELECT tenant, sum(pending), sum(running) FROM wf_job_counts "
+            "WHERE (?1 IS NULL OR tenant = ?1) AND (?2 IS NULL OR effect = ?2) GROUP BY tenant");
+        if (f.tenant) st->bind(1, *f.tenant);
+        if (f.effect) st->bind(2, *f.effect);
+        while (st->step()) {
+          std::string ten = st->col_text(0);
+          auto it = sched_by_tenant.find(ten);
+          int64_t sched = it == sched_by_tenant.end() ? 0 : it->second;
+          tens[ten] = json{
+              {"ready", st->col_int(1) - sched}, {"scheduled", sched}, {"running", st->col_int(2)}};
+        }
       }
       outbox["ready"] = all[0];
       outbox["scheduled"] = all[1];
