@@ -119,6 +119,12 @@ const char *kCountUpsertSql =
     "running = running + excluded.running RETURNING pending, running";
 const char *kCountDeleteSql =
     "DELETE FROM wf_job_counts WHERE effect = ?1 AND tenant = ?2 AND pending = 0 AND running = 0";
+const char *kTenantCountUpsertSql =
+    "INSERT INTO wf_tenant_counts(tenant, pending, running) VALUES(?1, ?2, ?3) "
+    "ON CONFLICT(tenant) DO UPDATE SET pending = pending + excluded.pending, "
+    "running = running + excluded.running RETURNING pending, running";
+const char *kTenantCountDeleteSql =
+    "DELETE FROM wf_tenant_counts WHERE tenant = ?1 AND pending = 0 AND running = 0";
 
 // Steps a statement whose RETURNING gives (effect, tenant) and adds
 // (pending, running) to their counts for each row; returns the rows.
@@ -144,8 +150,12 @@ void count_merge(CountDeltas &into, const CountDeltas &from) {
 }
 
 void flush_counts(Db &db, CountDeltas &d) {
+  std::map<std::string, CountDelta> tenants;  // the same summed per tenant
   for (const auto &[k, v] : d) {
     if (v.pending == 0 && v.running == 0) continue;
+    auto &tc = tenants[k.second];
+    tc.pending += v.pending;
+    tc.running += v.running;
     bool zero = false;
     {
       auto st = db.prepare(kCountUpsertSql);
@@ -155,6 +165,19 @@ void flush_counts(Db &db, CountDeltas &d) {
     if (zero) {
       auto st = db.prepare(kCountDeleteSql);
       st->bind(1, k.first).bind(2, k.second).exec();
+    }
+  }
+  for (const auto &[t, v] : tenants) {
+    if (v.pending == 0 && v.running == 0) continue;
+    bool zero = false;
+    {
+      auto st = db.prepare(kTenantCountUpsertSql);
+      st->bind(1, t).bind(2, v.pending).bind(3, v.running);
+      if (st->step()) zero = st->col_int(0) == 0 && st->col_int(1) == 0;
+    }
+    if (zero) {
+      auto st = db.prepare(kTenantCountDeleteSql);
+      st->bind(1, t).exec();
     }
   }
   d.clear();

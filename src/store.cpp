@@ -460,6 +460,13 @@ CREATE TABLE wf_job_counts(
 ) WITHOUT ROWID;
 INSERT INTO wf_job_counts(effect, tenant, pending, running)
   SELECT effect, tenant, sum(state = 0), sum(state = 1) FROM wf_jobs GROUP BY effect, tenant;
+CREATE TABLE wf_tenant_counts(             -- the same summed over effects
+  tenant TEXT PRIMARY KEY,
+  pending INTEGER NOT NULL,
+  running INTEGER NOT NULL
+) WITHOUT ROWID;
+INSERT INTO wf_tenant_counts(tenant, pending, running)
+  SELECT tenant, sum(pending), sum(running) FROM wf_job_counts GROUP BY tenant;
 DROP INDEX wf_jobs_due;
 CREATE INDEX wf_jobs_due ON wf_jobs(effect, run_at) WHERE state = 0;
 CREATE INDEX wf_jobs_tenant ON wf_jobs(effect, tenant, priority DESC, run_at, id) WHERE state = 0;

@@ -48,6 +48,18 @@ Counts kept_counts(const std::string &path) {
   return out;
 }
 
+// tenant -> (pending, running), from the jobs and from wf_tenant_counts.
+std::map<std::string, std::pair<int64_t, int64_t>> tenant_counts(const std::string &path,
+                                                                 bool real) {
+  wf::Db db(path, true, 5000);
+  std::map<std::string, std::pair<int64_t, int64_t>> out;
+  auto st = db.prepare(real ? "SELECT tenant, sum(state = 0), sum(state = 1) FROM wf_jobs GROUP "
+                              "BY tenant"
+                            : "SELECT tenant, pending, running FROM wf_tenant_counts");
+  while (st->step()) out[st->col_text(0)] = {st->col_int(1), st->col_int(2)};
+  return out;
+}
+
 std::string dump(const Counts &c) {
   std::string s;
   for (auto &[k, v] : c)
@@ -72,6 +84,10 @@ void fill(const std::string &path, const std::string &effect, int64_t n, int ten
   db.exec(
       "INSERT INTO wf_job_counts(effect, tenant, pending, running) SELECT effect, tenant, "
       "sum(state = 0), sum(state = 1) FROM wf_jobs GROUP BY effect, tenant");
+  db.exec("DELETE FROM wf_tenant_counts");
+  db.exec(
+      "INSERT INTO wf_tenant_counts(tenant, pending, running) SELECT tenant, sum(pending), "
+      "sum(running) FROM wf_job_counts GROUP BY tenant");
   db.exec("COMMIT");
 }
 
@@ -180,6 +196,7 @@ TEST_F(ScaleTest, CountsStayExactUnderMixedWorkload) {
   sync();
   EXPECT_EQ(4, (kept_counts(path)[{"x", "h"}].second));
   EXPECT_EQ(real_counts(path), kept_counts(path)) << dump(kept_counts(path));
+  EXPECT_EQ(tenant_counts(path, true), tenant_counts(path, false));
 
   json s = stats();
   auto real = real_counts(path);
@@ -200,6 +217,7 @@ TEST_F(ScaleTest, CountsStayExactUnderMixedWorkload) {
   e = nullptr;
   for (wf_job *j : sink.held) wf_job_complete(j, nullptr);  // stale handles: WF_ESTATE
   EXPECT_EQ(real_counts(path), kept_counts(path)) << dump(kept_counts(path));
+  EXPECT_EQ(tenant_counts(path, true), tenant_counts(path, false));
   EXPECT_EQ(0, (kept_counts(path)[{"x", "h"}].second));
   EXPECT_EQ(4, (kept_counts(path)[{"x", "h"}].first));
 }
@@ -259,6 +277,7 @@ TEST_F(ScaleTest, MigrationBackfillsCounts) {
   EXPECT_EQ(3, s["outbox"]["ready"]);
   EXPECT_EQ(1, s["outbox"]["running"]);
   EXPECT_EQ(real_counts(path), kept_counts(path)) << dump(kept_counts(path));
+  EXPECT_EQ(tenant_counts(path, true), tenant_counts(path, false));
 }
 
 // wf_stats reads the counts, not the jobs: the same work with 1,000 or with
@@ -381,6 +400,7 @@ TEST_F(ScaleTest, TenantConcurrencyDrainClaimsEachJobOnce) {
   EXPECT_EQ(0, wf::lease::g_rows_unclaimed.load() - unclaimed0);
   EXPECT_EQ(0, pending());
   EXPECT_EQ(real_counts(path), kept_counts(path));
+  EXPECT_EQ(tenant_counts(path, true), tenant_counts(path, false));
 }
 
 // A plain claim reads its `limit` rows in claim order (wf_jobs_claim), not
