@@ -53,6 +53,7 @@
 
 #include "common.h"
 #include "lease.h"  // wf::lease::g_rows_claimed / g_rows_unclaimed (rewrite counts)
+#include "store.h"  // wf::thread_stmt_work (SQLite VM steps of this thread's statements)
 
 using namespace wfb;
 
@@ -246,6 +247,21 @@ int child(const std::string &path, int effects, int tenants, bool backlog) {
   }
   r["stats"] = pct(st_ms);
   r["metrics"] = pct(me_ms);
+  // Work, not time: SQLite VM steps of one call (wf_stats runs its queries on
+  // the calling thread).
+  auto vm = [&](const char *filter, bool metrics) {
+    char *o = nullptr;
+    int64_t before = wf::thread_stmt_work().vm_steps;
+    if (metrics)
+      wf_check(wf_metrics(e, &o), "wf_metrics");
+    else
+      wf_check(wf_stats(e, filter, &o), "wf_stats");
+    wf_free(o);
+    return wf::thread_stmt_work().vm_steps - before;
+  };
+  r["stats_vm_steps"] = vm(nullptr, false);
+  r["stats_effect_vm_steps"] = vm("{\"effect\":\"e3\"}", false);
+  r["metrics_vm_steps"] = vm(nullptr, true);
   {
     std::vector<double> filt;
     for (int i = 0; i < 20; ++i) {
@@ -460,6 +476,10 @@ int main(int argc, char **argv) {
   row("wf_stats {effect} p50", E["stats_effect_filter"]["p50_ms"],
       B["stats_effect_filter"]["p50_ms"], "ms");
   row("wf_metrics p50", E["metrics"]["p50_ms"], B["metrics"]["p50_ms"], "ms");
+  row("wf_stats SQLite VM steps", E["stats_vm_steps"], B["stats_vm_steps"], "");
+  row("wf_stats {effect} SQLite VM steps", E["stats_effect_vm_steps"], B["stats_effect_vm_steps"],
+      "");
+  row("wf_metrics SQLite VM steps", E["metrics_vm_steps"], B["metrics_vm_steps"], "");
   row("wf_metrics max", E["metrics"]["max_ms"], B["metrics"]["max_ms"], "ms");
   row("dispatch, idle effect, p50", E["dispatch_idle_effect"]["p50_ms"],
       B["dispatch_idle_effect"]["p50_ms"], "ms");

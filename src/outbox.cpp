@@ -614,9 +614,13 @@ json stats(Engine &e, const char *filter_json, bool by_tenant) {
       std::unordered_map<std::string, int64_t> sched_by_tenant;
       json &effs = outbox["by_effect"];
       {
-        auto st = db.prepare(
-            "SELECT effect, sum(pending), sum(running) FROM wf_job_counts "
-            "WHERE (?1 IS NULL OR tenant = ?1) AND (?2 IS NULL OR effect = ?2) GROUP BY effect");
+        // (With an effect filter, a seek on the counts' key.)
+        auto st = db.prepare(f.effect ? "SELECT effect, sum(pending), sum(running) FROM "
+                                        "wf_job_counts WHERE effect = ?2 AND "
+                                        "(?1 IS NULL OR tenant = ?1) GROUP BY effect"
+                                      : "SELECT effect, sum(pending), sum(running) FROM "
+                                        "wf_job_counts WHERE (?1 IS NULL OR tenant = ?1) "
+                                        "GROUP BY effect");
         if (f.tenant) st->bind(1, *f.tenant);
         if (f.effect) st->bind(2, *f.effect);
         while (st->step()) {
