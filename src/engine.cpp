@@ -754,9 +754,10 @@ void Engine::recover_on_open() {
       }
     }
     int64_t reclaimed = 0;
+    lease::CountDeltas counts;
     for (const auto &b : gone) {
       std::string why = "engine " + b + " stopped during the attempt";
-      reclaimed += lease::interrupt_owner(db, b, t, why.c_str());
+      reclaimed += lease::interrupt_owner(db, counts, b, t, why.c_str());
       auto st = db.prepare("DELETE FROM wf_boots WHERE boot_id = ?1");
       st->bind(1, b).exec();
     }
@@ -772,6 +773,7 @@ void Engine::recover_on_open() {
     else
       st->bind_null(5);  // no OFD locks here: liveness by heartbeat (and pid)
     st->exec();
+    lease::flush_counts(db, counts);
     db.exec("COMMIT");
     if (reclaimed) {
       json f;
@@ -1006,6 +1008,7 @@ void Engine::run_batch(std::vector<WriteReq> &batch) {
           db.prepare(kSqlRelease)->exec();
         }
       }
+      lease::flush_counts(db, w.counts);
       db.exec("COMMIT");
       n_commits.fetch_add(1, std::memory_order_relaxed);
       if (want_full) WF_FAILPOINT("after_commit_before_return");

@@ -212,6 +212,7 @@ void forget_orphan(JobCtx *j);  // after the host's completion took host_ref
 struct ClaimResult {
   std::vector<std::shared_ptr<JobCtx>> jobs;
   bool any_full = false;  // some effect got all it asked for: claim again
+  int64_t at = 0;         // the claim's instant (WriteCtx::now)
 };
 
 // Writer-side context of one transaction.
@@ -222,11 +223,14 @@ struct WriteCtx {
   int64_t next_due = INT64_MAX;
   bool saga_ready = false;  // a saga inbox row was added or unblocked
   int64_t next_sched = INT64_MAX;
+  // Changes to wf_jobs rows, written to wf_job_counts before COMMIT.
+  lease::CountDeltas counts = {};
   void merge(const WriteCtx &o) {
     ready_now |= o.ready_now;
     next_due = std::min(next_due, o.next_due);
     saga_ready |= o.saga_ready;
     next_sched = std::min(next_sched, o.next_sched);
+    if (!o.counts.empty()) lease::count_merge(counts, o.counts);
   }
 };
 
@@ -260,6 +264,7 @@ struct HostTx {
   int64_t next_due = INT64_MAX;                           // GUARDED_BY(mu)
   bool saga_ready = false;                                // GUARDED_BY(mu)
   int64_t next_sched = INT64_MAX;                         // GUARDED_BY(mu)
+  lease::CountDeltas counts;                              // GUARDED_BY(mu): flushed at commit
   bool failed = false;                                    // a statement failed with the tx doomed
   std::shared_ptr<HostTx> owner_ref;                      // the C handle's reference
 };
@@ -471,7 +476,7 @@ struct Engine {
   };
   std::map<std::pair<std::string, std::string>, CatchUpWindow> catchup_window;
   void read_failed(const std::exception &ex);
-  void refresh_next_due_unguarded();
+  void refresh_next_due_unguarded(bool look_for_due = true, int64_t after = -1);
   void pump_sagas();
   void pump_schedules();
   void refresh_next_sched();
@@ -495,7 +500,9 @@ struct Engine {
   void circuit_record(EffectState &eff, bool failure);
   void check_timeouts();
   void renew_and_reclaim();
-  void refresh_next_due();
+  // look_for_due: also set maybe_ready when a job is due now; after: the
+  // instant to look from (-1: now).
+  void refresh_next_due(bool look_for_due = true, int64_t after = -1);
   std::shared_ptr<EffectState> find_effect(const std::string &name);
 
   // Inflight count and handles held after the engine gave up on them

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <set>
 #include <system_error>
 
 namespace wf {
@@ -19,15 +20,31 @@ namespace {
 
 const char *kClaimSql =
     "UPDATE wf_jobs SET state = 1, lease_owner = ?1, lease_until = ?2, attempts = attempts + 1, "
-    "started_at = ?3 WHERE id IN (SELECT id FROM wf_jobs WHERE state = 0 AND effect = ?4 AND "
-    "run_at <= ?3 ORDER BY priority DESC, run_at, id LIMIT ?5) RETURNING id, tenant, effect, key, "
+    "started_at = ?3 WHERE id IN (SELECT id FROM wf_jobs INDEXED BY wf_jobs_claim WHERE state = 0 "
+    "AND effect = ?4 AND run_at <= ?3 ORDER BY priority DESC, run_at, id LIMIT ?5) RETURNING id, "
+    "tenant, effect, key, "
     "payload, metadata, attempts, failures, max_attempts, priority, run_at, origin, interruptions";
-const char *kClaimExclSql =
+
+// Claims under tenant_concurrency (claim_capped): candidates are chosen in
+// C++ and claimed by id, so that no tenant gets more than its free slots (no
+// claim-then-release) and saturated tenants' backlogs are not read.
+// Phase 1: the effect's due jobs in claim order, a bounded number of rows.
+const char *kCandidatesSql =
+    "SELECT id, tenant, priority, run_at FROM wf_jobs INDEXED BY wf_jobs_claim WHERE state = 0 "
+    "AND effect = ?1 AND run_at <= ?2 ORDER BY priority DESC, run_at, id LIMIT ?3";
+// Phase 2: the tenants with pending jobs of the effect, then each one's
+// next due jobs on wf_jobs_tenant (effect, tenant, priority DESC, run_at, id).
+const char *kPendingTenantsSql =
+    "SELECT tenant FROM wf_job_counts WHERE effect = ?1 AND pending > 0";
+const char *kTenantCandidatesSql =
+    "SELECT id, tenant, priority, run_at FROM wf_jobs INDEXED BY wf_jobs_tenant WHERE state = 0 "
+    "AND effect = ?1 AND tenant = ?2 AND run_at <= ?3 ORDER BY priority DESC, run_at, id "
+    "LIMIT ?4";
+const char *kClaimIdsSql =
     "UPDATE wf_jobs SET state = 1, lease_owner = ?1, lease_until = ?2, attempts = attempts + 1, "
-    "started_at = ?3 WHERE id IN (SELECT id FROM wf_jobs WHERE state = 0 AND effect = ?4 AND "
-    "run_at <= ?3 AND tenant NOT IN (SELECT value FROM json_each(?6)) ORDER BY priority DESC, "
-    "run_at, id LIMIT ?5) RETURNING id, tenant, effect, key, payload, metadata, attempts, "
-    "failures, max_attempts, priority, run_at, origin, interruptions";
+    "started_at = ?3 WHERE id IN (SELECT value FROM json_each(?4)) AND state = 0 "
+    "RETURNING id, tenant, effect, key, payload, metadata, attempts, failures, max_attempts, "
+    "priority, run_at, origin, interruptions";
 
 const char *kRenewSql =
     "UPDATE wf_jobs SET lease_until = ?1 WHERE state = 1 AND lease_owner = ?2 AND "
@@ -36,7 +53,8 @@ const char *kRenewSql =
 
 const char *kUnclaimSql =
     "UPDATE wf_jobs SET state = 0, lease_owner = NULL, lease_until = NULL, "
-    "attempts = attempts - 1 WHERE id = ?1 AND state = 1 AND lease_owner = ?2 AND attempts = ?3";
+    "attempts = attempts - 1 WHERE id = ?1 AND state = 1 AND lease_owner = ?2 AND attempts = ?3 "
+    "RETURNING effect, tenant";
 
 const char *kInterruptOwnerHistorySql =
     "INSERT INTO wf_attempts(job_id, n, started_at, ended_at, outcome, error) "
@@ -45,14 +63,14 @@ const char *kInterruptOwnerHistorySql =
 const char *kInterruptOwnerSql =
     "UPDATE wf_jobs SET state = 0, lease_owner = NULL, lease_until = NULL, "
     "run_at = min(run_at, ?1), interruptions = interruptions + 1 "
-    "WHERE state = 1 AND lease_owner = ?2";
+    "WHERE state = 1 AND lease_owner = ?2 RETURNING effect, tenant";
 
 // The same at a graceful wf_close: the attempt is recorded, but not counted
 // as an interruption (being cut off by a planned shutdown says nothing about
 // the job; a rolling deploy must not dead-letter a long job).
 const char *kReleaseOwnerSql =
     "UPDATE wf_jobs SET state = 0, lease_owner = NULL, lease_until = NULL, "
-    "run_at = min(run_at, ?1) WHERE state = 1 AND lease_owner = ?2";
+    "run_at = min(run_at, ?1) WHERE state = 1 AND lease_owner = ?2 RETURNING effect, tenant";
 
 const char *kReclaimHistorySql =
     "INSERT INTO wf_attempts(job_id, n, started_at, ended_at, outcome, error) "
@@ -62,7 +80,7 @@ const char *kReclaimHistorySql =
 const char *kReclaimSql =
     "UPDATE wf_jobs SET state = 0, lease_owner = NULL, lease_until = NULL, "
     "interruptions = interruptions + 1 WHERE state = 1 AND lease_until < ?1 AND "
-    "(lease_owner != ?2 OR id NOT IN (SELECT value FROM json_each(?3)))";
+    "(lease_owner != ?2 OR id NOT IN (SELECT value FROM json_each(?3))) RETURNING effect, tenant";
 
 const char *kDeadClaimedSql =
     "INSERT OR REPLACE INTO wf_dead(id, tenant, effect, key, payload, metadata, priority, "
@@ -72,7 +90,10 @@ const char *kDeadClaimedSql =
     "WHERE id = ?1 AND state = 1 AND lease_owner = ?2 AND attempts = ?3";
 
 const char *kFinishDoneSql =
-    "DELETE FROM wf_jobs WHERE id = ?1 AND state = 1 AND lease_owner = ?2 AND attempts = ?3";
+    "DELETE FROM wf_jobs WHERE id = ?1 AND state = 1 AND lease_owner = ?2 AND attempts = ?3 "
+    "RETURNING effect, tenant";
+// The row of a job that just became a dead letter (its copy is in wf_dead).
+const char *kDeleteJobSql = "DELETE FROM wf_jobs WHERE id = ?1 RETURNING effect, tenant, state";
 const char *kFinishDeadSql =
     "INSERT OR REPLACE INTO wf_dead(id, tenant, effect, key, payload, metadata, priority, "
     "attempts, failures, max_attempts, origin, created_at, reason, dead_at) "
@@ -82,62 +103,146 @@ const char *kFinishDeadSql =
 const char *kFinishRetrySql =
     "UPDATE wf_jobs SET state = 0, lease_owner = NULL, lease_until = NULL, "
     "failures = failures + 1, run_at = ?4, last_error = ?5 "
-    "WHERE id = ?1 AND state = 1 AND lease_owner = ?2 AND attempts = ?3";
+    "WHERE id = ?1 AND state = 1 AND lease_owner = ?2 AND attempts = ?3 RETURNING effect, tenant";
+// One effect at a time on wf_jobs_due (effect, run_at): a seek each, whatever
+// the other effects hold.
 const char *kAnyDueSql =
-    "SELECT run_at FROM wf_jobs INDEXED BY wf_jobs_due WHERE state = 0 AND run_at <= ?1 AND "
-    "effect IN (SELECT value FROM json_each(?2)) LIMIT 1";
+    "SELECT run_at FROM wf_jobs INDEXED BY wf_jobs_due WHERE state = 0 AND effect = ?2 AND "
+    "run_at <= ?1 LIMIT 1";
 const char *kNextDueSql =
-    "SELECT run_at FROM wf_jobs INDEXED BY wf_jobs_due WHERE state = 0 AND run_at > ?1 AND "
-    "effect IN (SELECT value FROM json_each(?2)) ORDER BY run_at LIMIT 1";
+    "SELECT run_at FROM wf_jobs INDEXED BY wf_jobs_due WHERE state = 0 AND effect = ?2 AND "
+    "run_at > ?1 ORDER BY run_at LIMIT 1";
+
+const char *kCountUpsertSql =
+    "INSERT INTO wf_job_counts(effect, tenant, pending, running) VALUES(?1, ?2, ?3, ?4) "
+    "ON CONFLICT(effect, tenant) DO UPDATE SET pending = pending + excluded.pending, "
+    "running = running + excluded.running RETURNING pending, running";
+const char *kCountDeleteSql =
+    "DELETE FROM wf_job_counts WHERE effect = ?1 AND tenant = ?2 AND pending = 0 AND running = 0";
+const char *kTenantCountUpsertSql =
+    "INSERT INTO wf_tenant_counts(tenant, pending, running) VALUES(?1, ?2, ?3) "
+    "ON CONFLICT(tenant) DO UPDATE SET pending = pending + excluded.pending, "
+    "running = running + excluded.running RETURNING pending, running";
+const char *kTenantCountDeleteSql =
+    "DELETE FROM wf_tenant_counts WHERE tenant = ?1 AND pending = 0 AND running = 0";
+
+// Steps a statement whose RETURNING gives (effect, tenant) and adds
+// (pending, running) to their counts for each row; returns the rows.
+int64_t count_rows(Stmt &st, lease::CountDeltas &cd, int64_t pending, int64_t running) {
+  int64_t n = 0;
+  while (st.step()) {
+    lease::count_add(cd, st.col_text(0), st.col_text(1), pending, running);
+    ++n;
+  }
+  return n;
+}
 
 }  // namespace
 
 namespace lease {
 
-bool finish_done(Db &db, const std::string &boot, int64_t id, int attempt) {
-  auto st = db.prepare(kFinishDoneSql);
-  st->bind(1, id).bind(2, boot).bind(3, attempt).exec();
-  return db.changes() == 1;
+void count_merge(CountDeltas &into, const CountDeltas &from) {
+  for (const auto &[k, v] : from) {
+    auto &c = into[k];
+    c.pending += v.pending;
+    c.running += v.running;
+  }
 }
 
-bool finish_dead(Db &db, const std::string &boot, int64_t id, int attempt, int64_t now,
-                 const std::string &reason) {
+void flush_counts(Db &db, CountDeltas &d) {
+  std::map<std::string, CountDelta> tenants;  // the same summed per tenant
+  for (const auto &[k, v] : d) {
+    if (v.pending == 0 && v.running == 0) continue;
+    auto &tc = tenants[k.second];
+    tc.pending += v.pending;
+    tc.running += v.running;
+    bool zero = false;
+    {
+      auto st = db.prepare(kCountUpsertSql);
+      st->bind(1, k.first).bind(2, k.second).bind(3, v.pending).bind(4, v.running);
+      if (st->step()) zero = st->col_int(0) == 0 && st->col_int(1) == 0;
+    }
+    if (zero) {
+      auto st = db.prepare(kCountDeleteSql);
+      st->bind(1, k.first).bind(2, k.second).exec();
+    }
+  }
+  for (const auto &[t, v] : tenants) {
+    if (v.pending == 0 && v.running == 0) continue;
+    bool zero = false;
+    {
+      auto st = db.prepare(kTenantCountUpsertSql);
+      st->bind(1, t).bind(2, v.pending).bind(3, v.running);
+      if (st->step()) zero = st->col_int(0) == 0 && st->col_int(1) == 0;
+    }
+    if (zero) {
+      auto st = db.prepare(kTenantCountDeleteSql);
+      st->bind(1, t).exec();
+    }
+  }
+  d.clear();
+}
+
+namespace {
+// Deletes the row of a job whose copy is now in wf_dead.
+void delete_dead_row(Db &db, CountDeltas &cd, int64_t id) {
+  auto d = db.prepare(kDeleteJobSql);
+  d->bind(1, id);
+  while (d->step()) {
+    bool running = d->col_int(2) == 1;
+    count_add(cd, d->col_text(0), d->col_text(1), running ? 0 : -1, running ? -1 : 0);
+  }
+}
+}  // namespace
+
+bool finish_done(Db &db, CountDeltas &cd, const std::string &boot, int64_t id, int attempt) {
+  auto st = db.prepare(kFinishDoneSql);
+  st->bind(1, id).bind(2, boot).bind(3, attempt);
+  return count_rows(*st, cd, 0, -1) == 1;
+}
+
+bool finish_dead(Db &db, CountDeltas &cd, const std::string &boot, int64_t id, int attempt,
+                 int64_t now, const std::string &reason) {
   {
     auto st = db.prepare(kFinishDeadSql);
     st->bind(1, id).bind(2, boot).bind(3, attempt).bind(4, reason).bind(5, now).exec();
     if (db.changes() != 1) return false;
   }
-  auto d = db.prepare("DELETE FROM wf_jobs WHERE id = ?1");
-  d->bind(1, id).exec();
+  delete_dead_row(db, cd, id);
   return true;
 }
 
-bool finish_retry(Db &db, const std::string &boot, int64_t id, int attempt, int64_t run_at,
-                  const std::string &error) {
+bool finish_retry(Db &db, CountDeltas &cd, const std::string &boot, int64_t id, int attempt,
+                  int64_t run_at, const std::string &error) {
   auto st = db.prepare(kFinishRetrySql);
-  st->bind(1, id).bind(2, boot).bind(3, attempt).bind(4, run_at).bind(5, error).exec();
-  return db.changes() == 1;
+  st->bind(1, id).bind(2, boot).bind(3, attempt).bind(4, run_at).bind(5, error);
+  return count_rows(*st, cd, 1, -1) == 1;
 }
 
-bool any_due(Db &db, int64_t now, const std::string &effects_json) {
-  auto st = db.prepare(kAnyDueSql);
-  st->bind(1, now).bind(2, effects_json);
-  return st->step();
+bool any_due(Db &db, int64_t now, const std::vector<std::string> &effects) {
+  for (const auto &e : effects) {
+    auto st = db.prepare(kAnyDueSql);
+    st->bind(1, now).bind(2, e);
+    if (st->step()) return true;
+  }
+  return false;
 }
 
-int64_t next_due(Db &db, int64_t now, const std::string &effects_json) {
-  auto st = db.prepare(kNextDueSql);
-  st->bind(1, now).bind(2, effects_json);
-  return st->step() ? st->col_int(0) : INT64_MAX;
+int64_t next_due(Db &db, int64_t now, const std::vector<std::string> &effects) {
+  int64_t best = INT64_MAX;
+  for (const auto &e : effects) {
+    auto st = db.prepare(kNextDueSql);
+    st->bind(1, now).bind(2, e);
+    if (st->step()) best = std::min(best, st->col_int(0));
+  }
+  return best;
 }
 
-std::vector<Claimed> claim(Db &db, const std::string &boot, int64_t now, int64_t lease_until,
-                           const std::string &effect, int limit,
-                           const std::string &excluded_tenants) {
-  auto st = db.prepare(excluded_tenants.empty() ? kClaimSql : kClaimExclSql);
-  st->bind(1, boot).bind(2, lease_until).bind(3, now).bind(4, effect).bind(5, limit);
-  if (!excluded_tenants.empty()) st->bind(6, excluded_tenants);
-  std::vector<Claimed> out;
+std::atomic<int64_t> g_rows_claimed{0}, g_rows_unclaimed{0};
+
+namespace {
+void read_claimed(Stmt &st_, CountDeltas &cd, std::vector<Claimed> &out) {
+  Stmt *st = &st_;
   while (st->step()) {
     Claimed c;
     c.id = st->col_int(0);
@@ -154,8 +259,103 @@ std::vector<Claimed> claim(Db &db, const std::string &boot, int64_t now, int64_t
     c.run_at = st->col_int(10);
     c.origin = st->col_text(11);
     c.interruptions = static_cast<int>(st->col_int(12));
+    count_add(cd, c.effect, c.tenant, -1, 1);
     out.push_back(std::move(c));
+    g_rows_claimed.fetch_add(1, std::memory_order_relaxed);
   }
+}
+
+struct Candidate {
+  int64_t id;
+  std::string tenant;
+  int64_t priority, run_at;
+  bool operator<(const Candidate &o) const {
+    if (priority != o.priority) return priority > o.priority;
+    if (run_at != o.run_at) return run_at < o.run_at;
+    return id < o.id;
+  }
+};
+
+void claim_ids(Db &db, CountDeltas &cd, const std::string &boot, int64_t now, int64_t lease_until,
+               const std::vector<Candidate> &c, std::vector<Claimed> &out) {
+  if (c.empty()) return;
+  json ids = json::array();
+  for (const auto &k : c) ids.push_back(k.id);
+  auto st = db.prepare(kClaimIdsSql);
+  st->bind(1, boot).bind(2, lease_until).bind(3, now).bind(4, ids.dump());
+  read_claimed(*st, cd, out);
+}
+}  // namespace
+
+std::vector<Claimed> claim(Db &db, CountDeltas &cd, const std::string &boot, int64_t now,
+                           int64_t lease_until, const std::string &effect, int limit) {
+  auto st = db.prepare(kClaimSql);
+  st->bind(1, boot).bind(2, lease_until).bind(3, now).bind(4, effect).bind(5, limit);
+  std::vector<Claimed> out;
+  read_claimed(*st, cd, out);
+  return out;
+}
+
+std::vector<Claimed> claim_capped(Db &db, CountDeltas &cd, const std::string &boot, int64_t now,
+                                  int64_t lease_until, const std::string &effect, int limit,
+                                  int cap, const std::map<std::string, int> &inflight) {
+  std::vector<Claimed> out;
+  if (limit <= 0 || cap <= 0) return out;
+  std::map<std::string, int> taken;  // this claim's picks per tenant
+  auto room = [&](const std::string &t) {
+    auto i = inflight.find(t);
+    auto k = taken.find(t);
+    return cap - (i == inflight.end() ? 0 : i->second) - (k == taken.end() ? 0 : k->second);
+  };
+  // Phase 1: the head of the effect's claim order, at most
+  // min(limit, 256) + 64 due rows: when no saturated tenant crowds the head,
+  // this is the whole claim, in exact claim order.
+  std::vector<Candidate> pick;
+  bool exhausted = true;  // phase 1 saw every due job of the effect
+  {
+    const int64_t bound = std::min(limit, 256) + 64;
+    auto st = db.prepare(kCandidatesSql);
+    st->bind(1, effect).bind(2, now).bind(3, bound);
+    int64_t seen = 0;
+    while (static_cast<int>(pick.size()) < limit && st->step()) {
+      ++seen;
+      std::string t = st->col_text(1);
+      if (room(t) <= 0) continue;
+      taken[t]++;
+      pick.push_back(Candidate{st->col_int(0), std::move(t), st->col_int(2), st->col_int(3)});
+    }
+    exhausted = seen < bound;
+  }
+  claim_ids(db, cd, boot, now, lease_until, pick, out);
+  int rest = limit - static_cast<int>(pick.size());
+  if (rest <= 0 || exhausted) return out;
+  // Phase 2: the head was crowded by tenants at their limit. Each tenant
+  // with room gives its next due jobs (up to its room) from its own index
+  // range, so only jobs that may be claimed are read; the best `rest` of
+  // them in claim order are claimed. (Phase 1's picks are running now.)
+  std::set<std::string> tenants;
+  {
+    auto st = db.prepare(kPendingTenantsSql);
+    st->bind(1, effect);
+    while (st->step()) tenants.insert(st->col_text(0));
+  }
+  // Tenants whose first jobs this transaction inserted (counts not flushed).
+  for (const auto &[k, v] : cd)
+    if (k.first == effect && v.pending > 0) tenants.insert(k.second);
+  std::vector<Candidate> more;
+  for (const auto &t : tenants) {
+    int r = std::min(room(t), rest);
+    if (r <= 0) continue;
+    auto st = db.prepare(kTenantCandidatesSql);
+    st->bind(1, effect).bind(2, t).bind(3, now).bind(4, r);
+    while (st->step())
+      more.push_back(Candidate{st->col_int(0), st->col_text(1), st->col_int(2), st->col_int(3)});
+  }
+  if (static_cast<int>(more.size()) > rest) {
+    std::partial_sort(more.begin(), more.begin() + rest, more.end());
+    more.resize(rest);
+  }
+  claim_ids(db, cd, boot, now, lease_until, more, out);
   return out;
 }
 
@@ -168,42 +368,42 @@ std::vector<std::pair<int64_t, int>> renew(Db &db, const std::string &boot, int6
   return out;
 }
 
-void unclaim(Db &db, const std::string &boot, int64_t id, int attempt) {
+void unclaim(Db &db, CountDeltas &cd, const std::string &boot, int64_t id, int attempt) {
   auto st = db.prepare(kUnclaimSql);
-  st->bind(1, id).bind(2, boot).bind(3, attempt).exec();
+  st->bind(1, id).bind(2, boot).bind(3, attempt);
+  g_rows_unclaimed.fetch_add(count_rows(*st, cd, 1, -1), std::memory_order_relaxed);
 }
 
-int64_t interrupt_owner(Db &db, const std::string &owner, int64_t now, const char *why,
-                        bool count) {
+int64_t interrupt_owner(Db &db, CountDeltas &cd, const std::string &owner, int64_t now,
+                        const char *why, bool count) {
   {
     auto st = db.prepare(kInterruptOwnerHistorySql);
     st->bind(1, now).bind(2, owner).bind(3, why).exec();
   }
   auto st = db.prepare(count ? kInterruptOwnerSql : kReleaseOwnerSql);
-  st->bind(1, now).bind(2, owner).exec();
-  return db.changes();
+  st->bind(1, now).bind(2, owner);
+  return count_rows(*st, cd, 1, -1);
 }
 
-int64_t reclaim_expired(Db &db, const std::string &boot, int64_t now,
+int64_t reclaim_expired(Db &db, CountDeltas &cd, const std::string &boot, int64_t now,
                         const std::string &held_ids_json) {
   {
     auto st = db.prepare(kReclaimHistorySql);
     st->bind(1, now).bind(2, boot).bind(3, held_ids_json).exec();
   }
   auto st = db.prepare(kReclaimSql);
-  st->bind(1, now).bind(2, boot).bind(3, held_ids_json).exec();
-  return db.changes();
+  st->bind(1, now).bind(2, boot).bind(3, held_ids_json);
+  return count_rows(*st, cd, 1, -1);
 }
 
-bool dead_letter_claimed(Db &db, const std::string &boot, int64_t id, int attempt, int64_t now,
-                         const std::string &reason) {
+bool dead_letter_claimed(Db &db, CountDeltas &cd, const std::string &boot, int64_t id, int attempt,
+                         int64_t now, const std::string &reason) {
   {
     auto st = db.prepare(kDeadClaimedSql);
     st->bind(1, id).bind(2, boot).bind(3, attempt).bind(4, reason).bind(5, now).exec();
     if (db.changes() != 1) return false;
   }
-  auto d = db.prepare("DELETE FROM wf_jobs WHERE id = ?1");
-  d->bind(1, id).exec();
+  delete_dead_row(db, cd, id);
   return true;
 }
 

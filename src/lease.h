@@ -5,8 +5,11 @@
 // leases" and "Rules for hosts".
 #pragma once
 
+#include <atomic>
 #include <cstdint>
+#include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "store.h"
@@ -29,6 +32,29 @@ enum class AttemptState : int {
 
 namespace lease {
 
+// Maintained job counts (wf_job_counts: one row per (effect, tenant) with its
+// pending (state 0, ready or scheduled) and running (state 1) jobs), so that
+// wf_stats / wf_metrics never count wf_jobs. Every statement that inserts,
+// deletes or changes the state of wf_jobs rows adds its changes here; the
+// owner of the transaction writes them with flush_counts just before COMMIT
+// (one UPSERT per key touched, not one per row). Deltas of a savepoint that
+// is rolled back are dropped with it (WriteCtx::merge only on success).
+struct CountDelta {
+  int64_t pending = 0, running = 0;
+};
+using CountDeltas = std::map<std::pair<std::string, std::string>, CountDelta>;  // (effect, tenant)
+inline void count_add(CountDeltas &d, const std::string &effect, const std::string &tenant,
+                      int64_t pending, int64_t running) {
+  auto &c = d[{effect, tenant}];
+  c.pending += pending;
+  c.running += running;
+}
+void count_merge(CountDeltas &into, const CountDeltas &from);
+// Writes the deltas into wf_job_counts and, summed per tenant, into
+// wf_tenant_counts (in the caller's transaction) and clears them; rows that
+// reach zero are deleted.
+void flush_counts(Db &db, CountDeltas &d);
+
 // One claimed row, as RETURNING gives it.
 struct Claimed {
   int64_t id = 0;
@@ -39,11 +65,21 @@ struct Claimed {
   int64_t run_at = 0;
 };
 
-// ready → running for up to `limit` due jobs of `effect` (excluding the
-// tenants in the JSON array `excluded_tenants`, "" for none).
-std::vector<Claimed> claim(Db &db, const std::string &boot, int64_t now, int64_t lease_until,
-                           const std::string &effect, int limit,
-                           const std::string &excluded_tenants);
+// ready → running for up to `limit` due jobs of `effect`, in claim order
+// (priority DESC, run_at, id).
+std::vector<Claimed> claim(Db &db, CountDeltas &cd, const std::string &boot, int64_t now,
+                           int64_t lease_until, const std::string &effect, int limit);
+// The same under tenant_concurrency `cap`: no tenant gets more than
+// cap - inflight[tenant] jobs (the claim order holds among the jobs that may
+// be claimed), and tenants at their limit are not read beyond a bounded head
+// of the effect's claim order (then each tenant with room is read from its
+// own range of wf_jobs_tenant).
+std::vector<Claimed> claim_capped(Db &db, CountDeltas &cd, const std::string &boot, int64_t now,
+                                  int64_t lease_until, const std::string &effect, int limit,
+                                  int cap, const std::map<std::string, int> &inflight);
+// Rows moved to running by claims / back to ready by unclaim, process-wide
+// (tests count rewrites with them).
+extern std::atomic<int64_t> g_rows_claimed, g_rows_unclaimed;
 
 // Renews the leases of the held attempts ((id, attempt) pairs as a JSON array
 // of [id, attempt]); returns the pairs that are still ours. A pair missing
@@ -53,44 +89,45 @@ std::vector<std::pair<int64_t, int>> renew(Db &db, const std::string &boot, int6
 
 // running → ready for a claimed attempt that was never handed to a provider
 // (the claim is undone: attempts - 1, nothing recorded).
-void unclaim(Db &db, const std::string &boot, int64_t id, int attempt);
+void unclaim(Db &db, CountDeltas &cd, const std::string &boot, int64_t id, int attempt);
 
 // running → ready for every job leased by `owner` (a boot that stopped, or
 // this engine at close): the attempt is recorded as interrupted with `why`
 // and, with `count` (a boot that stopped), counted in wf_jobs.interruptions
 // (not against max_attempts); a graceful close passes false. The jobs are due
 // at once. Returns how many jobs were returned.
-int64_t interrupt_owner(Db &db, const std::string &owner, int64_t now, const char *why,
-                        bool count = true);
+int64_t interrupt_owner(Db &db, CountDeltas &cd, const std::string &owner, int64_t now,
+                        const char *why, bool count = true);
 
 // running → ready for expired leases of other owners, and of this owner for
 // jobs it does not hold (held ids: JSON array): recorded and counted as
 // interrupted. Returns how many.
-int64_t reclaim_expired(Db &db, const std::string &boot, int64_t now,
+int64_t reclaim_expired(Db &db, CountDeltas &cd, const std::string &boot, int64_t now,
                         const std::string &held_ids_json);
 
 // running (claimed by `boot` as `attempt`, never dispatched) → dead letter
 // with `reason`; the undelivered claim is not counted as an attempt (the
 // history already says why). Returns false if the row is not ours.
-bool dead_letter_claimed(Db &db, const std::string &boot, int64_t id, int attempt, int64_t now,
-                         const std::string &reason);
+bool dead_letter_claimed(Db &db, CountDeltas &cd, const std::string &boot, int64_t id, int attempt,
+                         int64_t now, const std::string &reason);
 
 // Outcomes of an attempt this engine ran as (boot, attempt); each is a
 // compare-and-set and returns false (changing nothing) when the lease is no
 // longer ours.
 // running → gone (completed).
-bool finish_done(Db &db, const std::string &boot, int64_t id, int attempt);
+bool finish_done(Db &db, CountDeltas &cd, const std::string &boot, int64_t id, int attempt);
 // running → dead letter with `reason` (the failure is counted).
-bool finish_dead(Db &db, const std::string &boot, int64_t id, int attempt, int64_t now,
-                 const std::string &reason);
+bool finish_dead(Db &db, CountDeltas &cd, const std::string &boot, int64_t id, int attempt,
+                 int64_t now, const std::string &reason);
 // running → ready at `run_at` (the failure is counted).
-bool finish_retry(Db &db, const std::string &boot, int64_t id, int attempt, int64_t run_at,
-                  const std::string &error);
+bool finish_retry(Db &db, CountDeltas &cd, const std::string &boot, int64_t id, int attempt,
+                  int64_t run_at, const std::string &error);
 
-// Ready jobs of the effects in `effects_json` (JSON array): is one due at
-// `now`; the earliest run_at after `now` (INT64_MAX: none).
-bool any_due(Db &db, int64_t now, const std::string &effects_json);
-int64_t next_due(Db &db, int64_t now, const std::string &effects_json);
+// Ready jobs of the effects in `effects`: is one due at `now`; the earliest
+// run_at after `now` (INT64_MAX: none). One indexed lookup per effect
+// (wf_jobs_due is on (effect, run_at)): other effects' rows are never read.
+bool any_due(Db &db, int64_t now, const std::vector<std::string> &effects);
+int64_t next_due(Db &db, int64_t now, const std::vector<std::string> &effects);
 
 }  // namespace lease
 

@@ -132,7 +132,7 @@ void close_engine(Engine *e) {
   // interrupted.
   std::string boot = e->boot_id;
   e->submit_wait([boot](WriteCtx &w) {
-    lease::interrupt_owner(w.db, boot, w.now, "engine closed during the attempt", false);
+    lease::interrupt_owner(w.db, w.counts, boot, w.now, "engine closed during the attempt", false);
     auto b = w.db.prepare("DELETE FROM wf_boots WHERE boot_id = ?1");
     b->bind(1, boot).exec();
   });

@@ -2,7 +2,12 @@
 // transactions, and the reads behind stats, metrics and dead-letter listings.
 #include "outbox.h"
 
+#include <algorithm>
+#include <array>
 #include <cstring>
+#include <map>
+#include <unordered_map>
+#include <vector>
 
 #include "lease.h"
 
@@ -54,6 +59,7 @@ void Engine::insert_job(WriteCtx &w, const NewJob &j, std::string *id, bool *exi
     st->bind_null(10);
   st->exec();
   *id = std::to_string(w.db.last_rowid());
+  lease::count_add(w.counts, j.effect, j.tenant, 1, 0);
   n_enqueued.fetch_add(1, std::memory_order_relaxed);
   if (j.run_at <= w.now)
     w.ready_now = true;
@@ -153,8 +159,10 @@ void cancel(Engine &e, const char *tenant, const char *id_or_key) {
       fail(WF_ENOTFOUND, "cancel: no pending job \"" + ik + "\" in tenant \"" + ten + "\"");
     if (state == static_cast<int>(JobState::kRunning))
       fail(WF_EBUSY, "cancel: job " + std::to_string(id) + " is running");
-    auto d = w.db.prepare("DELETE FROM wf_jobs WHERE id = ?1 AND state = 0");
-    d->bind(1, id).exec();
+    auto d =
+        w.db.prepare("DELETE FROM wf_jobs WHERE id = ?1 AND state = 0 RETURNING effect, tenant");
+    d->bind(1, id);
+    while (d->step()) lease::count_add(w.counts, d->col_text(0), d->col_text(1), -1, 0);
     auto a = w.db.prepare("DELETE FROM wf_attempts WHERE job_id = ?1");
     a->bind(1, id).exec();
   });
@@ -205,6 +213,7 @@ void tx_merge(HostTx *tx, const WriteCtx &w) {
   tx->next_due = std::min(tx->next_due, w.next_due);
   tx->saga_ready |= w.saga_ready;
   tx->next_sched = std::min(tx->next_sched, w.next_sched);
+  if (!w.counts.empty()) lease::count_merge(tx->counts, w.counts);
 }
 
 static void tx_clear(HostTx *tx) {
@@ -212,6 +221,7 @@ static void tx_clear(HostTx *tx) {
   tx->next_due = INT64_MAX;
   tx->saga_ready = false;
   tx->next_sched = INT64_MAX;
+  tx->counts.clear();
 }
 
 // With tx->mu held and the transaction ended on the connection: tells the
@@ -328,6 +338,7 @@ int tx_commit(HostTx *tx) {
     err = "wf_tx_commit: the transaction failed earlier and was rolled back";
   } else {
     try {
+      lease::flush_counts(db, tx->counts);
       db.exec("COMMIT");
       e.n_commits.fetch_add(1, std::memory_order_relaxed);
     } catch (const Error &ex) {
@@ -532,8 +543,9 @@ int64_t dead_requeue(Engine &e, const char *filter_json) {
           "INSERT INTO wf_jobs(id, tenant, effect, key, payload, metadata, priority, run_at, "
           "state, attempts, failures, max_attempts, origin, created_at) "
           "SELECT id, tenant, effect, key, payload, metadata, priority, ?2, 0, attempts, 0, "
-          "max_attempts, origin, created_at FROM wf_dead WHERE id = ?1");
-      ins->bind(1, id).bind(2, w.now).exec();
+          "max_attempts, origin, created_at FROM wf_dead WHERE id = ?1 RETURNING effect, tenant");
+      ins->bind(1, id).bind(2, w.now);
+      while (ins->step()) lease::count_add(w.counts, ins->col_text(0), ins->col_text(1), 1, 0);
       auto del = w.db.prepare("DELETE FROM wf_dead WHERE id = ?1");
       del->bind(1, id).exec();
       ++count;
@@ -571,7 +583,7 @@ int64_t dead_purge(Engine &e, const char *filter_json) {
 
 // ------------------------------------------------------------------ stats
 
-json stats(Engine &e, const char *filter_json) {
+json stats(Engine &e, const char *filter_json, bool by_tenant) {
   // Only what stats can honour: "tenant" narrows the outbox, dead letters,
   // schedules, sagas and events; "effect" narrows the outbox, dead letters
   // and engine.effects. Engine counters are never filtered. Any other key
@@ -600,32 +612,76 @@ json stats(Engine &e, const char *filter_json) {
     Db &db = *e.api_db;
     db.exec("BEGIN");
     try {
-      auto st = db.prepare(
-          "SELECT effect, tenant, state, run_at <= ?3 AS due, count(*), min(run_at) FROM wf_jobs "
-          "WHERE (?1 IS NULL OR tenant = ?1) AND (?2 IS NULL OR effect = ?2) "
-          "GROUP BY effect, tenant, state, due");
-      if (f.tenant) st->bind(1, *f.tenant);
-      if (f.effect) st->bind(2, *f.effect);
-      st->bind(3, t);
+      // The maintained counts (wf_job_counts: pending and running per
+      // effect and tenant) instead of counting wf_jobs; pending splits into
+      // ready and scheduled by the jobs due in the future, read per effect on
+      // wf_jobs_due (effect, run_at): the cost grows with the (effect, tenant)
+      // pairs and the jobs not yet due, never with the ready backlog.
+      // Per effect, then (for by_tenant) per tenant, summed by SQLite from
+      // the counts; the jobs due in the future (few: delayed jobs, retries in
+      // backoff) are counted per effect and tenant to split pending.
+      using Sums = std::array<int64_t, 3>;  // ready, scheduled, running
+      Sums all{0, 0, 0};
       int64_t oldest = INT64_MAX;
-      while (st->step()) {
-        std::string eff = st->col_text(0), ten = st->col_text(1);
-        int state = static_cast<int>(st->col_int(2));
-        bool due = st->col_int(3) != 0;
-        int64_t n = st->col_int(4);
-        const char *bucket = state == static_cast<int>(JobState::kRunning) ? "running"
-                             : due                                         ? "ready"
-                                                                           : "scheduled";
-        outbox[bucket] = outbox[bucket].get<int64_t>() + n;
-        for (auto *grp : {&outbox["by_effect"][eff], &outbox["by_tenant"][ten]}) {
-          json &g2 = *grp;
-          for (const char *k : {"ready", "scheduled", "running"})
-            if (!g2.contains(k)) g2[k] = 0;
-          g2[bucket] = g2[bucket].get<int64_t>() + n;
+      std::unordered_map<std::string, int64_t> sched_by_tenant;
+      json &effs = outbox["by_effect"];
+      {
+        // (With an effect filter, a seek on the counts' key.)
+        auto st = db.prepare(f.effect ? "SELECT effect, sum(pending), sum(running) FROM "
+                                        "wf_job_counts WHERE effect = ?2 AND "
+                                        "(?1 IS NULL OR tenant = ?1) GROUP BY effect"
+                                      : "SELECT effect, sum(pending), sum(running) FROM "
+                                        "wf_job_counts WHERE (?1 IS NULL OR tenant = ?1) "
+                                        "GROUP BY effect");
+        if (f.tenant) st->bind(1, *f.tenant);
+        if (f.effect) st->bind(2, *f.effect);
+        while (st->step()) {
+          std::string eff = st->col_text(0);
+          int64_t pending = st->col_int(1), running = st->col_int(2), sched = 0;
+          if (pending > 0) {
+            auto sc = db.prepare(
+                "SELECT tenant, count(*) FROM wf_jobs INDEXED BY wf_jobs_due WHERE state = 0 AND "
+                "effect = ?1 AND run_at > ?2 AND (?3 IS NULL OR tenant = ?3) GROUP BY tenant");
+            sc->bind(1, eff).bind(2, t);
+            if (f.tenant) sc->bind(3, *f.tenant);
+            while (sc->step()) {
+              sched += sc->col_int(1);
+              if (by_tenant) sched_by_tenant[sc->col_text(0)] += sc->col_int(1);
+            }
+            auto od = db.prepare(
+                "SELECT run_at FROM wf_jobs INDEXED BY wf_jobs_due WHERE state = 0 AND "
+                "effect = ?1 AND run_at <= ?2 AND (?3 IS NULL OR tenant = ?3) ORDER BY run_at "
+                "LIMIT 1");
+            od->bind(1, eff).bind(2, t);
+            if (f.tenant) od->bind(3, *f.tenant);
+            if (od->step()) oldest = std::min(oldest, od->col_int(0));
+          }
+          Sums v{pending - sched, sched, running};
+          for (int x = 0; x < 3; ++x) all[x] += v[x];
+          effs[eff] = json{{"ready", v[0]}, {"scheduled", v[1]}, {"running", v[2]}};
         }
-        if (state == static_cast<int>(JobState::kReady) && due)
-          oldest = std::min(oldest, st->col_int(5));
       }
+      if (by_tenant) {
+        json &tens = outbox["by_tenant"];
+        // Without an effect filter, the per-tenant totals (one row a tenant).
+        auto st = db.prepare(f.effect ? "SELECT tenant, sum(pending), sum(running) FROM "
+                                        "wf_job_counts WHERE (?1 IS NULL OR tenant = ?1) AND "
+                                        "effect = ?2 GROUP BY tenant"
+                                      : "SELECT tenant, pending, running FROM wf_tenant_counts "
+                                        "WHERE (?1 IS NULL OR tenant = ?1)");
+        if (f.tenant) st->bind(1, *f.tenant);
+        if (f.effect) st->bind(2, *f.effect);
+        while (st->step()) {
+          std::string ten = st->col_text(0);
+          auto it = sched_by_tenant.find(ten);
+          int64_t sched = it == sched_by_tenant.end() ? 0 : it->second;
+          tens[ten] = json{
+              {"ready", st->col_int(1) - sched}, {"scheduled", sched}, {"running", st->col_int(2)}};
+        }
+      }
+      outbox["ready"] = all[0];
+      outbox["scheduled"] = all[1];
+      outbox["running"] = all[2];
       if (oldest != INT64_MAX)
         outbox["oldest_ready_age_ms"] = std::max<int64_t>(0, sat_sub(t, oldest));
       auto d = db.prepare(
@@ -698,7 +754,7 @@ json stats(Engine &e, const char *filter_json) {
 }
 
 std::string metrics(Engine &e) {
-  json s = stats(e, nullptr);
+  json s = stats(e, nullptr, false);
   std::string o;
   auto esc = [](const std::string &v) {
     std::string r;

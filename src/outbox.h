@@ -48,7 +48,8 @@ json saga_stats(Engine &e, Db &db, int64_t now, const std::optional<std::string>
 std::string dead_list(Engine &e, const char *filter_json);
 int64_t dead_requeue(Engine &e, const char *filter_json);
 int64_t dead_purge(Engine &e, const char *filter_json);
-json stats(Engine &e, const char *filter_json);
+// by_tenant: false leaves outbox.by_tenant empty (wf_metrics does not use it).
+json stats(Engine &e, const char *filter_json, bool by_tenant = true);
 std::string metrics(Engine &e);
 
 // Lifecycle (lifecycle.cpp).

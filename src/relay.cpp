@@ -7,6 +7,7 @@
 
 #include <climits>
 #include <cstdlib>
+#include <map>
 
 #include "engine.h"
 #include "failpoint.h"
@@ -40,7 +41,8 @@ int64_t until(int64_t at, int64_t now) {
 struct ClaimSpec {
   std::string effect;
   int limit;
-  std::string excluded;  // JSON array of tenants at their limit, or empty
+  int tenant_cap = 0;                               // tenant_concurrency, 0: none
+  std::map<std::string, int> tenant_inflight = {};  // with tenant_cap: attempts in flight
 };
 }  // namespace
 
@@ -275,12 +277,10 @@ void Engine::pump() {
         eff->policy.concurrency > 0 ? eff->policy.concurrency - eff->inflight.load() : INT_MAX;
     if (free <= 0) continue;
     if (cs == 2) free = 1;
-    ClaimSpec s{eff->name, free, ""};
+    ClaimSpec s{eff->name, free};
     if (eff->policy.tenant_concurrency > 0) {
-      json ex = json::array();
-      for (auto &[t, c] : eff->tenant_inflight)
-        if (c >= eff->policy.tenant_concurrency) ex.push_back(t);
-      if (!ex.empty()) s.excluded = ex.dump();
+      s.tenant_cap = eff->policy.tenant_concurrency;
+      s.tenant_inflight.insert(eff->tenant_inflight.begin(), eff->tenant_inflight.end());
     }
     specs.push_back(std::move(s));
   }
@@ -296,8 +296,13 @@ void Engine::pump() {
   r.fn = [this, specs = std::move(specs), result, lease](WriteCtx &w) {
     result->jobs.clear();  // re-runnable: the batch may run again (run_batch)
     result->any_full = false;
+    result->at = w.now;
     for (const auto &s : specs) {
-      auto rows = lease::claim(w.db, boot_id, w.now, w.now + lease, s.effect, s.limit, s.excluded);
+      auto rows =
+          s.tenant_cap > 0
+              ? lease::claim_capped(w.db, w.counts, boot_id, w.now, w.now + lease, s.effect,
+                                    s.limit, s.tenant_cap, s.tenant_inflight)
+              : lease::claim(w.db, w.counts, boot_id, w.now, w.now + lease, s.effect, s.limit);
       for (auto &c : rows) {
         auto j = std::make_shared<JobCtx>();
         j->link = link;
@@ -377,7 +382,13 @@ void Engine::on_claimed(const ClaimResult &r) {
   if (r.any_full) {
     maybe_ready = true;
   } else {
-    refresh_next_due();
+    // Every effect got less than it asked for: what is due and not claimed
+    // waits for a slot (tenant_concurrency, an unregistered effect), and a
+    // commit that makes a job due tells the loop (post_hints). Asking
+    // any_due here would claim again at once, in a loop, while tenants are at
+    // their limit.
+    // (From the claim's instant: a job that fell due since is seen.)
+    refresh_next_due(false, r.at);
   }
 }
 
@@ -423,7 +434,7 @@ void Engine::release_jobs(std::vector<std::shared_ptr<JobCtx>> jobs) {
   if (jobs.empty()) return;
   WriteReq r;
   r.fn = [this, jobs = std::move(jobs)](WriteCtx &w) {
-    for (auto &j : jobs) lease::unclaim(w.db, boot_id, j->id, j->attempt);
+    for (auto &j : jobs) lease::unclaim(w.db, w.counts, boot_id, j->id, j->attempt);
   };
   submit(std::move(r));
 }
@@ -443,7 +454,7 @@ void Engine::dead_letter_claimed(const std::shared_ptr<JobCtx> &j, const std::st
   WriteReq r;
   std::string boot = boot_id;
   r.fn = [this, j, boot, reason](WriteCtx &w) {
-    if (!lease::dead_letter_claimed(w.db, boot, j->id, j->attempt, w.now, reason)) return;
+    if (!lease::dead_letter_claimed(w.db, w.counts, boot, j->id, j->attempt, w.now, reason)) return;
     if (!j->origin.empty())
       emit_outcome_event(w, j->origin, j->effect, j->id, j->key, false, reason, j->attempt - 1);
   };
@@ -575,7 +586,7 @@ void Engine::finish_attempt(const std::shared_ptr<JobCtx> &j, const Outcome &o) 
     r.fn = [this, j, boot, expires, result](WriteCtx &w) {
       WF_FAILPOINT("after_dispatch_before_completion_commit");
       // Lease lost: someone else owns the job now.
-      if (!lease::finish_done(w.db, boot, j->id, j->attempt)) return;
+      if (!lease::finish_done(w.db, w.counts, boot, j->id, j->attempt)) return;
       if (!j->key.empty()) {
         auto k = w.db.prepare(
             "INSERT OR REPLACE INTO wf_done_keys(tenant, key, job_id, expires_at) "
@@ -611,7 +622,7 @@ void Engine::finish_attempt(const std::shared_ptr<JobCtx> &j, const Outcome &o) 
                                    " of " + std::to_string(max) + ")";
     log(WF_LOG_WARN, "job dead-lettered", lf);
     r.fn = [this, j, boot, t, outcome, error, reason](WriteCtx &w) {
-      if (!lease::finish_dead(w.db, boot, j->id, j->attempt, t, reason)) return;
+      if (!lease::finish_dead(w.db, w.counts, boot, j->id, j->attempt, t, reason)) return;
       auto a = w.db.prepare(
           "INSERT INTO wf_attempts(job_id, n, started_at, ended_at, outcome, error) "
           "VALUES(?1, ?2, ?3, ?4, ?5, ?6)");
@@ -632,7 +643,7 @@ void Engine::finish_attempt(const std::shared_ptr<JobCtx> &j, const Outcome &o) 
     lf["retry_in_ms"] = delay;
     log(WF_LOG_INFO, "job attempt failed; will retry", lf);
     r.fn = [j, boot, t, outcome, error, run_at](WriteCtx &w) {
-      if (!lease::finish_retry(w.db, boot, j->id, j->attempt, run_at, error)) return;
+      if (!lease::finish_retry(w.db, w.counts, boot, j->id, j->attempt, run_at, error)) return;
       auto a = w.db.prepare(
           "INSERT INTO wf_attempts(job_id, n, started_at, ended_at, outcome, error) "
           "VALUES(?1, ?2, ?3, ?4, ?5, ?6)");
@@ -698,7 +709,7 @@ void Engine::renew_and_reclaim() {
       st->bind(1, w.now).bind(2, boot_id).exec();
     }
     // Leases whose owner stopped renewing them: the owner is gone or stuck.
-    if (lease::reclaim_expired(w.db, boot_id, w.now, held_ids) > 0) w.ready_now = true;
+    if (lease::reclaim_expired(w.db, w.counts, boot_id, w.now, held_ids) > 0) w.ready_now = true;
     // Expired dedupe keys are swept by the maintenance thread (retention.cpp).
   };
   r.after = [this, lost](int rc, const std::string &) {
@@ -723,16 +734,16 @@ void Engine::read_failed(const std::exception &ex) {
   if (!stopping && retry_timer) uv_timer_start(retry_timer, on_retry_cb, 100, 0);
 }
 
-void Engine::refresh_next_due() {
+void Engine::refresh_next_due(bool look_for_due, int64_t after) {
   try {
-    refresh_next_due_unguarded();
+    refresh_next_due_unguarded(look_for_due, after);
   } catch (const std::exception &ex) {
     read_failed(ex);
   }
 }
 
-void Engine::refresh_next_due_unguarded() {
-  json names = json::array();
+void Engine::refresh_next_due_unguarded(bool look_for_due, int64_t after) {
+  std::vector<std::string> names;
   {
     std::lock_guard<std::mutex> g(reg_mu);
     for (auto &kv : effects) names.push_back(kv.first);
@@ -741,11 +752,10 @@ void Engine::refresh_next_due_unguarded() {
     known_next_due = INT64_MAX;
     return;
   }
-  int64_t t = now();
-  std::string ns = names.dump();
+  int64_t t = after >= 0 ? after : now();
   std::lock_guard<std::mutex> g(read_mu);
-  if (lease::any_due(*read_db, t, ns)) maybe_ready = true;
-  known_next_due = lease::next_due(*read_db, t, ns);
+  if (look_for_due && lease::any_due(*read_db, t, names)) maybe_ready = true;
+  known_next_due = lease::next_due(*read_db, t, names);
 }
 
 void Engine::arm_timer() {

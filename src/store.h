@@ -16,6 +16,14 @@ struct sqlite3_stmt;
 
 namespace wf {
 
+// SQLite work done by this thread's statements (cached statements, counted
+// when a use ends): virtual machine steps and full-scan steps. Tests use it
+// to show that a cost does not grow with the number of rows.
+struct StmtWork {
+  int64_t vm_steps = 0, fullscan_steps = 0;
+};
+StmtWork thread_stmt_work();
+
 class Stmt {
  public:
   explicit Stmt(sqlite3_stmt *s) : s_(s) {}
@@ -108,7 +116,7 @@ int map_sqlite_error(int rc);
 // The engine's schema version, kept in wf_meta (k = 'schema_version'); the
 // host's PRAGMA user_version is never read or written for it (a file of a
 // release before version 3 has it reset to 0 once, when it is migrated).
-constexpr int kSchemaVersion = 5;
+constexpr int kSchemaVersion = 6;
 
 // Refuses paths that cannot be the engine's database file (":memory:", "",
 // URI filenames) before anything is created. Throws Error(WF_EINVAL).
