@@ -80,8 +80,8 @@ struct Options {
   int64_t retain_dead_ms = INT64_C(30) * 86400000;      // dead letters
   int64_t retain_attempts_ms = INT64_C(30) * 86400000;  // history of jobs no longer pending
   int64_t purge_interval_ms = 1000;                     // background purge pass period
-  int64_t async_queue_max = 10000;    // accepted async writes not yet called back
-  int64_t async_queue_bytes = INT64_C(64) << 20;  // their documents' bytes
+  int64_t async_queue_max = 10000;                      // accepted async writes not yet called back
+  int64_t async_queue_bytes = INT64_C(64) << 20;        // their documents' bytes
 };
 
 Options parse_options(const char *options_json);
