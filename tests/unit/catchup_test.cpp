@@ -20,18 +20,6 @@ using namespace wft;
 
 namespace {
 
-#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
-constexpr bool kSanitizer = true;
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
-constexpr bool kSanitizer = true;
-#else
-constexpr bool kSanitizer = false;
-#endif
-#else
-constexpr bool kSanitizer = false;
-#endif
-
 constexpr int64_t kSec = 1000;
 constexpr int64_t kDay = 86400 * kSec;
 const int64_t kT0 = wf::parse_rfc3339("2026-03-01T00:00:00Z");

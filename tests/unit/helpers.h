@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sqlite3.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -25,6 +26,39 @@
 namespace wft {
 
 using json = nlohmann::json;
+
+// Under the sanitizers a child of a multi-threaded fork cannot run an
+// engine: TSan refuses to start threads there ("not supported. Dying") and
+// ASan's allocator lock, held by another thread at the fork, hangs the
+// child's first malloc. Tests whose child opens an engine skip there, and
+// heavy tests scale their counts down.
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+constexpr bool kSanitizer = true;
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
+constexpr bool kSanitizer = true;
+#else
+constexpr bool kSanitizer = false;
+#endif
+#else
+constexpr bool kSanitizer = false;
+#endif
+
+// The first column of the first row of `sql` on a read-only connection to
+// `path` (-1 if it cannot be read).
+inline int64_t count_rows(const std::string &path, const char *sql) {
+  sqlite3 *db = nullptr;
+  int64_t n = -1;
+  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
+    sqlite3_stmt *st = nullptr;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, nullptr) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+      n = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+  }
+  sqlite3_close(db);
+  return n;
+}
 
 // The whole content of a file ("" if it cannot be read).
 inline std::string slurp(const std::string &p) {

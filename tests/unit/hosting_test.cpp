@@ -14,22 +14,6 @@ using namespace wft;
 
 namespace {
 
-// Under the sanitizers a child of a multi-threaded fork cannot run an
-// engine: TSan refuses to start threads there ("not supported. Dying") and
-// ASan's allocator lock, held by another thread at the fork, hangs the
-// child's first malloc. The tests whose child opens an engine skip there.
-#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
-constexpr bool kSanitizer = true;
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
-constexpr bool kSanitizer = true;
-#else
-constexpr bool kSanitizer = false;
-#endif
-#else
-constexpr bool kSanitizer = false;
-#endif
-
 // Runs `fn` in a forked child and returns its exit status, or -1 if it did
 // not exit within `deadline_ms` (it is then killed): a hang fails the test
 // instead of hanging the suite.

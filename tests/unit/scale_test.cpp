@@ -16,18 +16,6 @@ using namespace wft;
 
 namespace {
 
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-constexpr bool kSanitized = true;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-constexpr bool kSanitized = true;
-#else
-constexpr bool kSanitized = false;
-#endif
-#else
-constexpr bool kSanitized = false;
-#endif
-
 // (effect, tenant) -> (pending, running)
 using Counts = std::map<std::pair<std::string, std::string>, std::pair<int64_t, int64_t>>;
 
@@ -283,7 +271,7 @@ TEST_F(ScaleTest, MigrationBackfillsCounts) {
 // wf_stats reads the counts, not the jobs: the same work with 1,000 or with
 // 100,000 ready jobs (VM steps, not time).
 TEST_F(ScaleTest, StatsWorkDoesNotGrowWithBacklog) {
-  const int64_t big = kSanitized ? 20000 : 200000;
+  const int64_t big = kSanitizer ? 20000 : 200000;
   std::vector<int64_t> work;
   for (int64_t n : {int64_t(1000), big}) {
     if (e) {
@@ -321,7 +309,7 @@ TEST_F(ScaleTest, NextDueIgnoresOtherEffectsBacklog) {
   open();
   ASSERT_EQ(WF_OK, wf_close(e));
   e = nullptr;
-  const int64_t big = kSanitized ? 20000 : 200000;
+  const int64_t big = kSanitizer ? 20000 : 200000;
   std::vector<int64_t> work;
   int64_t t = clock.now.load();
   for (int64_t n : {int64_t(1000), big - 1000}) {
@@ -348,7 +336,7 @@ TEST_F(ScaleTest, CappedClaimSkipsSaturatedTenantsBacklog) {
   open();
   ASSERT_EQ(WF_OK, wf_close(e));
   e = nullptr;
-  const int64_t big = kSanitized ? 20000 : 200000;
+  const int64_t big = kSanitizer ? 20000 : 200000;
   int64_t t = clock.now.load();
   fill(path, "e", 100, 20, t - 5000, "cold");  // due after the hot ones
   std::vector<int64_t> work;
@@ -383,7 +371,7 @@ TEST_F(ScaleTest, TenantConcurrencyDrainClaimsEachJobOnce) {
   open();
   Sink sink;
   ASSERT_EQ(WF_OK, wf_effect_register(e, "x", "{\"tenant_concurrency\":2}", Sink::cb, &sink));
-  const int hot = kSanitized ? 300 : 1500, cold = 500;
+  const int hot = kSanitizer ? 300 : 1500, cold = 500;
   json batch = json::array();
   for (int i = 0; i < hot; ++i) batch.push_back({{"effect", "x"}, {"tenant", "hot"}});
   for (int i = 0; i < cold; ++i)
@@ -410,7 +398,7 @@ TEST_F(ScaleTest, ClaimWorkDoesNotGrowWithBacklog) {
   open();
   ASSERT_EQ(WF_OK, wf_close(e));
   e = nullptr;
-  const int64_t big = kSanitized ? 20000 : 200000;
+  const int64_t big = kSanitizer ? 20000 : 200000;
   int64_t t = clock.now.load();
   std::vector<int64_t> work;
   for (int64_t n : {int64_t(1000), big - 1000}) {
