@@ -32,7 +32,7 @@ struct Engine::AsyncReq {
   std::string id, err;
 };
 
-void Engine::async_write(std::shared_ptr<AsyncReq> a) {
+void Engine::async_write(const std::shared_ptr<AsyncReq> &a) {
   WriteReq r;
   // Bare (no savepoint): a request that fails on its own data is dropped and
   // the rest of its batch runs again, isolated (see run_batch).
@@ -173,7 +173,7 @@ void enqueue_async(Engine &e, const char *job_json, wf_done_fn cb, void *user) {
   a->job.emplace(decode_job(doc, e.opt, e.now(), "job"));
   a->cb = cb;
   a->user = user;
-  e.async_write(std::move(a));
+  e.async_write(a);
 }
 
 void submit_event_async(Engine &e, const char *event_json, wf_done_fn cb, void *user) {
@@ -186,7 +186,7 @@ void submit_event_async(Engine &e, const char *event_json, wf_done_fn cb, void *
   a->event.emplace(decode_event(doc, e.opt, e.now(), "event"));
   a->cb = cb;
   a->user = user;
-  e.async_write(std::move(a));
+  e.async_write(a);
 }
 
 }  // namespace wf

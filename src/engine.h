@@ -568,7 +568,7 @@ struct Engine {
   std::atomic<std::thread::id> notifier_tid{};
   // Takes a slot (blocking while the queue is full, WF_EBUSY on an engine
   // thread) and queues `fn` as one write whose result reaches `cb`.
-  void async_write(std::shared_ptr<AsyncReq> req);
+  void async_write(const std::shared_ptr<AsyncReq> &a);
   void notifier_main();
   void stop_notifier();  // delivers every queued result, then joins
   // Waits until the callbacks of async calls accepted so far were called

@@ -3,6 +3,7 @@
 // takes the head event of each instance that is not busy, calls the reducer,
 // and the writer commits state + jobs + schedules + the consumed event in one
 // transaction, compare-and-set on the instance's version.
+#include <algorithm>
 #include <array>
 
 #include "failpoint.h"
@@ -608,11 +609,10 @@ void Engine::pump_sagas() {
       }
     }
     // Only the state after the last applied event is stored (once per step).
-    for (auto it2 = acts.rbegin(); it2 != acts.rend(); ++it2)
-      if (it2->kind == SagaAction::kApply) {
-        it2->new_state = seal(state, "wf_sagas.state");
-        break;
-      }
+    auto last_apply = std::find_if(acts.rbegin(), acts.rend(), [](const SagaAction &x) {
+      return x.kind == SagaAction::kApply;
+    });
+    if (last_apply != acts.rend()) last_apply->new_state = seal(state, "wf_sagas.state");
     saga_busy.insert(ik);
     WriteReq r;
     r.savepoint = true;
