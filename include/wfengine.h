@@ -119,7 +119,8 @@ WF_API int wf_start(wf_engine *e);
 
 /* Stops claiming new jobs and waits up to `timeout_ms` (real time) for the
  * in-flight ones to complete and for the host to complete every handle the
- * engine gave up on (timed out, lease lost). Afterwards new enqueues return
+ * engine gave up on (timed out, lease lost); when it returns WF_OK their
+ * outcomes are committed (as after wf_sync). Afterwards new enqueues return
  * WF_ECLOSED. WF_ETIMEDOUT if jobs are still in flight or such handles are
  * still held at the deadline (the message says how many of each; in-flight
  * jobs stay leased and are released by wf_close). WF_EBUSY when called from

@@ -49,10 +49,13 @@ int drain(Engine &e, int64_t timeout_ms, bool for_close) {
       return WF_ETIMEDOUT;
     }
   }
-  // Outcomes are committed asynchronously: wait until everything queued
-  // before this point is durable.
-  int rc = e.submit_wait([](WriteCtx &) {});
-  if (rc != WF_OK) fail(rc, last_error());
+  // Outcomes are committed asynchronously: wait until everything the loop
+  // has taken in is durable. The barrier goes through the loop (as wf_sync's
+  // does): the loop counts an attempt out of flight before it queues the
+  // outcome's write, so a barrier queued from here could run first (and,
+  // with an idle writer, on this very thread) and return before the outcome
+  // is committed.
+  sync(e);
   return WF_OK;
 }
 
