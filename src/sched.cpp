@@ -253,7 +253,7 @@ class Firer {
  public:
   Firer(Engine &e, const std::string &key, const std::string &target, const std::string &body,
         const std::string &origin, int64_t now)
-      : e_(e), key_(key), origin_(origin), job_(target == "job"), doc_(json::parse(body)) {
+      : e_(e), key_(key), job_(target == "job"), doc_(json::parse(body)) {
     if (job_) {
       base_ = decode_job(doc_, e.opt, now, "schedule.job");
       base_.origin = origin;
@@ -279,7 +279,7 @@ class Firer {
 
  private:
   Engine &e_;
-  const std::string &key_, &origin_;
+  const std::string &key_;
   bool job_;
   json doc_;
   NewJob base_;
