@@ -163,30 +163,34 @@ void Engine::wait_async_delivered() {
   aq_done_cv.wait(lk, [&] { return aq_delivered >= target; });
 }
 
-void enqueue_async(Engine &e, const char *job_json, wf_done_fn cb, void *user) {
+namespace {
+// The common part of wf_enqueue_async and wf_submit_async: checks, parses
+// (limits enforced while parsing), lets `decode` fill the request, queues it.
+template <class Decode>
+void accept_async(Engine &e, const char *text, const char *what, wf_done_fn cb, void *user,
+                  Decode decode) {
   check_writable(e);
-  if (!job_json) fail(WF_EINVAL, "job: NULL document");
+  if (!text) fail(WF_EINVAL, std::string(what) + ": NULL document");
   auto a = std::make_shared<Engine::AsyncReq>();
-  a->bytes = strlen(job_json);
-  json doc =
-      parse_json(job_json, e.opt.limits, "job", e.opt.limits.max_payload_bytes + 65536 + 1024);
-  a->job.emplace(decode_job(doc, e.opt, e.now(), "job"));
+  a->bytes = strlen(text);
+  json doc = parse_json(text, e.opt.limits, what, e.opt.limits.max_payload_bytes + 65536 + 1024);
+  decode(*a, doc);
   a->cb = cb;
   a->user = user;
   e.async_write(a);
 }
+}  // namespace
+
+void enqueue_async(Engine &e, const char *job_json, wf_done_fn cb, void *user) {
+  accept_async(e, job_json, "job", cb, user, [&e](Engine::AsyncReq &a, const json &doc) {
+    a.job.emplace(decode_job(doc, e.opt, e.now(), "job"));
+  });
+}
 
 void submit_event_async(Engine &e, const char *event_json, wf_done_fn cb, void *user) {
-  check_writable(e);
-  if (!event_json) fail(WF_EINVAL, "event: NULL document");
-  auto a = std::make_shared<Engine::AsyncReq>();
-  a->bytes = strlen(event_json);
-  json doc =
-      parse_json(event_json, e.opt.limits, "event", e.opt.limits.max_payload_bytes + 65536 + 1024);
-  a->event.emplace(decode_event(doc, e.opt, e.now(), "event"));
-  a->cb = cb;
-  a->user = user;
-  e.async_write(a);
+  accept_async(e, event_json, "event", cb, user, [&e](Engine::AsyncReq &a, const json &doc) {
+    a.event.emplace(decode_event(doc, e.opt, e.now(), "event"));
+  });
 }
 
 }  // namespace wf
