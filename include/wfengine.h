@@ -185,8 +185,10 @@ typedef void (*wf_effect_fn)(void *user, wf_job *job);
 WF_API int wf_effect_register(wf_engine *e, const char *effect, const char *policy_json,
                               wf_effect_fn fn, void *user);
 
-/* Built-in providers ({"type":"http",...} / {"type":"nats",...}). Not in this
- * release: returns WF_EUNSUPPORTED. */
+/* Built-in providers: one JSON document names the provider ("type") and carries
+ * its configuration and the effect policy keys above (docs/providers.md).
+ * An unknown type is WF_EUNSUPPORTED; a bad configuration WF_EINVAL naming the
+ * key. May be called before or after wf_start. */
 WF_API int wf_effect_register_builtin(wf_engine *e, const char *effect, const char *config_json);
 
 /* Accessors: borrowed strings, valid while `j` is valid. */

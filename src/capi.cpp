@@ -307,12 +307,7 @@ WF_API int wf_effect_register(wf_engine *e, const char *effect, const char *poli
 
 WF_API int wf_effect_register_builtin(wf_engine *e, const char *effect, const char *config_json) {
   return guard(e, [&] {
-    eng(e);
-    (void)effect;
-    (void)config_json;
-    wf::fail(WF_EUNSUPPORTED,
-             "wf_effect_register_builtin: built-in HTTP and NATS providers are not in this "
-             "release");
+    wf::register_builtin(eng(e), e, effect, config_json);
     return WF_OK;
   });
 }

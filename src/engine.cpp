@@ -101,14 +101,18 @@ Options parse_options(const char *options_json) {
 }
 
 EffectPolicy parse_policy(const char *policy_json, const Limits &lim) {
-  EffectPolicy p;
-  if (!policy_json || !*policy_json) return p;
-  const char *w = "policy";
-  json doc = parse_json(policy_json, lim, w, 1 << 16);
+  if (!policy_json || !*policy_json) return EffectPolicy{};
+  json doc = parse_json(policy_json, lim, "policy", 1 << 16);
   check_keys(doc,
              {"timeout_ms", "max_attempts", "backoff", "concurrency", "tenant_concurrency",
               "circuit", "max_interruptions", "abandon_after_ms"},
-             w);
+             "policy");
+  return parse_policy_doc(doc);
+}
+
+EffectPolicy parse_policy_doc(const json &doc) {
+  EffectPolicy p;
+  const char *w = "policy";
   p.timeout_ms = get_int(doc, "timeout_ms", w, 30000, 0, INT64_C(86400000) * 7);
   p.max_attempts = static_cast<int>(get_int(doc, "max_attempts", w, 0, 1, 1000000));
   if (doc.contains("backoff"))

@@ -86,6 +86,8 @@ struct Options {
 
 Options parse_options(const char *options_json);
 EffectPolicy parse_policy(const char *policy_json, const Limits &lim);
+// The policy keys of an already parsed object (other keys are ignored).
+EffectPolicy parse_policy_doc(const json &doc);
 
 // A job document decoded and validated at the API boundary.
 struct NewJob {
@@ -274,11 +276,27 @@ struct HostTx {
 uint64_t fork_generation();
 void install_fork_handlers();
 
+namespace prov {
+class Host;
+class Provider;
+}  // namespace prov
+
+// A built-in provider registered for an effect (providers/builtin.cpp).
+struct BuiltinSlot {
+  struct Engine *engine = nullptr;
+  std::unique_ptr<prov::Host> host;
+  std::unique_ptr<prov::Provider> provider;  // destroyed before host
+  bool attached = false;                     // loop thread only
+  BuiltinSlot();
+  ~BuiltinSlot();
+};
+
 struct EffectState {
   std::string name;
   EffectPolicy policy;
   wf_effect_fn fn = nullptr;
   void *user = nullptr;
+  std::shared_ptr<BuiltinSlot> builtin;  // set for wf_effect_register_builtin
   // Written by the loop thread only; atomics so stats can read them.
   std::atomic<int> inflight{0};
   std::atomic<int> circuit_state{0};  // 0 closed, 1 open, 2 half-open
@@ -421,6 +439,7 @@ struct Engine {
   struct Inbox {
     bool wake = false;
     bool stop = false;
+    bool providers = false;  // a built-in provider was registered: attach it
     bool ready_now = false;
     int64_t next_due = INT64_MAX;
     bool saga_ready = false;
@@ -481,6 +500,8 @@ struct Engine {
   void pump_schedules();
   void refresh_next_sched();
   void loop_main();
+  void attach_providers();  // loop thread: built-in providers not yet attached
+  void detach_providers();  // loop thread, when stopping
   void on_async();
   void on_async_body(Inbox &in);
   void pump();

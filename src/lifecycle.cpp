@@ -143,26 +143,37 @@ void close_engine(Engine *e) {
   delete e;
 }
 
-void register_effect(Engine &e, const char *effect, const char *policy_json, wf_effect_fn fn,
-                     void *user) {
+void check_effect_name(const Engine &e, const char *effect, const char *what) {
   if (e.closed) fail(WF_ECLOSED, "engine is closed");
   if (!effect || !*effect || strlen(effect) > 200)
-    fail(WF_EINVAL, "wf_effect_register: effect name must be 1 to 200 bytes");
-  check_utf8(effect, "effect", "wf_effect_register");
+    fail(WF_EINVAL, std::string(what) + ": effect name must be 1 to 200 bytes");
+  check_utf8(effect, "effect", what);
+}
+
+void install_effect(Engine &e, const std::shared_ptr<EffectState> &st, const char *what) {
+  {
+    std::lock_guard<std::mutex> g(e.reg_mu);
+    if (e.effects.count(st->name))
+      fail(WF_EEXIST, std::string(what) + ": effect \"" + st->name + "\" is already registered");
+    e.effects[st->name] = st;
+  }
+  bool builtin = st->builtin != nullptr;
+  e.notify_loop([builtin](Engine::Inbox &in) {
+    in.wake = true;
+    in.providers = in.providers || builtin;
+  });
+}
+
+void register_effect(Engine &e, const char *effect, const char *policy_json, wf_effect_fn fn,
+                     void *user) {
+  check_effect_name(e, effect, "wf_effect_register");
   if (!fn) fail(WF_EINVAL, "wf_effect_register: callback is NULL");
   auto st = std::make_shared<EffectState>();
   st->name = effect;
   st->policy = parse_policy(policy_json, e.opt.limits);
   st->fn = fn;
   st->user = user;
-  {
-    std::lock_guard<std::mutex> g(e.reg_mu);
-    if (e.effects.count(st->name))
-      fail(WF_EEXIST,
-           std::string("wf_effect_register: effect \"") + effect + "\" is already registered");
-    e.effects[st->name] = st;
-  }
-  e.notify_loop([](Engine::Inbox &in) { in.wake = true; });
+  install_effect(e, st, "wf_effect_register");
 }
 
 }  // namespace wf

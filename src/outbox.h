@@ -58,7 +58,14 @@ int drain(Engine &e, int64_t timeout_ms, bool for_close = false);
 void close_started(Engine &e);  // wf_close began: a wf_drain waiting elsewhere returns
 void close_engine(Engine *e);
 void sync(Engine &e);
+// Effect registration (lifecycle.cpp): the name check and the insertion into
+// the registry, shared by wf_effect_register and wf_effect_register_builtin.
+void check_effect_name(const Engine &e, const char *effect, const char *what);
+void install_effect(Engine &e, const std::shared_ptr<EffectState> &st, const char *what);
 void register_effect(Engine &e, const char *effect, const char *policy_json, wf_effect_fn fn,
                      void *user);
+// wf_effect_register_builtin (providers/builtin.cpp); `handle` is the public
+// handle given to the provider.
+void register_builtin(Engine &e, wf_engine *handle, const char *effect, const char *config_json);
 
 }  // namespace wf

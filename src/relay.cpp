@@ -83,6 +83,7 @@ void Engine::loop_main() {
   refresh_next_due();
   refresh_next_sched();
   saga_wake = true;
+  attach_providers();
   {
     std::lock_guard<std::mutex> g(inbox_mu);
     loop_alive = true;
@@ -144,12 +145,14 @@ void Engine::on_async_body(Inbox &in) {
     for (auto &b : in.barriers) b();
     in.barriers.clear();
     stopping = true;
+    detach_providers();
     uv_timer_stop(timer);
     uv_close(reinterpret_cast<uv_handle_t *>(async), on_close_cb);
     uv_close(reinterpret_cast<uv_handle_t *>(timer), on_close_cb);
     uv_close(reinterpret_cast<uv_handle_t *>(retry_timer), on_close_cb);
     return;
   }
+  if (in.providers) attach_providers();
   for (auto &[id, attempt] : in.lost) {
     auto it = inflight.find(id);
     // (A copy: lose_attempt erases the map entry.)

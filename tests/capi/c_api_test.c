@@ -404,9 +404,10 @@ static void test_relay(wf_engine *e, struct deliver_ctx *ctx) {
   CHECK_RC(wf_effect_register(e, "deliver", "{\"max_attempts\":3}", deliver_cb, ctx), WF_OK);
   CHECK_RC(wf_effect_register(e, "deliver", NULL, deliver_cb, ctx), WF_EEXIST);
   CHECK_RC(wf_effect_register(e, "failer", "{\"max_attempts\":5}", failer_cb, ctx), WF_OK);
-  CHECK_RC(
-      wf_effect_register_builtin(e, "web", "{\"type\":\"http\",\"url\":\"http://127.0.0.1:9/\"}"),
-      WF_EUNSUPPORTED);
+  CHECK_RC(wf_effect_register_builtin(e, "web", "{\"type\":\"carrier-pigeon\"}"), WF_EUNSUPPORTED);
+  CHECK_RC(wf_effect_register_builtin(e, "web", "{\"url\":\"x\"}"), WF_EINVAL);
+  CHECK_RC(wf_effect_register_builtin(e, "web", "[1]"), WF_EINVAL);
+  CHECK_RC(wf_effect_register_builtin(e, "web", NULL), WF_EINVAL);
 
   /* Some enqueued before start, some after. */
   for (i = 0; i < N_DELIVER / 2; i++) {
