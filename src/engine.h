@@ -604,6 +604,12 @@ struct Engine {
 
   // --- API operations (outbox.cpp, ops.cpp)
   void insert_job(WriteCtx &w, const NewJob &j, std::string *id, bool *existing);
+  // Many jobs in one transaction (wf_enqueue_batch): (id, existing) per job,
+  // in order; new jobs are inserted eight rows per statement.
+  void insert_jobs(WriteCtx &w, const std::vector<NewJob> &jobs,
+                   std::vector<std::pair<int64_t, bool>> *out);
+  // The id of the job holding (tenant, key), in the outbox or deduplicated; 0: none.
+  int64_t existing_key(WriteCtx &w, const std::string &tenant, const std::string &key);
   // Inserts an event and routes it to sagas; false if (tenant, event_id) exists.
   bool insert_event(WriteCtx &w, const NewEvent &ev);
   void upsert_schedule(WriteCtx &w, const NewSchedule &s);

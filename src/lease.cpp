@@ -104,14 +104,16 @@ const char *kFinishRetrySql =
     "UPDATE wf_jobs SET state = 0, lease_owner = NULL, lease_until = NULL, "
     "failures = failures + 1, run_at = ?4, last_error = ?5 "
     "WHERE id = ?1 AND state = 1 AND lease_owner = ?2 AND attempts = ?3 RETURNING effect, tenant";
-// One effect at a time on wf_jobs_due (effect, run_at): a seek each, whatever
-// the other effects hold.
+// One effect at a time: a seek each, whatever the other effects hold. A
+// ready job is looked for as a claim would find it (wf_jobs_claim); a job due
+// later is on wf_jobs_due, which holds every job due after its creation
+// (schema version 7).
 const char *kAnyDueSql =
-    "SELECT run_at FROM wf_jobs INDEXED BY wf_jobs_due WHERE state = 0 AND effect = ?2 AND "
+    "SELECT run_at FROM wf_jobs INDEXED BY wf_jobs_claim WHERE state = 0 AND effect = ?2 AND "
     "run_at <= ?1 LIMIT 1";
 const char *kNextDueSql =
     "SELECT run_at FROM wf_jobs INDEXED BY wf_jobs_due WHERE state = 0 AND effect = ?2 AND "
-    "run_at > ?1 ORDER BY run_at LIMIT 1";
+    "run_at > ?1 AND run_at > created_at ORDER BY run_at LIMIT 1";
 
 const char *kCountUpsertSql =
     "INSERT INTO wf_job_counts(effect, tenant, pending, running) VALUES(?1, ?2, ?3, ?4) "

@@ -16,20 +16,9 @@ namespace wf {
 void Engine::insert_job(WriteCtx &w, const NewJob &j, std::string *id, bool *existing) {
   *existing = false;
   if (j.key) {
-    {
-      auto st = w.db.prepare("SELECT id FROM wf_jobs WHERE tenant = ?1 AND key = ?2");
-      st->bind(1, j.tenant).bind(2, *j.key);
-      if (st->step()) {
-        *id = std::to_string(st->col_int(0));
-        *existing = true;
-        return;
-      }
-    }
-    auto st = w.db.prepare(
-        "SELECT job_id FROM wf_done_keys WHERE tenant = ?1 AND key = ?2 AND expires_at > ?3");
-    st->bind(1, j.tenant).bind(2, *j.key).bind(3, w.now);
-    if (st->step()) {
-      *id = std::to_string(st->col_int(0));
+    int64_t found = existing_key(w, j.tenant, *j.key);
+    if (found > 0) {
+      *id = std::to_string(found);
       *existing = true;
       return;
     }
@@ -66,6 +55,155 @@ void Engine::insert_job(WriteCtx &w, const NewJob &j, std::string *id, bool *exi
   else
     w.next_due = std::min(w.next_due, j.run_at);
 }
+
+namespace {
+
+// Eight jobs per INSERT (the batch path): the statement's fixed costs (its
+// statement journal, reset, the AUTOINCREMENT bookkeeping) are paid once per
+// eight rows. Ids are given explicitly, following the table's sequence.
+const char *kInsertJobs8Sql =
+    "INSERT INTO wf_jobs(id, tenant, effect, key, payload, metadata, priority, run_at, "
+    "max_attempts, created_at, origin) VALUES"
+    "(?,?,?,?,?,?,?,?,?,?,?),"
+    "(?,?,?,?,?,?,?,?,?,?,?),"
+    "(?,?,?,?,?,?,?,?,?,?,?),"
+    "(?,?,?,?,?,?,?,?,?,?,?),"
+    "(?,?,?,?,?,?,?,?,?,?,?),"
+    "(?,?,?,?,?,?,?,?,?,?,?),"
+    "(?,?,?,?,?,?,?,?,?,?,?),"
+    "(?,?,?,?,?,?,?,?,?,?,?)";
+const char *kInsertJob1Sql =
+    "INSERT INTO wf_jobs(id, tenant, effect, key, payload, metadata, priority, run_at, "
+    "max_attempts, created_at, origin) VALUES(?,?,?,?,?,?,?,?,?,?,?)";
+// The largest id ever given (AUTOINCREMENT keeps it in sqlite_sequence, also
+// for explicit ids, so that an id is never given twice).
+const char *kLastJobIdSql =
+    "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'wf_jobs'), 0), "
+    "coalesce((SELECT max(id) FROM wf_jobs), 0))";
+
+}  // namespace
+
+void Engine::insert_jobs(WriteCtx &w, const std::vector<NewJob> &jobs,
+                         std::vector<std::pair<int64_t, bool>> *out) {
+  out->assign(jobs.size(), {0, false});
+  // Keys first: a key already in the outbox or still deduplicated names the
+  // existing job; a key twice in the batch, its first job.
+  std::vector<size_t> fresh;
+  fresh.reserve(jobs.size());
+  std::unordered_map<std::string, size_t> batch_keys;
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    const NewJob &j = jobs[i];
+    if (j.key) {
+      std::string k = j.tenant;
+      k += '\0';
+      k += *j.key;
+      auto [it, added] = batch_keys.emplace(std::move(k), i);
+      if (!added) {
+        (*out)[i] = {-static_cast<int64_t>(it->second) - 1, true};  // resolved below
+        continue;
+      }
+      int64_t id = existing_key(w, j.tenant, *j.key);
+      if (id > 0) {
+        (*out)[i] = {id, true};
+        continue;
+      }
+    }
+    fresh.push_back(i);
+  }
+  int64_t next = 1;
+  if (!fresh.empty()) {
+    auto st = w.db.prepare(kLastJobIdSql);
+    if (st->step()) next = st->col_int(0) + 1;
+  }
+  std::vector<std::string> sealed(cipher ? fresh.size() : 0);
+  auto bind_row = [&](Stmt &st, int base, size_t f) {
+    const NewJob &j = jobs[fresh[f]];
+    int64_t id = next + static_cast<int64_t>(f);
+    (*out)[fresh[f]] = {id, false};
+    st.bind(base + 1, id).bind_static(base + 2, j.tenant).bind_static(base + 3, j.effect);
+    if (j.key)
+      st.bind_static(base + 4, *j.key);
+    else
+      st.bind_null(base + 4);
+    if (cipher) sealed[f] = seal(j.payload, "wf_jobs.payload");
+    st.bind_static(base + 5, cipher ? sealed[f] : j.payload).bind_static(base + 6, j.metadata);
+    st.bind(base + 7, j.priority).bind(base + 8, j.run_at);
+    if (j.max_attempts)
+      st.bind(base + 9, *j.max_attempts);
+    else
+      st.bind_null(base + 9);
+    st.bind(base + 10, w.now);
+    if (!j.origin.empty())
+      st.bind(base + 11, j.origin);
+    else
+      st.bind_null(base + 11);
+    lease::count_add(w.counts, j.effect, j.tenant, 1, 0);
+    if (j.run_at <= w.now)
+      w.ready_now = true;
+    else
+      w.next_due = std::min(w.next_due, j.run_at);
+  };
+  size_t f = 0;
+  for (; f + 8 <= fresh.size(); f += 8) {
+    auto st = w.db.prepare(kInsertJobs8Sql);
+    for (int r = 0; r < 8; ++r) bind_row(*st, r * 11, f + r);
+    st->exec();
+  }
+  for (; f < fresh.size(); ++f) {
+    auto st = w.db.prepare(kInsertJob1Sql);
+    bind_row(*st, 0, f);
+    st->exec();
+  }
+  n_enqueued.fetch_add(static_cast<int64_t>(fresh.size()), std::memory_order_relaxed);
+  for (auto &r : *out)
+    if (r.first < 0) r.first = (*out)[static_cast<size_t>(-r.first - 1)].first;
+}
+
+int64_t Engine::existing_key(WriteCtx &w, const std::string &tenant, const std::string &key) {
+  {
+    auto st = w.db.prepare("SELECT id FROM wf_jobs WHERE tenant = ?1 AND key = ?2");
+    st->bind(1, tenant).bind(2, key);
+    if (st->step()) return st->col_int(0);
+  }
+  auto st = w.db.prepare(
+      "SELECT job_id FROM wf_done_keys WHERE tenant = ?1 AND key = ?2 AND expires_at > ?3");
+  st->bind(1, tenant).bind(2, key).bind(3, w.now);
+  if (st->step()) return st->col_int(0);
+  return 0;
+}
+
+namespace {
+
+// The run_at of the oldest ready job of an effect (of one tenant if given), or
+// INT64_MAX: the first ready job of each priority on wf_jobs_claim (effect,
+// priority DESC, run_at, id), moving from one priority to the next by a seek.
+int64_t oldest_ready(Db &db, const std::string &effect, const std::optional<std::string> &tenant,
+                     int64_t now) {
+  int64_t oldest = INT64_MAX;
+  int64_t below = INT64_MAX;  // priorities < below are left
+  for (;;) {
+    auto pr = db.prepare(
+        "SELECT priority FROM wf_jobs INDEXED BY wf_jobs_claim WHERE state = 0 AND effect = ?1 "
+        "AND priority < ?2 ORDER BY priority DESC LIMIT 1");
+    pr->bind(1, effect).bind(2, below);
+    if (!pr->step()) return oldest;
+    int64_t p = pr->col_int(0);
+    auto od = tenant ? db.prepare(
+                           "SELECT run_at FROM wf_jobs INDEXED BY wf_jobs_tenant WHERE "
+                           "state = 0 AND effect = ?1 AND tenant = ?4 AND priority = ?2 AND "
+                           "run_at <= ?3 ORDER BY run_at LIMIT 1")
+                     : db.prepare(
+                           "SELECT run_at FROM wf_jobs INDEXED BY wf_jobs_claim WHERE "
+                           "state = 0 AND effect = ?1 AND priority = ?2 AND run_at <= ?3 "
+                           "ORDER BY run_at LIMIT 1");
+    od->bind(1, effect).bind(2, p).bind(3, now);
+    if (tenant) od->bind(4, *tenant);
+    if (od->step()) oldest = std::min(oldest, od->col_int(0));
+    below = p;
+  }
+}
+
+}  // namespace
 
 void check_writable(Engine &e) {
   if (e.closed || e.draining) fail(WF_ECLOSED, "engine is draining or closed");
@@ -114,14 +252,13 @@ std::string enqueue_batch(Engine &e, const char *jobs_json) {
     out.clear();
     out.reserve(jobs.size() * 36 + 2);
     out += '[';
-    std::string id;
+    std::vector<std::pair<int64_t, bool>> ids;
+    e.insert_jobs(w, jobs, &ids);
     for (size_t i = 0; i < jobs.size(); ++i) {
-      bool existing;
-      e.insert_job(w, jobs[i], &id, &existing);
       if (i) out += ',';
       out += "{\"id\":\"";
-      out += id;
-      out += existing ? "\",\"existing\":true}" : "\",\"existing\":false}";
+      out += std::to_string(ids[i].first);
+      out += ids[i].second ? "\",\"existing\":true}" : "\",\"existing\":false}";
     }
     out += ']';
   });
@@ -615,8 +752,10 @@ json stats(Engine &e, const char *filter_json, bool by_tenant) {
       // The maintained counts (wf_job_counts: pending and running per
       // effect and tenant) instead of counting wf_jobs; pending splits into
       // ready and scheduled by the jobs due in the future, read per effect on
-      // wf_jobs_due (effect, run_at): the cost grows with the (effect, tenant)
-      // pairs and the jobs not yet due, never with the ready backlog.
+      // wf_jobs_due (effect, run_at; only jobs due after their creation); the
+      // oldest ready job is the first of each priority on wf_jobs_claim. The
+      // cost grows with the (effect, tenant) pairs, the jobs not yet due and
+      // the distinct priorities, never with the ready backlog.
       // Per effect, then (for by_tenant) per tenant, summed by SQLite from
       // the counts; the jobs due in the future (few: delayed jobs, retries in
       // backoff) are counted per effect and tenant to split pending.
@@ -641,20 +780,15 @@ json stats(Engine &e, const char *filter_json, bool by_tenant) {
           if (pending > 0) {
             auto sc = db.prepare(
                 "SELECT tenant, count(*) FROM wf_jobs INDEXED BY wf_jobs_due WHERE state = 0 AND "
-                "effect = ?1 AND run_at > ?2 AND (?3 IS NULL OR tenant = ?3) GROUP BY tenant");
+                "effect = ?1 AND run_at > ?2 AND run_at > created_at AND (?3 IS NULL OR tenant = "
+                "?3) GROUP BY tenant");
             sc->bind(1, eff).bind(2, t);
             if (f.tenant) sc->bind(3, *f.tenant);
             while (sc->step()) {
               sched += sc->col_int(1);
               if (by_tenant) sched_by_tenant[sc->col_text(0)] += sc->col_int(1);
             }
-            auto od = db.prepare(
-                "SELECT run_at FROM wf_jobs INDEXED BY wf_jobs_due WHERE state = 0 AND "
-                "effect = ?1 AND run_at <= ?2 AND (?3 IS NULL OR tenant = ?3) ORDER BY run_at "
-                "LIMIT 1");
-            od->bind(1, eff).bind(2, t);
-            if (f.tenant) od->bind(3, *f.tenant);
-            if (od->step()) oldest = std::min(oldest, od->col_int(0));
+            oldest = std::min(oldest, oldest_ready(db, eff, f.tenant, t));
           }
           Sums v{pending - sched, sched, running};
           for (int x = 0; x < 3; ++x) all[x] += v[x];

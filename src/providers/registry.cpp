@@ -18,9 +18,9 @@ const std::vector<std::pair<std::string, Factory>> &table() {
 }  // namespace
 
 const std::vector<std::string> &policy_keys() {
-  static const std::vector<std::string> k = {
-      "timeout_ms",         "max_attempts", "backoff",           "concurrency",
-      "tenant_concurrency", "circuit",      "max_interruptions", "abandon_after_ms"};
+  static const std::vector<std::string> k = {"timeout_ms",        "max_attempts",       "backoff",
+                                             "concurrency",       "tenant_concurrency", "circuit",
+                                             "max_interruptions", "abandon_after_ms"};
   return k;
 }
 

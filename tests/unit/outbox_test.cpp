@@ -141,6 +141,62 @@ TEST_F(EngineTest, BatchIsAllOrNothing) {
   EXPECT_EQ(WF_EINVAL, wf_enqueue_batch(e, "{\"effect\":\"a\"}", nullptr));
 }
 
+// Batches insert eight rows per statement with ids they allocate: the ids
+// ascend, keys dedupe within the batch and against stored jobs, and an id is
+// never given twice, even after the job holding the largest one is gone.
+TEST_F(EngineTest, BatchIdsAndKeysAcrossRowGroups) {
+  open();
+  char *id = nullptr;
+  ASSERT_EQ(WF_OK, wf_enqueue(e, "{\"effect\":\"a\",\"key\":\"old\"}", &id));
+  std::string old_id = id;
+  wf_free(id);
+  json batch = json::array();
+  for (int i = 0; i < 21; ++i) {
+    json j{{"effect", "a"}, {"payload", i}};
+    if (i % 5 == 0) j["key"] = "k" + std::to_string(i % 10);  // k0 twice, k5 twice
+    if (i == 7) j["key"] = "old";
+    batch.push_back(j);
+  }
+  char *ids = nullptr;
+  ASSERT_EQ(WF_OK, wf_enqueue_batch(e, batch.dump().c_str(), &ids)) << wf_last_error();
+  json r = json::parse(ids);
+  wf_free(ids);
+  ASSERT_EQ(21u, r.size());
+  EXPECT_EQ(old_id, r[7]["id"]);
+  EXPECT_TRUE(r[7]["existing"].get<bool>());
+  EXPECT_EQ(r[0]["id"], r[10]["id"]);
+  EXPECT_TRUE(r[10]["existing"].get<bool>());
+  EXPECT_EQ(r[0]["id"], r[20]["id"]);
+  EXPECT_EQ(r[5]["id"], r[15]["id"]);
+  EXPECT_TRUE(r[15]["existing"].get<bool>());
+  int64_t last = std::stoll(old_id);
+  int fresh = 0;
+  for (size_t i = 0; i < r.size(); ++i) {
+    if (r[i]["existing"].get<bool>()) continue;
+    int64_t v = std::stoll(r[i]["id"].get<std::string>());
+    EXPECT_GT(v, last) << i;
+    last = v;
+    ++fresh;
+  }
+  EXPECT_EQ(17, fresh);  // 21 less k0 twice again, k5 once again, "old"
+  EXPECT_EQ(18, pending());
+  // The payloads went to their own rows.
+  EXPECT_EQ(
+      19,
+      count_rows(
+          path,
+          ("SELECT payload FROM wf_jobs WHERE id = " + r[19]["id"].get<std::string>()).c_str()));
+  // The largest id's job is cancelled (its row deleted): the next id is larger still.
+  ASSERT_EQ(WF_OK, wf_cancel(e, "", std::to_string(last).c_str()));
+  ASSERT_EQ(WF_OK, wf_enqueue_batch(e, "[{\"effect\":\"a\"}]", &ids));
+  r = json::parse(ids);
+  wf_free(ids);
+  EXPECT_GT(std::stoll(r[0]["id"].get<std::string>()), last);
+  ASSERT_EQ(WF_OK, wf_enqueue(e, "{\"effect\":\"a\"}", &id));
+  EXPECT_GT(std::stoll(id), std::stoll(r[0]["id"].get<std::string>()));
+  wf_free(id);
+}
+
 TEST_F(EngineTest, ConcurrentEnqueuesAreAllDurable) {
   open("{\"durability\":\"full\"}");
   std::vector<std::thread> ts;

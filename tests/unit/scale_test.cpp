@@ -247,14 +247,45 @@ TEST_F(ScaleTest, StatsFiltersAndReadySplit) {
   EXPECT_NE(std::string::npos, text.find("wf_outbox_jobs{effect=\"a\",state=\"ready\"} 4"));
 }
 
-// A file of the previous schema version gets its counts from its jobs when it
-// is migrated.
+// The oldest ready job is found across priorities (the first of each on
+// wf_jobs_claim), a delayed job counts as scheduled until due, and the loop's
+// next-due instant comes from the jobs due after their creation.
+TEST_F(ScaleTest, OldestReadyAcrossPrioritiesAndDelayedJobs) {
+  open();
+  enqueue({{"effect", "a"}, {"priority", 5}});
+  clock.now += 100;
+  enqueue({{"effect", "a"}, {"priority", -3}, {"tenant", "t"}});
+  enqueue({{"effect", "a"}, {"priority", 9}, {"delay_ms", 1000}});
+  clock.now += 100;
+  enqueue({{"effect", "a"}, {"priority", 0}});
+  json s = stats();
+  EXPECT_EQ(3, s["outbox"]["ready"]);
+  EXPECT_EQ(1, s["outbox"]["scheduled"]);
+  EXPECT_EQ(200, s["outbox"]["oldest_ready_age_ms"]);
+  s = stats("{\"tenant\":\"t\"}");
+  EXPECT_EQ(100, s["outbox"]["oldest_ready_age_ms"]);
+  clock.now += 2000;  // all due; the first job (at +0) is still the oldest
+  s = stats();
+  EXPECT_EQ(4, s["outbox"]["ready"]);
+  EXPECT_EQ(0, s["outbox"]["scheduled"]);
+  EXPECT_EQ(2200, s["outbox"]["oldest_ready_age_ms"]);
+  // A delayed job wakes the relay when it falls due (next-due on wf_jobs_due).
+  Sink sink;
+  ASSERT_EQ(WF_OK, wf_effect_register(e, "b", nullptr, Sink::cb, &sink));
+  enqueue({{"effect", "b"}, {"delay_ms", 50}});
+  ASSERT_EQ(WF_OK, wf_start(e));
+  clock.now += 60;
+  ASSERT_EQ(WF_OK, wf_wake(e));
+  EXPECT_TRUE(sink.wait_count(1));
+}
+
+// A file of schema version 5 (before the counts) gets its counts from its
+// jobs when it is migrated.
 TEST_F(ScaleTest, MigrationBackfillsCounts) {
   {
     wf::Db db(path, false, 5000);
-    for (int v = 1; v < wf::kSchemaVersion; ++v) db.exec(wf::migration_sql(v));
-    auto st = db.prepare("INSERT INTO wf_meta(k, v) VALUES('schema_version', ?1)");
-    st->bind(1, std::to_string(wf::kSchemaVersion - 1)).exec();
+    for (int v = 1; v <= 5; ++v) db.exec(wf::migration_sql(v));
+    db.exec("INSERT INTO wf_meta(k, v) VALUES('schema_version', '5')");
     db.exec(
         "INSERT INTO wf_jobs(tenant, effect, payload, metadata, run_at, state, created_at) VALUES"
         "('a', 'e', '1', '{}', 0, 0, 0), ('a', 'e', '1', '{}', 0, 1, 0), "
