@@ -4,8 +4,10 @@
 
 #include <algorithm>
 #include <array>
+#include <condition_variable>
 #include <cstring>
 #include <map>
+#include <mutex>
 #include <unordered_map>
 #include <vector>
 
@@ -83,80 +85,114 @@ const char *kLastJobIdSql =
 
 }  // namespace
 
-void Engine::insert_jobs(WriteCtx &w, const std::vector<NewJob> &jobs,
-                         std::vector<std::pair<int64_t, bool>> *out) {
-  out->assign(jobs.size(), {0, false});
-  // Keys first: a key already in the outbox or still deduplicated names the
-  // existing job; a key twice in the batch, its first job.
-  std::vector<size_t> fresh;
-  fresh.reserve(jobs.size());
-  std::unordered_map<std::string, size_t> batch_keys;
-  for (size_t i = 0; i < jobs.size(); ++i) {
-    const NewJob &j = jobs[i];
-    if (j.key) {
-      std::string k = j.tenant;
-      k += '\0';
-      k += *j.key;
-      auto [it, added] = batch_keys.emplace(std::move(k), i);
-      if (!added) {
-        (*out)[i] = {-static_cast<int64_t>(it->second) - 1, true};  // resolved below
-        continue;
+// Inserts the jobs of one batch as they come (BatchInsert::add), in order:
+// keys first (a key already in the outbox or still deduplicated names the
+// existing job; a key twice in the batch, its first job), then new jobs eight
+// rows per statement with ids following the table's sequence.
+class BatchInsert {
+ public:
+  BatchInsert(Engine &e, WriteCtx &w, std::vector<std::pair<int64_t, bool>> *out, size_t n)
+      : e_(e), w_(w), out_(*out) {
+    out_.assign(n, {0, false});
+  }
+  // Jobs [from, to) of `jobs`.
+  void add(const std::vector<NewJob> &jobs, size_t from, size_t to) {
+    for (size_t i = from; i < to; ++i) {
+      const NewJob &j = jobs[i];
+      if (j.key) {
+        std::string k = j.tenant;
+        k += '\0';
+        k += *j.key;
+        auto [it, added] = keys_.emplace(std::move(k), i);
+        if (!added) {
+          // The first job of this key was given its id already (or is
+          // waiting in pending_, whose ids are allocated on entry).
+          out_[i] = {out_[it->second].first, true};
+          continue;
+        }
+        int64_t id = e_.existing_key(w_, j.tenant, *j.key);
+        if (id > 0) {
+          out_[i] = {id, true};
+          continue;
+        }
       }
-      int64_t id = existing_key(w, j.tenant, *j.key);
-      if (id > 0) {
-        (*out)[i] = {id, true};
-        continue;
+      if (next_ == 0) {
+        auto st = w_.db.prepare(kLastJobIdSql);
+        next_ = st->step() ? st->col_int(0) + 1 : 1;
       }
+      out_[i] = {next_++, false};
+      pending_[npending_++] = &j;
+      if (npending_ == 8) flush8();
     }
-    fresh.push_back(i);
   }
-  int64_t next = 1;
-  if (!fresh.empty()) {
-    auto st = w.db.prepare(kLastJobIdSql);
-    if (st->step()) next = st->col_int(0) + 1;
+  // The jobs left over (fewer than eight), one statement each.
+  void finish() {
+    for (size_t k = 0; k < npending_; ++k) {
+      auto st = w_.db.prepare(kInsertJob1Sql);
+      bind_row(*st, 0, k);
+      st->exec();
+    }
+    e_.n_enqueued.fetch_add(fresh_ + static_cast<int64_t>(npending_), std::memory_order_relaxed);
+    npending_ = 0;
   }
-  std::vector<std::string> sealed(cipher ? fresh.size() : 0);
-  auto bind_row = [&](Stmt &st, int base, size_t f) {
-    const NewJob &j = jobs[fresh[f]];
-    int64_t id = next + static_cast<int64_t>(f);
-    (*out)[fresh[f]] = {id, false};
+
+ private:
+  void flush8() {
+    auto st = w_.db.prepare(kInsertJobs8Sql);
+    for (size_t k = 0; k < 8; ++k) bind_row(*st, static_cast<int>(k) * 11, k);
+    st->exec();
+    fresh_ += 8;
+    npending_ = 0;
+  }
+  void bind_row(Stmt &st, int base, size_t k) {
+    const NewJob &j = *pending_[k];
+    // Ids were allocated in order: the k-th pending job has the k-th id of
+    // the npending_ before next_.
+    int64_t id = next_ - static_cast<int64_t>(npending_) + static_cast<int64_t>(k);
     st.bind(base + 1, id).bind_static(base + 2, j.tenant).bind_static(base + 3, j.effect);
     if (j.key)
       st.bind_static(base + 4, *j.key);
     else
       st.bind_null(base + 4);
-    if (cipher) sealed[f] = seal(j.payload, "wf_jobs.payload");
-    st.bind_static(base + 5, cipher ? sealed[f] : j.payload).bind_static(base + 6, j.metadata);
-    st.bind(base + 7, j.priority).bind(base + 8, j.run_at);
+    if (e_.cipher) {
+      sealed_[k] = e_.seal(j.payload, "wf_jobs.payload");
+      st.bind_static(base + 5, sealed_[k]);
+    } else {
+      st.bind_static(base + 5, j.payload);
+    }
+    st.bind_static(base + 6, j.metadata).bind(base + 7, j.priority).bind(base + 8, j.run_at);
     if (j.max_attempts)
       st.bind(base + 9, *j.max_attempts);
     else
       st.bind_null(base + 9);
-    st.bind(base + 10, w.now);
+    st.bind(base + 10, w_.now);
     if (!j.origin.empty())
       st.bind(base + 11, j.origin);
     else
       st.bind_null(base + 11);
-    lease::count_add(w.counts, j.effect, j.tenant, 1, 0);
-    if (j.run_at <= w.now)
-      w.ready_now = true;
+    lease::count_add(w_.counts, j.effect, j.tenant, 1, 0);
+    if (j.run_at <= w_.now)
+      w_.ready_now = true;
     else
-      w.next_due = std::min(w.next_due, j.run_at);
-  };
-  size_t f = 0;
-  for (; f + 8 <= fresh.size(); f += 8) {
-    auto st = w.db.prepare(kInsertJobs8Sql);
-    for (int r = 0; r < 8; ++r) bind_row(*st, r * 11, f + r);
-    st->exec();
+      w_.next_due = std::min(w_.next_due, j.run_at);
   }
-  for (; f < fresh.size(); ++f) {
-    auto st = w.db.prepare(kInsertJob1Sql);
-    bind_row(*st, 0, f);
-    st->exec();
-  }
-  n_enqueued.fetch_add(static_cast<int64_t>(fresh.size()), std::memory_order_relaxed);
-  for (auto &r : *out)
-    if (r.first < 0) r.first = (*out)[static_cast<size_t>(-r.first - 1)].first;
+
+  Engine &e_;
+  WriteCtx &w_;
+  std::vector<std::pair<int64_t, bool>> &out_;
+  std::unordered_map<std::string, size_t> keys_;
+  int64_t next_ = 0;  // next id to give; 0: not read yet
+  const NewJob *pending_[8] = {};
+  std::string sealed_[8];
+  size_t npending_ = 0;
+  int64_t fresh_ = 0;
+};
+
+void Engine::insert_jobs(WriteCtx &w, const std::vector<NewJob> &jobs,
+                         std::vector<std::pair<int64_t, bool>> *out) {
+  BatchInsert b(*this, w, out, jobs.size());
+  b.add(jobs, 0, jobs.size());
+  b.finish();
 }
 
 int64_t Engine::existing_key(WriteCtx &w, const std::string &tenant, const std::string &key) {
@@ -231,37 +267,179 @@ bool enqueue(Engine &e, const char *job_json, std::string *id) {
   return existing;
 }
 
+namespace {
+
+// The elements of a top-level JSON array, as spans of `t` that are each still
+// to be parsed (with the limits of a job document). The scan follows only
+// strings and nesting; whatever else is wrong inside an element its own parse
+// reports.
+std::vector<std::string_view> split_array(std::string_view t) {
+  auto malformed = [](const std::string &why) {
+    fail(WF_EINVAL, "jobs: malformed JSON (" + why + ")");
+  };
+  auto ws = [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; };
+  size_t p = 0, n = t.size();
+  while (p < n && ws(t[p])) ++p;
+  if (p == n || t[p] != '[') fail(WF_EINVAL, "jobs: must be a JSON array of job objects");
+  ++p;
+  std::vector<std::string_view> items;
+  size_t start = p;
+  int depth = 0;
+  bool closed = false;
+  auto element = [&](size_t end) {
+    size_t a = start, b = end;
+    while (a < b && ws(t[a])) ++a;
+    while (b > a && ws(t[b - 1])) --b;
+    if (a == b) malformed("empty element at offset " + std::to_string(a));
+    items.push_back(t.substr(a, b - a));
+  };
+  while (p < n && !closed) {
+    char c = t[p];
+    if (c == '"') {
+      for (++p; p < n && t[p] != '"'; ++p)
+        if (t[p] == '\\') ++p;
+      if (p >= n) malformed("unterminated string");
+    } else if (c == '{' || c == '[') {
+      ++depth;
+    } else if (c == '}' || c == ']') {
+      if (depth > 0) {
+        --depth;
+      } else if (c == ']') {
+        // "[]" and "[ ]" are empty batches; "[1,]" has an empty element.
+        size_t a = start;
+        while (a < p && ws(t[a])) ++a;
+        if (a < p || !items.empty()) element(p);
+        closed = true;
+      } else {
+        malformed("unexpected '}' at offset " + std::to_string(p));
+      }
+    } else if (c == ',' && depth == 0) {
+      element(p);
+      start = p + 1;
+    }
+    ++p;
+  }
+  if (!closed) malformed("unterminated array");
+  while (p < n && ws(t[p])) ++p;
+  if (p != n) malformed("text after the array at offset " + std::to_string(p));
+  return items;
+}
+
+// Parses and decodes job i of a batch.
+NewJob decode_item(const Engine &e, std::string_view item, size_t i, int64_t now) {
+  std::string what = "jobs[" + std::to_string(i) + "]";
+  json doc =
+      parse_json(item, e.opt.limits, what.c_str(), e.opt.limits.max_payload_bytes + 65536 + 1024);
+  return decode_job(doc, e.opt, now, what.c_str());
+}
+
+// The ids of a batch as the result document: built as text directly (ids
+// are decimal digits), no JSON document per job.
+std::string batch_result(const std::vector<std::pair<int64_t, bool>> &ids) {
+  std::string out;
+  out.reserve(ids.size() * 36 + 2);
+  out += '[';
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (i) out += ',';
+    out += "{\"id\":\"";
+    out += std::to_string(ids[i].first);
+    out += ids[i].second ? "\",\"existing\":true}" : "\",\"existing\":false}";
+  }
+  out += ']';
+  return out;
+}
+
+// Batches from this size on are decoded on the caller's thread while the
+// writer inserts the jobs decoded so far (two cores at work on one batch).
+constexpr size_t kPipelineMin = 128;
+constexpr size_t kPipelineStep = 32;
+
+}  // namespace
+
 std::string enqueue_batch(Engine &e, const char *jobs_json) {
   check_writable(e);
   if (!jobs_json) fail(WF_EINVAL, "jobs: NULL document");
-  size_t cap = std::max<size_t>(strlen(jobs_json), 1);
-  json doc = parse_json(jobs_json, e.opt.limits, "jobs", std::max(cap, size_t(1)));
-  if (!doc.is_array()) fail(WF_EINVAL, "jobs: must be a JSON array of job objects");
-  if (doc.size() > 100000) fail(WF_ETOOBIG, "jobs: more than 100000 jobs in one batch");
-  std::vector<NewJob> jobs;
-  jobs.reserve(doc.size());
+  std::vector<std::string_view> items = split_array(jobs_json);
+  if (items.size() > 100000) fail(WF_ETOOBIG, "jobs: more than 100000 jobs in one batch");
+  const size_t n = items.size();
+  std::vector<NewJob> jobs(n);
   int64_t t = e.now();
-  for (size_t i = 0; i < doc.size(); ++i) {
-    std::string what = "jobs[" + std::to_string(i) + "]";
-    jobs.push_back(decode_job(doc[i], e.opt, t, what.c_str()));
-  }
-  // The result is built as text directly (ids are decimal digits): no JSON
-  // document per job.
   std::string out;
-  submit_or_raise(e, [&](WriteCtx &w) {
-    out.clear();
-    out.reserve(jobs.size() * 36 + 2);
-    out += '[';
+  if (n < kPipelineMin) {
+    for (size_t i = 0; i < n; ++i) jobs[i] = decode_item(e, items[i], i, t);
+    submit_or_raise(e, [&](WriteCtx &w) {
+      std::vector<std::pair<int64_t, bool>> ids;
+      e.insert_jobs(w, jobs, &ids);
+      out = batch_result(ids);
+    });
+    return out;
+  }
+  // Pipelined: the writer's transaction inserts job i once the caller has
+  // published it (`ready` > i, under `mu`); a job that fails to decode
+  // abandons the transaction, so nothing of the batch is stored. The caller
+  // waits for the request to end before it returns or throws: the request
+  // refers to its locals.
+  struct Feed {
+    std::mutex mu;
+    std::condition_variable cv;
+    size_t ready = 0;
+    bool failed = false;
+    bool done = false;
+    int rc = WF_OK;
+    std::string err;
+  } feed;
+  WriteReq r;
+  r.durable = true;
+  r.savepoint = true;  // as submit_wait: a failure stays this request's
+  r.fn = [&](WriteCtx &w) {
     std::vector<std::pair<int64_t, bool>> ids;
-    e.insert_jobs(w, jobs, &ids);
-    for (size_t i = 0; i < jobs.size(); ++i) {
-      if (i) out += ',';
-      out += "{\"id\":\"";
-      out += std::to_string(ids[i].first);
-      out += ids[i].second ? "\",\"existing\":true}" : "\",\"existing\":false}";
+    BatchInsert b(e, w, &ids, n);
+    for (size_t i = 0; i < n;) {
+      size_t avail;
+      {
+        std::unique_lock<std::mutex> lk(feed.mu);
+        feed.cv.wait(lk, [&] { return feed.ready > i || feed.failed; });
+        if (feed.failed) fail(WF_EINVAL, "jobs: the batch was abandoned");
+        avail = feed.ready;
+      }
+      b.add(jobs, i, avail);
+      i = avail;
     }
-    out += ']';
-  });
+    b.finish();
+    out = batch_result(ids);
+  };
+  r.after = [&](int rc, const std::string &err) {
+    std::lock_guard<std::mutex> g(feed.mu);
+    feed.rc = rc;
+    feed.err = err;
+    feed.done = true;
+    feed.cv.notify_all();
+  };
+  e.submit(std::move(r));
+  auto wait_done = [&] {
+    std::unique_lock<std::mutex> lk(feed.mu);
+    feed.cv.wait(lk, [&] { return feed.done; });
+  };
+  try {
+    for (size_t i = 0; i < n; ++i) {
+      jobs[i] = decode_item(e, items[i], i, t);
+      if ((i + 1) % kPipelineStep == 0 || i + 1 == n) {
+        std::lock_guard<std::mutex> g(feed.mu);
+        feed.ready = i + 1;
+        feed.cv.notify_all();
+      }
+    }
+  } catch (...) {
+    {
+      std::lock_guard<std::mutex> g(feed.mu);
+      feed.failed = true;
+      feed.cv.notify_all();
+    }
+    wait_done();
+    throw;
+  }
+  wait_done();
+  if (feed.rc != WF_OK) fail(feed.rc, feed.err);
   return out;
 }
 

@@ -197,6 +197,75 @@ TEST_F(EngineTest, BatchIdsAndKeysAcrossRowGroups) {
   wf_free(id);
 }
 
+// The batch's array is split before each job is parsed: structure errors are
+// refused with the batch untouched, brackets and commas inside strings are
+// text.
+TEST_F(EngineTest, BatchArrayStructure) {
+  open();
+  for (const char *bad :
+       {"[1,]", "[,1]", "[{]}", "[1]]", "[{\"effect\":\"a\"}", "[\"x", "{\"effect\":\"a\"}", "",
+        "  ", "[{\"effect\":\"a\"},,]", "[{\"effect\":\"a\"}] x"}) {
+    char *ids = nullptr;
+    EXPECT_EQ(WF_EINVAL, wf_enqueue_batch(e, bad, &ids)) << bad;
+    EXPECT_EQ(nullptr, ids);
+  }
+  EXPECT_EQ(0, pending());
+  char *ids = nullptr;
+  ASSERT_EQ(WF_OK, wf_enqueue_batch(e, " [ ] ", &ids)) << wf_last_error();
+  EXPECT_EQ("[]", std::string(ids));
+  wf_free(ids);
+  ASSERT_EQ(WF_OK, wf_enqueue_batch(e,
+                                    "[ {\"effect\":\"a\",\"payload\":\"},]\\\"[\"} ,\n"
+                                    "{\"effect\":\"a\",\"payload\":[[{}],{\"k\":\"]\"}]}]",
+                                    &ids))
+      << wf_last_error();
+  EXPECT_EQ(2u, json::parse(ids).size());
+  wf_free(ids);
+  EXPECT_EQ(2, pending());
+  EXPECT_EQ(WF_EINVAL, wf_enqueue_batch(e, "[\"]\"]", nullptr));
+  EXPECT_NE(std::string(wf_last_error()).find("jobs[0]"), std::string::npos) << wf_last_error();
+}
+
+// A large batch is decoded while the writer inserts it: a bad job late in
+// the batch still leaves nothing stored, keys dedupe across the pieces, and
+// another thread's enqueues meanwhile are unaffected.
+TEST_F(EngineTest, PipelinedBatchIsAllOrNothing) {
+  open();
+  json batch = json::array();
+  for (int i = 0; i < 1000; ++i) {
+    json j{{"effect", "a"}, {"payload", i}};
+    if (i % 100 == 7) j["key"] = "k" + std::to_string(i % 300);  // k7, k107, k207 repeating
+    batch.push_back(j);
+  }
+  json bad = batch;
+  bad[900] = json{{"payload", 1}};  // no effect
+  std::atomic<bool> stop{false};
+  std::atomic<int> others{0};
+  std::thread t([&] {
+    while (!stop) {
+      if (wf_enqueue(e, "{\"effect\":\"b\"}", nullptr) == WF_OK) others++;
+    }
+  });
+  for (int round = 0; round < 3; ++round) {
+    EXPECT_EQ(WF_EINVAL, wf_enqueue_batch(e, bad.dump().c_str(), nullptr));
+    EXPECT_NE(std::string(wf_last_error()).find("jobs[900]"), std::string::npos) << wf_last_error();
+  }
+  char *ids = nullptr;
+  ASSERT_EQ(WF_OK, wf_enqueue_batch(e, batch.dump().c_str(), &ids)) << wf_last_error();
+  stop = true;
+  t.join();
+  json r = json::parse(ids);
+  wf_free(ids);
+  ASSERT_EQ(1000u, r.size());
+  EXPECT_EQ(r[7]["id"], r[907]["id"]);
+  EXPECT_EQ(r[107]["id"], r[407]["id"]);
+  EXPECT_TRUE(r[907]["existing"].get<bool>());
+  EXPECT_FALSE(r[207]["existing"].get<bool>());
+  // Three keys among ten keyed jobs: seven repeats.
+  EXPECT_EQ(993 + others.load(), pending());
+  EXPECT_EQ(993, count_rows(path, "SELECT count(*) FROM wf_jobs WHERE effect = 'a'"));
+}
+
 TEST_F(EngineTest, ConcurrentEnqueuesAreAllDurable) {
   open("{\"durability\":\"full\"}");
   std::vector<std::thread> ts;
