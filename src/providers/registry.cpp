@@ -5,12 +5,17 @@
 
 namespace wf::prov {
 
+// providers/nats.cpp
+std::unique_ptr<Provider> make_nats(Host &, const std::string &, const nlohmann::json &);
+std::unique_ptr<Provider> make_nats_consumer(Host &, const std::string &, const nlohmann::json &);
+
 namespace {
 
 const std::vector<std::pair<std::string, Factory>> &table() {
   static const std::vector<std::pair<std::string, Factory>> t = {
       // {"http", make_http},
-      // {"nats", make_nats},
+      {"nats", make_nats},
+      {"nats_consumer", make_nats_consumer},
   };
   return t;
 }
@@ -18,9 +23,9 @@ const std::vector<std::pair<std::string, Factory>> &table() {
 }  // namespace
 
 const std::vector<std::string> &policy_keys() {
-  static const std::vector<std::string> k = {
-      "timeout_ms",         "max_attempts", "backoff",           "concurrency",
-      "tenant_concurrency", "circuit",      "max_interruptions", "abandon_after_ms"};
+  static const std::vector<std::string> k = {"timeout_ms",        "max_attempts",       "backoff",
+                                             "concurrency",       "tenant_concurrency", "circuit",
+                                             "max_interruptions", "abandon_after_ms"};
   return k;
 }
 
