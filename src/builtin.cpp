@@ -1,9 +1,9 @@
 // The engine's side of built-in providers (src/providers/): registration,
 // the Host a provider sees, attaching providers to the loop and detaching
 // them when it stops.
-#include <uv.h>
-
 #include <algorithm>
+
+#include <uv.h>
 
 #include "outbox.h"
 #include "providers/provider.h"
