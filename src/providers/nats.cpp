@@ -44,6 +44,11 @@ std::string status_text(natsStatus s) {
   return t ? t : "unknown status";
 }
 
+// With a "connected" callback, a failed first connect does not block:
+// libnats keeps trying in the background (without one it retries inside
+// natsConnection_Connect).
+void on_connected(natsConnection *, void *) {}
+
 // Options shared by both providers. Returns nullptr on failure (`err` set).
 natsOptions *make_options(const std::string &url, const std::string &name, int64_t connect_ms,
                           bool retry_connect, std::string &err) {
@@ -57,7 +62,7 @@ natsOptions *make_options(const std::string &url, const std::string &name, int64
   if (s == NATS_OK) s = natsOptions_SetReconnectWait(o, 250);
   if (s == NATS_OK && !name.empty()) s = natsOptions_SetName(o, name.c_str());
   if (s == NATS_OK && retry_connect)
-    s = natsOptions_SetRetryOnFailedConnect(o, true, nullptr, nullptr);
+    s = natsOptions_SetRetryOnFailedConnect(o, true, on_connected, nullptr);
   if (s != NATS_OK) {
     err = status_text(s);
     natsOptions_Destroy(o);
@@ -115,7 +120,9 @@ void on_pub_ack(jsCtx *, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *clo
 class NatsPublisher : public Provider {
  public:
   NatsPublisher(Host &host, std::string effect, PublisherConfig cfg)
-      : host_(host), effect_(std::move(effect)), cfg_(std::move(cfg)),
+      : host_(host),
+        effect_(std::move(effect)),
+        cfg_(std::move(cfg)),
         core_(std::make_shared<PubCore>()) {
     std::string err;
     natsOptions *o = make_options(cfg_.url, cfg_.name, cfg_.connect_timeout_ms, true, err);
@@ -155,8 +162,6 @@ class NatsPublisher : public Provider {
       left.swap(core_->pending);
     }
     for (auto &kv : left) wf_job_retry(kv.second, "nats publisher closed before the PubAck", -1);
-    natsMsgList pl{};
-    if (js_PublishAsyncGetPendingList(&pl, js_) == NATS_OK) natsMsgList_Destroy(&pl);
     jsCtx_Destroy(js_);
     natsConnection_Destroy(nc_);
     std::lock_guard<std::mutex> g(g_retired_mu);
@@ -439,9 +444,7 @@ class NatsConsumer : public Provider {
   }
   void detach() override { stop(); }
   // A consumer has no jobs (the effect name only names it).
-  void dispatch(wf_job *job) override {
-    wf_job_fail(job, "a nats_consumer effect takes no jobs");
-  }
+  void dispatch(wf_job *job) override { wf_job_fail(job, "a nats_consumer effect takes no jobs"); }
 
  private:
   void stop() {

@@ -55,8 +55,8 @@ void check_url(const std::string &url, const char *what) {
     for (char c : u)
       if (static_cast<unsigned char>(c) <= ' ') ok = false;
     if (!ok)
-      fail(WF_EINVAL, std::string(what) +
-                          ": \"url\" must be nats://host:port (several separated by commas)");
+      fail(WF_EINVAL,
+           std::string(what) + ": \"url\" must be nats://host:port (several separated by commas)");
     start = end + 1;
   }
 }
@@ -150,9 +150,8 @@ Source parse_source(const json &v, const char *key) {
   if (s.rfind("token:", 0) == 0 && s.size() > 6 && s.size() <= 9) {
     std::string n = s.substr(6);
     size_t digits = n[0] == '-' ? 1 : 0;
-    if (digits < n.size() &&
-        std::all_of(n.begin() + static_cast<std::ptrdiff_t>(digits), n.end(),
-                    [](char c) { return c >= '0' && c <= '9'; })) {
+    if (digits < n.size() && std::all_of(n.begin() + static_cast<std::ptrdiff_t>(digits), n.end(),
+                                         [](char c) { return c >= '0' && c <= '9'; })) {
       int t = std::stoi(n);
       if (t >= -32 && t < 32) {
         src.kind = Source::Token;
@@ -198,14 +197,14 @@ PublisherConfig decode_publisher(const json &doc) {
         if (static_cast<unsigned char>(ch) <= ' ' || ch == ':' || ch == 0x7f) ok = false;
       if (!ok) fail(WF_EINVAL, std::string(kPub) + ": \"headers\": bad header name");
       if (name == "Nats-Msg-Id")
-        fail(WF_EINVAL, std::string(kPub) +
-                            ": \"headers\": Nats-Msg-Id is set by the provider (the job key)");
+        fail(WF_EINVAL,
+             std::string(kPub) + ": \"headers\": Nats-Msg-Id is set by the provider (the job key)");
       if (!it.value().is_string())
         fail(WF_EINVAL, std::string(kPub) + ": \"headers\": \"" + name + "\" must be a string");
       std::string v = it.value().get<std::string>();
       if (!valid_header_value(v))
-        fail(WF_EINVAL, std::string(kPub) + ": \"headers\": \"" + name +
-                            "\" must not contain CR, LF or NUL");
+        fail(WF_EINVAL,
+             std::string(kPub) + ": \"headers\": \"" + name + "\" must not contain CR, LF or NUL");
       c.headers.emplace_back(name, parse_template(v, "headers"));
     }
   }
