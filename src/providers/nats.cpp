@@ -180,8 +180,9 @@ class NatsPublisher : public Provider {
     const char *meta = wf_job_metadata(job);
     v.metadata = nlohmann::json::parse(meta ? meta : "{}", nullptr, false);
     if (v.metadata.is_discarded() || !v.metadata.is_object()) v.metadata = nlohmann::json::object();
-    std::string subject = natsmap::expand(cfg_.subject, v, true);
-    if (!natsmap::valid_publish_subject(subject)) {
+    bool bad = false;
+    std::string subject = natsmap::expand(cfg_.subject, v, true, &bad);
+    if (bad || !natsmap::valid_publish_subject(subject)) {
       wf_job_fail(job, ("nats: subject \"" + sanitize_utf8(subject, 256) +
                         "\" is not valid (a tenant, key or metadata value holds '.', '*', '>' "
                         "or whitespace)")

@@ -258,7 +258,7 @@ ConsumerConfig decode_consumer(const json &doc) {
   return c;
 }
 
-std::string expand(const Template &t, const JobView &j, bool subject) {
+std::string expand(const Template &t, const JobView &j, bool subject, bool *bad) {
   std::string out;
   for (const auto &p : t.parts) {
     std::string v;
@@ -291,6 +291,10 @@ std::string expand(const Template &t, const JobView &j, bool subject) {
         break;
     }
     if (subject && v.empty()) v = "_";
+    if (subject && bad)
+      for (char c : v)
+        if (c == '.' || c == '*' || c == '>' || static_cast<unsigned char>(c) <= ' ' || c == 0x7f)
+          *bad = true;
     out += v;
   }
   return out;

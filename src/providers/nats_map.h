@@ -69,8 +69,9 @@ struct JobView {
   json metadata = json::object();
 };
 // Expands a template. In a subject (`subject` true) an empty value becomes
-// "_" so a token is never empty.
-std::string expand(const Template &t, const JobView &j, bool subject);
+// "_" so a token is never empty, and a value holding '.', '*', '>' or
+// whitespace (it would change the subject's tokens) sets *bad.
+std::string expand(const Template &t, const JobView &j, bool subject, bool *bad = nullptr);
 // A subject a message can be published to: tokens separated by '.', none
 // empty, no wildcards ('*', '>') and no whitespace or control characters.
 bool valid_publish_subject(const std::string &s);
