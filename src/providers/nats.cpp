@@ -394,7 +394,7 @@ bool bind(ConCore &c) {
   return true;
 }
 
-void run_consumer(std::shared_ptr<ConCore> c) {
+void run_consumer(const std::shared_ptr<ConCore> &c) {  // std::thread holds the copy
   int64_t backoff = 100;
   while (!stopped(*c)) {
     if (!c->sub && !bind(*c)) {

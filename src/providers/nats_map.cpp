@@ -116,7 +116,7 @@ Template parse_template(const std::string &text, const char *key) {
     else if (name == "effect")
       p.kind = Template::Part::Effect;
     else if (name.rfind("meta.", 0) == 0 && name.size() > 5 &&
-             name.find_first_of("{") == std::string::npos) {
+             name.find('{') == std::string::npos) {
       p.kind = Template::Part::Meta;
       p.text = name.substr(5);
     } else {
