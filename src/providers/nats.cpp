@@ -119,11 +119,8 @@ void on_pub_ack(jsCtx *, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *clo
 
 class NatsPublisher : public Provider {
  public:
-  NatsPublisher(Host &host, std::string effect, PublisherConfig cfg)
-      : host_(host),
-        effect_(std::move(effect)),
-        cfg_(std::move(cfg)),
-        core_(std::make_shared<PubCore>()) {
+  NatsPublisher(Host &host, const std::string &effect, PublisherConfig cfg)
+      : cfg_(std::move(cfg)), core_(std::make_shared<PubCore>()) {
     std::string err;
     natsOptions *o = make_options(cfg_.url, cfg_.name, cfg_.connect_timeout_ms, true, err);
     if (!o) fail(WF_EINVAL, "nats config: \"url\": " + err);
@@ -135,6 +132,9 @@ class NatsPublisher : public Provider {
       natsConnection_Destroy(nc_);
       fail(WF_EINVAL, "nats config: \"url\": cannot connect: " + status_text(s));
     }
+    if (s == NATS_NOT_YET_CONNECTED)
+      host.log(WF_LOG_WARN, "nats: server not reachable; connecting in the background",
+               {{"effect", effect}, {"url", cfg_.url}});
     jsOptions jo;
     jsOptions_Init(&jo);
     jo.Wait = cfg_.ack_timeout_ms;
@@ -245,8 +245,6 @@ class NatsPublisher : public Provider {
   }
 
  private:
-  Host &host_;
-  std::string effect_;
   PublisherConfig cfg_;
   std::shared_ptr<PubCore> core_;
   natsConnection *nc_ = nullptr;
