@@ -147,6 +147,21 @@ TEST_F(NatsTest, ServerDownPublishFailsIntoRetryThenDeadLetter) {
   EXPECT_EQ(2, rows(db("a"), "SELECT count(*) FROM wf_attempts"));
 }
 
+TEST_F(NatsTest, NoStreamForTheSubjectIsRetriedThenDeadLetter) {
+  wfnats::Server srv;
+  ASSERT_TRUE(srv.start());
+  wf_engine *e = open("a");
+  // The server is up but no stream takes "nostream.x": no PubAck comes.
+  json cfg = {{"type", "nats"},          {"url", srv.url()},
+              {"subject", "nostream.x"}, {"timeout_ms", 300},
+              {"max_attempts", 2},       {"backoff", {{"base_ms", 10}, {"cap_ms", 10}}}};
+  ASSERT_EQ(WF_OK, wf_effect_register_builtin(e, "pub", cfg.dump().c_str())) << wf_last_error();
+  ASSERT_EQ(WF_OK, wf_start(e));
+  ASSERT_EQ(WF_OK, wf_enqueue(e, R"({"effect":"pub","key":"k"})", nullptr));
+  ASSERT_TRUE(wait_until([&] { return rows(db("a"), "SELECT count(*) FROM wf_dead") == 1; }));
+  EXPECT_EQ(1, rows(db("a"), "SELECT count(*) FROM wf_dead WHERE reason LIKE '%nats publish:%'"));
+}
+
 TEST_F(NatsTest, PublishRetriedUntilServerComesUp) {
   wfnats::Server srv;
   srv.set_port(wfnats::free_port());
