@@ -5,11 +5,15 @@
 
 namespace wf::prov {
 
+// Factories, one per file in src/providers/.
+std::unique_ptr<Provider> make_http(Host &host, const std::string &effect,
+                                    const nlohmann::json &config);
+
 namespace {
 
 const std::vector<std::pair<std::string, Factory>> &table() {
   static const std::vector<std::pair<std::string, Factory>> t = {
-      // {"http", make_http},
+      {"http", make_http},
       // {"nats", make_nats},
   };
   return t;
@@ -18,9 +22,9 @@ const std::vector<std::pair<std::string, Factory>> &table() {
 }  // namespace
 
 const std::vector<std::string> &policy_keys() {
-  static const std::vector<std::string> k = {
-      "timeout_ms",         "max_attempts", "backoff",           "concurrency",
-      "tenant_concurrency", "circuit",      "max_interruptions", "abandon_after_ms"};
+  static const std::vector<std::string> k = {"timeout_ms",        "max_attempts",       "backoff",
+                                             "concurrency",       "tenant_concurrency", "circuit",
+                                             "max_interruptions", "abandon_after_ms"};
   return k;
 }
 
