@@ -11,6 +11,7 @@
 #include <strings.h>
 #include <uv.h>
 
+#include <algorithm>
 #include <cstring>
 #include <ctime>
 #include <memory>
@@ -229,8 +230,12 @@ class HttpProvider : public Provider {
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
     if (!cfg_.ca_file.empty()) curl_easy_setopt(e, CURLOPT_CAINFO, cfg_.ca_file.c_str());
-    if (cfg_.timeout_ms > 0)
-      curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, static_cast<long>(cfg_.timeout_ms));
+    if (cfg_.timeout_ms > 0) {
+      // A little before the engine's attempt timeout (same value), so that the
+      // request ends with its own error and its connection is closed then.
+      int64_t t = cfg_.timeout_ms - std::min<int64_t>(1000, cfg_.timeout_ms / 10);
+      curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, static_cast<long>(std::max<int64_t>(t, 1)));
+    }
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(cfg_.connect_timeout_ms));
     curl_easy_setopt(e, CURLOPT_USERAGENT, cfg_.user_agent.c_str());
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, r.headers);
