@@ -4,7 +4,7 @@ the benchmark. It verifies Standard Webhooks signatures on its own (Python's
 hmac, not the engine's code) and reports every request as one JSON line on
 stdout.
 
-  webhook_sink.py [--secret whsec_...]... [--tls CERT KEY] [--port N] [--quiet]
+  webhook_sink.py [--secret whsec_...|env:NAME]... [--tls CERT KEY] [--port N] [--quiet]
 
 Prints {"ev":"ready","port":N} first. Commands on stdin, one per line:
   release   answer every request held on /hold (and later ones at once)
@@ -150,6 +150,8 @@ async def main():
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args()
     for s in args.secret:
+        if s.startswith("env:"):
+            s = os.environ[s[4:]]
         keys.append(base64.b64decode(s[6:] if s.startswith("whsec_") else s))
     released = asyncio.Event()
     ctx = None
