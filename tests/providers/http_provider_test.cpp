@@ -35,8 +35,16 @@ bool eventually(F &&pred, int ms = 30000) {
 class SinkServer {
  public:
   explicit SinkServer(std::vector<std::string> args) {
+    // argv is built before the fork: the child only calls async-signal-safe
+    // functions until exec (a malloc there could hang on a lock another
+    // thread held at the fork).
+    std::vector<std::string> all = {"python3", WF_SINK_PY};
+    all.insert(all.end(), args.begin(), args.end());
+    std::vector<char *> argv;
+    for (auto &a : all) argv.push_back(a.data());
+    argv.push_back(nullptr);
     int in[2], out[2];
-    if (pipe(in) != 0 || pipe(out) != 0) abort();
+    if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0) abort();
     pid_ = fork();
     if (pid_ < 0) abort();
     if (pid_ == 0) {
@@ -44,11 +52,6 @@ class SinkServer {
       dup2(out[1], 1);
       close(in[1]);
       close(out[0]);
-      std::vector<std::string> all = {"python3", WF_SINK_PY};
-      all.insert(all.end(), args.begin(), args.end());
-      std::vector<char *> argv;
-      for (auto &a : all) argv.push_back(a.data());
-      argv.push_back(nullptr);
       execvp("python3", argv.data());
       _exit(127);
     }
