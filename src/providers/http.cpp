@@ -77,7 +77,7 @@ class HttpProvider : public Provider {
     for (const char *h : {"retry-after", "location", "content-type"}) keep_.push_back(h);
   }
   ~HttpProvider() override {
-    if (multi_) detach();
+    if (multi_) shutdown();  // the engine detaches first; this is a fallback
     for (CURL *e : pool_) curl_easy_cleanup(e);
   }
 
@@ -97,7 +97,10 @@ class HttpProvider : public Provider {
     curl_multi_setopt(multi_, CURLMOPT_MAXCONNECTS, 2048L);
   }
 
-  void detach() override {
+  void detach() override { shutdown(); }
+
+ private:
+  void shutdown() {
     if (!multi_) return;
     // Attempts in flight are abandoned: the engine is closing (their handles'
     // link is cut, so the retry below only releases each handle) and gives
@@ -125,6 +128,7 @@ class HttpProvider : public Provider {
     loop_ = nullptr;
   }
 
+ public:
   void dispatch(wf_job *job) override {
     if (!multi_) {
       wf_job_retry(job, "http: provider not attached to the loop", -1);
@@ -477,7 +481,7 @@ std::unique_ptr<Provider> make_http(Host &host, const std::string &effect, const
   if (!c.ca_file.empty()) {
     FILE *f = std::fopen(c.ca_file.c_str(), "rb");
     if (!f) fail(WF_EINVAL, "http config: \"ca_file\": cannot read \"" + c.ca_file + "\"");
-    std::fclose(f);
+    (void)std::fclose(f);
   }
   host.log(WF_LOG_INFO, "http provider registered",
            json{{"effect", effect},

@@ -231,7 +231,9 @@ std::string decode_secret(const std::string &secret, const std::string &what) {
 SecretSource system_secrets() {
   SecretSource s;
   s.env = [](const std::string &name) -> std::optional<std::string> {
-    const char *v = std::getenv(name.c_str());
+    // Read once, at registration on the host's thread; hosts must not change
+    // the environment concurrently (as for every getenv in a library).
+    const char *v = std::getenv(name.c_str());  // NOLINT(concurrency-mt-unsafe)
     if (!v) return std::nullopt;
     return std::string(v);
   };
