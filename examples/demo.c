@@ -158,8 +158,8 @@ int main(int argc, char **argv) {
       char *st = NULL;
       CHECK(wf_sync(e));
       CHECK(wf_stats(e, filter, &st));
-      int idle = strstr(st, "\"ready\":0") && strstr(st, "\"running\":0") &&
-                 strstr(st, "\"scheduled\":0");
+      int idle =
+          strstr(st, "\"ready\":0") && strstr(st, "\"running\":0") && strstr(st, "\"scheduled\":0");
       wf_free(st);
       if (idle) break;
       struct timespec ts = {0, 50 * 1000 * 1000};
