@@ -1,11 +1,15 @@
 /* End-to-end demo: enqueue work, run effects (one succeeds at once, one needs a
  * retry, one fails for good and becomes a dead letter), pipeline 1,000 audit
  * jobs with wf_enqueue_async, print the outcome and the engine's stats.
- * Usage: wf_demo [db-path] */
+ * With a sink URL (scripts/demo.sh starts scripts/webhook_sink.py on
+ * 127.0.0.1) one signed webhook is delivered by the built-in HTTP provider;
+ * the signing secret comes from the environment variable WF_DEMO_WHSEC.
+ * Usage: wf_demo [db-path [sink-url]] */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "wfengine.h"
 
@@ -96,6 +100,22 @@ int main(int argc, char **argv) {
   CHECK(wf_effect_register(e, "webhook", "{\"max_attempts\":5}", call_webhook, NULL));
   CHECK(wf_effect_register(e, "charge", NULL, charge_card, NULL));
   CHECK(wf_effect_register(e, "audit", NULL, audit, NULL));
+  const char *sink = argc > 2 ? argv[2] : NULL;
+  if (sink) {
+    /* Built-in provider: one document configures the endpoint and the
+     * effect policy; the secret is resolved now and never stored. */
+    char cfg[1024];
+    snprintf(cfg, sizeof cfg,
+             "{\"type\":\"http\",\"url\":\"%s\",\"secrets\":[\"env:WF_DEMO_WHSEC\"],"
+             "\"allow_private_networks\":true,\"timeout_ms\":5000,\"max_attempts\":3}",
+             sink);
+    CHECK(wf_effect_register_builtin(e, "signed_webhook", cfg));
+    CHECK(wf_enqueue(e,
+                     "{\"effect\":\"signed_webhook\",\"key\":\"order-42-shipped\","
+                     "\"payload\":{\"type\":\"order.shipped\",\"order\":42}}",
+                     NULL));
+    printf("enqueued a signed webhook to %s\n", sink);
+  }
 
   char *id = NULL;
   CHECK(wf_enqueue(
@@ -130,6 +150,26 @@ int main(int argc, char **argv) {
   pthread_mutex_lock(&mu);
   while (finished < 3 || audited < AUDIT_JOBS) pthread_cond_wait(&cv, &mu);
   pthread_mutex_unlock(&mu);
+  if (sink) {
+    /* The built-in provider reports to the engine, not to us: wait until the
+     * effect's outbox is empty (bounded). */
+    const char *filter = "{\"effect\":\"signed_webhook\"}";
+    for (int i = 0; i < 200; i++) {
+      char *st = NULL;
+      CHECK(wf_sync(e));
+      CHECK(wf_stats(e, filter, &st));
+      int idle =
+          strstr(st, "\"ready\":0") && strstr(st, "\"running\":0") && strstr(st, "\"scheduled\":0");
+      wf_free(st);
+      if (idle) break;
+      struct timespec ts = {0, 50 * 1000 * 1000};
+      nanosleep(&ts, NULL);
+    }
+    char *dl = NULL;
+    CHECK(wf_dead_list(e, filter, &dl));
+    printf("signed webhook: %s\n", strcmp(dl, "[]") == 0 ? "delivered (2xx)" : dl);
+    wf_free(dl);
+  }
   CHECK(wf_drain(e, 5000));
 
   char *dead = NULL;

@@ -188,7 +188,16 @@ WF_API int wf_effect_register(wf_engine *e, const char *effect, const char *poli
 /* Built-in providers: one JSON document names the provider ("type") and carries
  * its configuration and the effect policy keys above (docs/providers.md).
  * An unknown type is WF_EUNSUPPORTED; a bad configuration WF_EINVAL naming the
- * key. May be called before or after wf_start. */
+ * key. May be called before or after wf_start.
+ * "http": {"type":"http", "url" (template: {tenant} {key} {id} {payload.f}),
+ * "method", "headers", "connect_timeout_ms", "secrets": ["whsec_..." |
+ * "env:NAME" | "file:/path"] (Standard Webhooks signing; resolved here, never
+ * logged or stored), "allow_private_networks" (SSRF guard), "ca_file",
+ * "result_headers", "max_body_bytes", "max_retry_after_ms", "user_agent"} plus
+ * the policy keys ("timeout_ms" also bounds the request, "concurrency" the
+ * requests in flight). 2xx completes the job with {"status","headers","body"};
+ * 408/425/429/5xx, timeouts and connection errors retry (Retry-After is the
+ * delay); 3xx, other 4xx and SSRF refusals fail it. */
 WF_API int wf_effect_register_builtin(wf_engine *e, const char *effect, const char *config_json);
 
 /* Accessors: borrowed strings, valid while `j` is valid. */

@@ -8,12 +8,15 @@ namespace wf::prov {
 // providers/nats.cpp
 std::unique_ptr<Provider> make_nats(Host &, const std::string &, const nlohmann::json &);
 std::unique_ptr<Provider> make_nats_consumer(Host &, const std::string &, const nlohmann::json &);
+// Factories, one per file in src/providers/.
+std::unique_ptr<Provider> make_http(Host &host, const std::string &effect,
+                                    const nlohmann::json &config);
 
 namespace {
 
 const std::vector<std::pair<std::string, Factory>> &table() {
   static const std::vector<std::pair<std::string, Factory>> t = {
-      // {"http", make_http},
+      {"http", make_http},
       {"nats", make_nats},
       {"nats_consumer", make_nats_consumer},
   };
