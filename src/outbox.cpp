@@ -68,6 +68,7 @@ void Engine::insert_job(WriteCtx &w, const NewJob &j, std::string *id, bool *exi
 }
 
 void check_writable(Engine &e) {
+  if (e.opt.read_only) fail(WF_ESTATE, kReadOnlyRefusal);
   if (e.closed || e.draining) fail(WF_ECLOSED, "engine is draining or closed");
   e.check_own_tx("write");
 }

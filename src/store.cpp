@@ -486,6 +486,22 @@ CREATE INDEX wf_jobs_due ON wf_jobs(effect, run_at) WHERE state = 0;
 CREATE INDEX wf_jobs_tenant ON wf_jobs(effect, tenant, priority DESC, run_at, id) WHERE state = 0;
 )sql";
 
+// ---- Version 7 (issue 11, read API / wfctl): effects registered per boot,
+// so another process (wfctl stuck) can tell whether any live engine serves
+// an effect. Written at registration (lifecycle.cpp, record_effect), removed
+// with the boot's row (close, recovery of stopped boots). Self-contained:
+// renumber freely at merge.
+static const char *kSchemaV7 = R"sql(
+CREATE TABLE wf_boot_effects(
+  boot_id TEXT NOT NULL,
+  effect TEXT NOT NULL,
+  registered_at INTEGER NOT NULL,
+  PRIMARY KEY(boot_id, effect)
+) WITHOUT ROWID;
+CREATE INDEX wf_boot_effects_effect ON wf_boot_effects(effect);
+)sql";
+// ---- end of version 7
+
 namespace {
 
 // The migration steps: step N brings a file from version N - 1 to N. To add
@@ -511,6 +527,9 @@ void apply_migration(Db &db, int to) {
       return;
     case 6:
       db.exec(kSchemaV6);
+      return;
+    case 7:
+      db.exec(kSchemaV7);
       return;
     default:
       fail(WF_EINTERNAL, "no migration step to schema version " + std::to_string(to));
@@ -556,6 +575,8 @@ const char *migration_sql(int to) {
       return kSchemaV5;
     case 6:
       return kSchemaV6;
+    case 7:
+      return kSchemaV7;
     default:
       return nullptr;
   }
