@@ -247,14 +247,15 @@ TEST_F(ScaleTest, StatsFiltersAndReadySplit) {
   EXPECT_NE(std::string::npos, text.find("wf_outbox_jobs{effect=\"a\",state=\"ready\"} 4"));
 }
 
-// A file of the previous schema version gets its counts from its jobs when it
-// is migrated.
+// A file of the schema version before the counts (step 6) gets its counts
+// from its jobs when it is migrated.
 TEST_F(ScaleTest, MigrationBackfillsCounts) {
+  constexpr int kCountsStep = 6;
   {
     wf::Db db(path, false, 5000);
-    for (int v = 1; v < wf::kSchemaVersion; ++v) db.exec(wf::migration_sql(v));
+    for (int v = 1; v < kCountsStep; ++v) db.exec(wf::migration_sql(v));
     auto st = db.prepare("INSERT INTO wf_meta(k, v) VALUES('schema_version', ?1)");
-    st->bind(1, std::to_string(wf::kSchemaVersion - 1)).exec();
+    st->bind(1, std::to_string(kCountsStep - 1)).exec();
     db.exec(
         "INSERT INTO wf_jobs(tenant, effect, payload, metadata, run_at, state, created_at) VALUES"
         "('a', 'e', '1', '{}', 0, 0, 0), ('a', 'e', '1', '{}', 0, 1, 0), "
