@@ -30,8 +30,8 @@ void Engine::open_read_only() {
   api_db->exec("PRAGMA trusted_schema=OFF");
   SchemaState s = inspect_schema(*api_db, path);
   if (s.version == 0)
-    fail(WF_ECORRUPT, "cannot use \"" + path +
-                          "\": it is not a wfengine database (no wfengine tables in it)");
+    fail(WF_ECORRUPT,
+         "cannot use \"" + path + "\": it is not a wfengine database (no wfengine tables in it)");
   if (s.version < kSchemaVersion)
     fail(WF_EUNSUPPORTED, "cannot read \"" + path + "\" read-only: its wfengine schema version " +
                               std::to_string(s.version) + " is older than this library's (" +
@@ -101,8 +101,8 @@ std::optional<std::string> opt_enum(const json &doc, const char *key, const char
     list += list.empty() ? "" : ", ";
     list += a;
   }
-  fail(WF_EINVAL, std::string(what) + ": \"" + key + "\" must be one of " + list + ", not \"" + *v +
-                      "\"");
+  fail(WF_EINVAL,
+       std::string(what) + ": \"" + key + "\" must be one of " + list + ", not \"" + *v + "\"");
 }
 
 int64_t get_limit(const json &doc, const char *what) {
@@ -377,8 +377,7 @@ std::string schedules_list(Engine &e, const char *filter_json) {
     bind_opt(*st, 2, key);
     bind_opt(*st, 3, status);
     bind_opt(*st, 4, due_before);
-    if (!cur.is_null())
-      st->bind(5, cur[0].get<std::string>()).bind(6, cur[1].get<std::string>());
+    if (!cur.is_null()) st->bind(5, cur[0].get<std::string>()).bind(6, cur[1].get<std::string>());
     st->bind(7, limit + 1);
     json items = json::array();
     json last;
@@ -531,15 +530,15 @@ std::string saga_show(Engine &e, const char *tenant, const char *saga, const cha
         "l.correlation_id = ?3 ORDER BY l.n");
     a->bind(1, t).bind(2, std::string(saga)).bind(3, std::string(corr));
     while (a->step())
-      applied.push_back(json{
-          {"n", a->col_int(0)},
-          {"seq", a->col_int(1)},
-          {"event_id", text_or_null(*a, 2)},
-          {"type", text_or_null(*a, 3)},
-          {"received_at", int_or_null(*a, 4)},
-          {"event", a->col_null(5)
-                        ? json(nullptr)
-                        : parse_or_text(e.unseal(a->col_text(5), "wf_events.envelope"))}});
+      applied.push_back(
+          json{{"n", a->col_int(0)},
+               {"seq", a->col_int(1)},
+               {"event_id", text_or_null(*a, 2)},
+               {"type", text_or_null(*a, 3)},
+               {"received_at", int_or_null(*a, 4)},
+               {"event", a->col_null(5)
+                             ? json(nullptr)
+                             : parse_or_text(e.unseal(a->col_text(5), "wf_events.envelope"))}});
     json pending = json::array();
     auto p = db.prepare(
         "SELECT b.seq, b.event_seq, b.start, b.state, b.error, v.event_id, v.type, "
@@ -548,18 +547,18 @@ std::string saga_show(Engine &e, const char *tenant, const char *saga, const cha
         "ORDER BY b.seq");
     p->bind(1, t).bind(2, std::string(saga)).bind(3, std::string(corr));
     while (p->step())
-      pending.push_back(json{
-          {"inbox_seq", p->col_int(0)},
-          {"seq", p->col_int(1)},
-          {"start", p->col_int(2) != 0},
-          {"status", p->col_int(3) == 2 ? "parked" : "pending"},
-          {"error", text_or_null(*p, 4)},
-          {"event_id", text_or_null(*p, 5)},
-          {"type", text_or_null(*p, 6)},
-          {"received_at", int_or_null(*p, 7)},
-          {"event", p->col_null(8)
-                        ? json(nullptr)
-                        : parse_or_text(e.unseal(p->col_text(8), "wf_events.envelope"))}});
+      pending.push_back(
+          json{{"inbox_seq", p->col_int(0)},
+               {"seq", p->col_int(1)},
+               {"start", p->col_int(2) != 0},
+               {"status", p->col_int(3) == 2 ? "parked" : "pending"},
+               {"error", text_or_null(*p, 4)},
+               {"event_id", text_or_null(*p, 5)},
+               {"type", text_or_null(*p, 6)},
+               {"received_at", int_or_null(*p, 7)},
+               {"event", p->col_null(8)
+                             ? json(nullptr)
+                             : parse_or_text(e.unseal(p->col_text(8), "wf_events.envelope"))}});
     if (!have && pending.empty())
       fail(WF_ENOTFOUND, std::string("wf_saga_show: no instance of saga \"") + saga + "\" for \"" +
                              corr + "\" in tenant \"" + t + "\"");
@@ -574,9 +573,8 @@ std::string saga_show(Engine &e, const char *tenant, const char *saga, const cha
 std::string events_list(Engine &e, const char *filter_json) {
   const char *w = "events filter";
   json doc = parse_filter_doc(e, filter_json, w);
-  check_keys(doc,
-             {"tenant", "type", "correlation_id", "status", "since", "until", "limit", "cursor"},
-             w);
+  check_keys(
+      doc, {"tenant", "type", "correlation_id", "status", "since", "until", "limit", "cursor"}, w);
   auto tenant = opt_string(doc, "tenant", w);
   auto type = opt_string(doc, "type", w);
   auto corr = opt_string(doc, "correlation_id", w);
@@ -672,8 +670,7 @@ std::string engines_list(Engine &e) {
         b["liveness"] = "heartbeat";
       }
       json effs = json::array();
-      auto f = db.prepare(
-          "SELECT effect FROM wf_boot_effects WHERE boot_id = ?1 ORDER BY effect");
+      auto f = db.prepare("SELECT effect FROM wf_boot_effects WHERE boot_id = ?1 ORDER BY effect");
       f->bind(1, id);
       while (f->step()) effs.push_back(f->col_text(0));
       b["effects"] = std::move(effs);
@@ -738,9 +735,8 @@ std::string check(Engine &e, const char *options_json) {
         problem("job_counts", "effect \"" + st->col_text(0) + "\" tenant \"" + st->col_text(1) +
                                   "\": wf_jobs has " + std::to_string(st->col_int(2)) +
                                   " pending and " + std::to_string(st->col_int(3)) +
-                                  " running, wf_job_counts says " +
-                                  std::to_string(st->col_int(4)) + " and " +
-                                  std::to_string(st->col_int(5)));
+                                  " running, wf_job_counts says " + std::to_string(st->col_int(4)) +
+                                  " and " + std::to_string(st->col_int(5)));
     }
     checks.push_back("tenant_counts");
     {
@@ -753,12 +749,11 @@ std::string check(Engine &e, const char *options_json) {
           "coalesce(s.p, 0) <> coalesce(t.pending, 0) OR coalesce(s.r, 0) <> "
           "coalesce(t.running, 0)");
       while (st->step())
-        problem("tenant_counts", "tenant \"" + st->col_text(0) + "\": wf_job_counts sums to " +
-                                     std::to_string(st->col_int(1)) + " pending and " +
-                                     std::to_string(st->col_int(2)) +
-                                     " running, wf_tenant_counts says " +
-                                     std::to_string(st->col_int(3)) + " and " +
-                                     std::to_string(st->col_int(4)));
+        problem("tenant_counts",
+                "tenant \"" + st->col_text(0) + "\": wf_job_counts sums to " +
+                    std::to_string(st->col_int(1)) + " pending and " +
+                    std::to_string(st->col_int(2)) + " running, wf_tenant_counts says " +
+                    std::to_string(st->col_int(3)) + " and " + std::to_string(st->col_int(4)));
     }
     checks.push_back("leases");
     {
@@ -773,8 +768,7 @@ std::string check(Engine &e, const char *options_json) {
     }
     checks.push_back("dead_not_pending");
     {
-      auto st = db.prepare(
-          "SELECT d.id FROM wf_dead d JOIN wf_jobs j ON j.id = d.id LIMIT 100");
+      auto st = db.prepare("SELECT d.id FROM wf_dead d JOIN wf_jobs j ON j.id = d.id LIMIT 100");
       while (st->step())
         problem("dead_not_pending",
                 "job " + std::to_string(st->col_int(0)) + " is both pending and a dead letter");

@@ -151,8 +151,8 @@ TEST_F(EngineTest, ReadApiRejectsBadFiltersNamingTheKey) {
 
 TEST_F(EngineTest, SchedulesSagasAndEventsAreListed) {
   open();
-  ASSERT_EQ(WF_OK, wf_saga_register(e, "order", "{\"start\":[\"order.placed\"]}", reducer,
-                                    nullptr));
+  ASSERT_EQ(WF_OK,
+            wf_saga_register(e, "order", "{\"start\":[\"order.placed\"]}", reducer, nullptr));
   for (int i = 0; i < 5; ++i) {
     json s{{"key", "s" + std::to_string(i)},
            {"delay_ms", 60000 + i},

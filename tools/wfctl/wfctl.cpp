@@ -30,9 +30,9 @@ namespace {
 
 // Exit codes (docs/operations.md).
 constexpr int kExitOk = 0;
-constexpr int kExitProblem = 1;  // check found a problem; stuck found a problem; would-do only
-constexpr int kExitUsage = 2;    // bad command line or bad filter value
-constexpr int kExitOpen = 3;     // missing file, not a wfengine database, unsupported schema
+constexpr int kExitProblem = 1;   // check found a problem; stuck found a problem; would-do only
+constexpr int kExitUsage = 2;     // bad command line or bad filter value
+constexpr int kExitOpen = 3;      // missing file, not a wfengine database, unsupported schema
 constexpr int kExitNotFound = 4;  // the job / schedule / saga asked for does not exist
 constexpr int kExitFailed = 5;    // any other failure (I/O, busy, ...)
 
@@ -67,8 +67,7 @@ struct Global {
 class Db {
  public:
   Db(const Global &g, bool writable) {
-    if (g.db.empty())
-      throw Failure{kExitUsage, "no database: pass --db PATH or set WFENGINE_DB"};
+    if (g.db.empty()) throw Failure{kExitUsage, "no database: pass --db PATH or set WFENGINE_DB"};
     json opts = json::object();
     if (!writable) opts["read_only"] = true;
     if (const char *k = std::getenv("WFENGINE_ENCRYPTION_KEY"); k && *k) opts["encryption_key"] = k;
@@ -78,8 +77,8 @@ class Db {
                   rc == WF_EINVAL || rc == WF_EIO)
                      ? kExitOpen
                      : kExitFailed;
-      throw Failure{code, "cannot open \"" + g.db + "\": " + wf_last_error() + " (" +
-                              wf_strerror(rc) + ")"};
+      throw Failure{
+          code, "cannot open \"" + g.db + "\": " + wf_last_error() + " (" + wf_strerror(rc) + ")"};
     }
   }
   ~Db() { wf_close(e_); }
@@ -271,8 +270,8 @@ json read_stats(const Db &db, const Global &g) {
 
 void print_stats(const json &s) {
   const json &o = s["outbox"];
-  std::cout << "outbox     ready " << o["ready"] << "  scheduled " << o["scheduled"]
-            << "  running " << o["running"] << "  oldest ready "
+  std::cout << "outbox     ready " << o["ready"] << "  scheduled " << o["scheduled"] << "  running "
+            << o["running"] << "  oldest ready "
             << fmt_dur(o.value("oldest_ready_age_ms", int64_t(0))) << "\n";
   std::cout << "dead       " << s["dead"] << "\n";
   const json &sc = s["schedules"];
@@ -282,8 +281,7 @@ void print_stats(const json &s) {
   std::cout << "sagas      active " << sg["active"] << "  done " << sg["done"] << "  parked "
             << sg["parked"] << "\n";
   const json &ev = s["events"];
-  std::cout << "events     pending " << ev["pending"] << "  unmatched " << ev["unmatched"]
-            << "\n";
+  std::cout << "events     pending " << ev["pending"] << "  unmatched " << ev["unmatched"] << "\n";
   for (const char *by : {"by_effect", "by_tenant"}) {
     if (o[by].empty()) continue;
     std::cout << "\n";
@@ -398,8 +396,8 @@ std::vector<StuckItem> find_stuck(const Db &db, const Global &g) {
     } else if (s["pending"].get<int64_t>() > 0) {
       it.explanation = str(s["pending"]) + " event(s) waiting for a saga step";
     } else {
-      json key = json{{"saga", s["saga"]}, {"tenant", s["tenant"]},
-                      {"correlation_id", s["correlation_id"]}};
+      json key = json{
+          {"saga", s["saga"]}, {"tenant", s["tenant"]}, {"correlation_id", s["correlation_id"]}};
       auto w = by_instance.find(key.dump());
       if (w != by_instance.end()) {
         std::string types;
@@ -479,8 +477,9 @@ int main(int argc, char **argv) {
       "3 cannot open the database, 4 not found, 5 other failure.\n"
       "Encrypted databases: set WFENGINE_ENCRYPTION_KEY.");
 
-  auto *stats = app.add_subcommand("stats", "Depth by state, effect and tenant; dead letters, "
-                                            "schedules, sagas, unmatched events");
+  auto *stats = app.add_subcommand("stats",
+                                   "Depth by state, effect and tenant; dead letters, "
+                                   "schedules, sagas, unmatched events");
 
   auto *jobs = app.add_subcommand("jobs", "Jobs not yet finished");
   jobs->require_subcommand(1);
@@ -680,8 +679,7 @@ int main(int argc, char **argv) {
         return wf_dead_list(e, fs.c_str(), out);
       });
       if (*dead_show) {
-        if (items.empty())
-          throw Failure{kExitNotFound, "no dead letter with id " + dead_ref};
+        if (items.empty()) throw Failure{kExitNotFound, "no dead letter with id " + dead_ref};
         if (g.json_out) {
           print_json(items[0]);
           return kExitOk;
@@ -721,8 +719,8 @@ int main(int argc, char **argv) {
       }
       Db db(g, true);
       int64_t n = 0;
-      int rc = requeue ? wf_dead_requeue(db.e(), fs.c_str(), &n)
-                       : wf_dead_purge(db.e(), fs.c_str(), &n);
+      int rc =
+          requeue ? wf_dead_requeue(db.e(), fs.c_str(), &n) : wf_dead_purge(db.e(), fs.c_str(), &n);
       if (rc != WF_OK) fail_call(rc, requeue ? "wf_dead_requeue" : "wf_dead_purge");
       if (g.json_out)
         print_json(json{{requeue ? "requeued" : "purged", n}});
@@ -756,8 +754,8 @@ int main(int argc, char **argv) {
       Table t({"TENANT", "KEY", "STATUS", "WHEN", "TARGET", "NEXT_DUE", "FIRED"});
       for (auto &s : items)
         t.row({str(s["tenant"]), str(s["key"]), str(s["status"]),
-               s["cron"].is_null() ? "once" : str(s["cron"]) + " " + str(s["tz"]),
-               str(s["target"]), fmt_time(s["next_due"]), str(s["fired"])});
+               s["cron"].is_null() ? "once" : str(s["cron"]) + " " + str(s["tz"]), str(s["target"]),
+               fmt_time(s["next_due"]), str(s["fired"])});
       t.print(std::cout);
       print_more(next);
       return kExitOk;
@@ -765,7 +763,8 @@ int main(int argc, char **argv) {
     if (*sagas_ls) {
       Db db(g, false);
       json next;
-      json items = list_all(db, "wf_sagas_list", list_filter(gl), gl, "sagas", wf_sagas_list, &next);
+      json items =
+          list_all(db, "wf_sagas_list", list_filter(gl), gl, "sagas", wf_sagas_list, &next);
       if (g.json_out) {
         print_json(json{{"sagas", items}, {"next_cursor", next}});
         return kExitOk;
@@ -790,7 +789,8 @@ int main(int argc, char **argv) {
         return kExitOk;
       }
       print_kv(s, {"applied", "pending", "state"});
-      std::cout << "state" << "  " << s["state"].dump() << "\n\napplied events\n";
+      std::cout << "state"
+                << "  " << s["state"].dump() << "\n\napplied events\n";
       Table a({"N", "SEQ", "EVENT_ID", "TYPE", "RECEIVED_AT"});
       for (auto &x : s["applied"])
         a.row({str(x["n"]), str(x["seq"]), str(x["event_id"]), str(x["type"]),
@@ -897,9 +897,8 @@ int main(int argc, char **argv) {
     if (*check) {
       Db db(g, false);
       std::string opts = json{{"quick", quick}}.dump();
-      json r = db.read("wf_check", [&](wf_engine *e, char **out) {
-        return wf_check(e, opts.c_str(), out);
-      });
+      json r = db.read("wf_check",
+                       [&](wf_engine *e, char **out) { return wf_check(e, opts.c_str(), out); });
       if (g.json_out) {
         print_json(r);
       } else {
