@@ -70,7 +70,9 @@ class Db {
     if (g.db.empty()) throw Failure{kExitUsage, "no database: pass --db PATH or set WFENGINE_DB"};
     json opts = json::object();
     if (!writable) opts["read_only"] = true;
-    if (const char *k = std::getenv("WFENGINE_ENCRYPTION_KEY"); k && *k) opts["encryption_key"] = k;
+    // Read before any engine thread exists (wfctl's only threads are the engine's).
+    const char *k = std::getenv("WFENGINE_ENCRYPTION_KEY");  // NOLINT(concurrency-mt-unsafe)
+    if (k && *k) opts["encryption_key"] = k;
     int rc = wf_open(g.db.c_str(), opts.dump().c_str(), &e_);
     if (rc != WF_OK) {
       int code = (rc == WF_ENOTFOUND || rc == WF_ECORRUPT || rc == WF_EUNSUPPORTED ||
@@ -110,7 +112,7 @@ std::string fmt_time(const json &v) {
   struct tm tm;
   gmtime_r(&s, &tm);
   char buf[32];
-  strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  if (strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0) return "-";
   return buf;
 }
 
@@ -850,8 +852,11 @@ int main(int argc, char **argv) {
     }
     if (*watch) {
       Db db(g, false);
-      signal(SIGINT, on_signal);
-      signal(SIGTERM, on_signal);
+      struct sigaction sa = {};
+      sa.sa_handler = on_signal;
+      sigemptyset(&sa.sa_mask);
+      sigaction(SIGINT, &sa, nullptr);
+      sigaction(SIGTERM, &sa, nullptr);
       bool tty = isatty(STDIN_FILENO) && isatty(STDOUT_FILENO);
       struct termios saved;
       bool raw = tty && tcgetattr(STDIN_FILENO, &saved) == 0;
