@@ -355,6 +355,9 @@ TEST_F(WfctlTest, ErrorsAndHelp) {
   Result nd = run({"--db", junk, "stats"}, false);
   EXPECT_EQ(3, nd.code);
   EXPECT_TRUE(has(nd.err, "not a SQLite database")) << nd.err;
+  // A change never creates a file either.
+  EXPECT_EQ(3, run({"--db", dir + "/missing.db", "dead", "purge", "--yes"}, false).code);
+  EXPECT_NE(0, stat((dir + "/missing.db").c_str(), &st));
   Result nodb = run({"stats"}, false);
   EXPECT_EQ(2, nodb.code);
   EXPECT_TRUE(has(nodb.err, "WFENGINE_DB")) << nodb.err;

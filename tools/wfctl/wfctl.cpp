@@ -68,6 +68,11 @@ class Db {
  public:
   Db(const Global &g, bool writable) {
     if (g.db.empty()) throw Failure{kExitUsage, "no database: pass --db PATH or set WFENGINE_DB"};
+    if (writable) {
+      // The same refusals as a read-only open first (a missing file must not
+      // be created, a foreign one not touched), then read-write.
+      Db probe(g, false);
+    }
     json opts = json::object();
     if (!writable) opts["read_only"] = true;
     // Read before any engine thread exists (wfctl's only threads are the engine's).
