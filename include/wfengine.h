@@ -109,7 +109,19 @@ WF_API void wf_free(void *p);
  * Open engines in the process that uses them: an engine inherited across
  * fork() returns WF_EFORKED in the child, and so does wf_open there of the
  * file such an engine has open (pre-fork servers: open in each worker, after
- * the fork). */
+ * the fork).
+ *
+ * Option {"read_only": true} (inspection, e.g. wfctl): opens an existing
+ * wfengine file for reading only, also while another process runs an engine
+ * on it. No writer or other thread starts, nothing is migrated or
+ * registered, nothing in the file changes. A missing file is WF_ENOTFOUND
+ * (never created); a file that is not a wfengine database, or has a newer
+ * schema, WF_ECORRUPT; an older schema (not migrated yet) WF_EUNSUPPORTED.
+ * Every call that would write (enqueue, submit, schedules, dead-letter
+ * requeue/purge, wf_tx_begin, wf_start, ...) returns WF_ESTATE; the reads
+ * (wf_stats, wf_metrics, wf_dead_list, the read API below, wf_check,
+ * wf_backup) work; wf_sync and wf_drain return at once; wf_close frees. With
+ * an encrypted database give the same encryption_key. */
 WF_API int wf_open(const char *path, const char *options_json, wf_engine **out);
 
 /* Starts the relay loop thread: claims ready jobs, dispatches them to
@@ -415,6 +427,94 @@ WF_API int wf_dead_requeue(wf_engine *e, const char *filter_json, int64_t *count
 
 /* Deletes matching dead letters and their history. */
 WF_API int wf_dead_purge(wf_engine *e, const char *filter_json, int64_t *count_out);
+
+/* ---------------------------------------------------------------- read API
+ *
+ * Read-only listings for operators and tools (wfctl). Each reads one
+ * committed snapshot on the engine's API read connection: it never waits for
+ * or delays the writer, takes no lease, and works on an engine opened with
+ * {"read_only": true} while another process runs the engine on the file.
+ * The result is one JSON document in *json_out (free it with wf_free).
+ * Payloads, states and events are shown decrypted (open with the
+ * encryption_key). Filters are JSON objects (NULL or "{}": no filter); an
+ * unknown key or a bad value is WF_EINVAL naming the key. Times are ms since
+ * the epoch or RFC 3339 strings. Listings return at most "limit" (default
+ * 100, 1..10000) items and "next_cursor": a string to pass as "cursor" for
+ * the next page, or null on the last page. */
+
+/* Jobs not yet finished (wf_jobs), oldest id first. Filter {"state"?:
+ * "ready" | "scheduled" (run_at in the future) | "running" | "pending"
+ * (ready or scheduled) | "dead" (the dead letters instead, same shape with
+ * "reason" and "dead_at"), "effect"?, "tenant"?, "key"?, "since"?, "until"?
+ * (created_at, since <= t < until), "limit"?, "cursor"?}. Output
+ * {"jobs": [{"id", "tenant", "effect", "key", "state", "payload",
+ * "metadata", "priority", "run_at", "attempts", "failures", "max_attempts",
+ * "lease_owner" (boot id), "lease_until", "started_at", "last_error",
+ * "origin", "created_at", "interruptions"}], "next_cursor", "now"}. */
+WF_API int wf_jobs_list(wf_engine *e, const char *filter_json, char **json_out);
+
+/* One job by id (in any tenant when `tenant` is NULL) or else by key in
+ * `tenant` (NULL means ""): a pending or running job, a dead letter, or a
+ * completed job still remembered by its key (state "completed", within
+ * dedupe_window_ms), with "history" (its attempts). WF_ENOTFOUND if none. */
+WF_API int wf_job_get(wf_engine *e, const char *tenant, const char *id_or_key, char **json_out);
+
+/* Schedules, by (tenant, key). Filter {"tenant"?, "key"?, "status"?:
+ * "active" | "parked", "due_before"?, "limit"?, "cursor"?}. Output
+ * {"schedules": [{"tenant", "key", "cron", "tz", "catch_up",
+ * "catch_up_max", "target", "job" | "event", "next_due", "fired",
+ * "last_due", "origin", "created_at", "status", "parked_reason",
+ * "parked_at"}], "next_cursor", "now"}. */
+WF_API int wf_schedules_list(wf_engine *e, const char *filter_json, char **json_out);
+
+/* Saga instances, by (tenant, saga, correlation_id), including those whose
+ * first events wait in the inbox (status "new"). Filter {"tenant"?,
+ * "saga"?, "correlation_id"?, "status"?: "new" | "active" | "done" |
+ * "parked" (has a parked event), "limit"?, "cursor"?}. Output {"sagas":
+ * [{"tenant", "saga", "correlation_id", "status", "version", "created_at",
+ * "updated_at", "pending" (events waiting), "parked" (events parked)}],
+ * "next_cursor"}. */
+WF_API int wf_sagas_list(wf_engine *e, const char *filter_json, char **json_out);
+
+/* One saga instance: {"tenant", "saga", "correlation_id", "status",
+ * "state", "version", "created_at", "updated_at", "applied": [{"n", "seq",
+ * "event_id", "type", "received_at", "event"}], "pending": [{"inbox_seq",
+ * "seq", "start", "status": "pending" | "parked", "error", "event_id",
+ * "type", "received_at", "event"}]} (an applied event purged by retention
+ * shows nulls). WF_ENOTFOUND if there is no such instance. */
+WF_API int wf_saga_show(wf_engine *e, const char *tenant, const char *saga,
+                        const char *correlation_id, char **json_out);
+
+/* Events, oldest first. Filter {"tenant"?, "type"?, "correlation_id"?,
+ * "status"?: "unmatched" (no saga took it) | "pending" (waiting for a saga
+ * step) | "parked" (its step failed; a dead letter) | "applied",
+ * "since"?, "until"? (received_at), "limit"?, "cursor"?}. Output {"events":
+ * [{"seq", "tenant", "event_id", "type", "correlation_id", "event",
+ * "received_at", "routed", "status"}], "next_cursor"}. */
+WF_API int wf_events_list(wf_engine *e, const char *filter_json, char **json_out);
+
+/* Engines registered in the file (one row per open engine, "boot"):
+ * {"engines": [{"boot_id", "pid", "hostname", "started_at", "heartbeat_at",
+ * "lock_slot", "live": bool, "liveness": "this engine" | "lock" (its
+ * liveness lock is held) | "heartbeat" (no lock to test: heartbeat within
+ * two lease_ms), "effects": [names it registered]}], "now"}. */
+WF_API int wf_engines_list(wf_engine *e, char **json_out);
+
+/* Integrity and consistency check on one snapshot: SQLite's integrity_check
+ * (quick_check with options {"quick": true}), the schema version, the
+ * maintained counts (wf_job_counts, wf_tenant_counts) against the rows,
+ * leases against job states, dead letters not also pending, saga inbox rows
+ * pointing at existing events. Output {"ok": bool, "checks": [names],
+ * "problems": [{"check", "detail"}]}; WF_OK whether or not problems were
+ * found. */
+WF_API int wf_check(wf_engine *e, const char *options_json, char **json_out);
+
+/* Online backup: writes a consistent copy of the committed state to the new
+ * file `path` (mode 0600; VACUUM INTO from a read snapshot, synced) while
+ * the engine keeps running. WF_EEXIST if `path` exists (never overwritten).
+ * The copy is a wfengine database (still encrypted if the original is);
+ * restore by opening it (see docs/operations.md, "Backup and restore"). */
+WF_API int wf_backup(wf_engine *e, const char *path);
 
 /* Receives one JSON object per line at `min_level` or above, in order, from
  * the engine's own logger thread (never concurrently; never from a thread the

@@ -45,3 +45,5 @@ PY
 echo
 echo "== demo 2: order saga (examples/order_saga)"
 ./build-demo/examples/wf_order_saga "$SAGA_DB" "${PAYMENT_TIMEOUT_MS:-30000}"
+echo
+echo "== wfctl stats --db $DB (tools/wfctl: the operator's CLI, read-only)" && ./build-demo/tools/wfctl/wfctl stats --db "$DB"

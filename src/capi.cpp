@@ -157,6 +157,19 @@ wf::HostTx *htx(wf_tx *t) {
 
 }  // namespace
 
+namespace {
+// A read call returning one JSON document through `out`.
+template <typename F>
+int read_call(wf_engine *e, char **out, const char *what, F &&f) {
+  if (out) *out = nullptr;
+  return guard(e, [&] {
+    if (!out) wf::fail(WF_EINVAL, std::string(what) + ": json_out is NULL");
+    *out = dup(f(eng(e)));
+    return WF_OK;
+  });
+}
+}  // namespace
+
 extern "C" {
 
 WF_API const char *wf_version(void) { return "0.1.0"; }
@@ -589,12 +602,63 @@ WF_API int wf_set_default_logger(int min_level, wf_log_fn fn, void *user) {
   });
 }
 
+// ------------------------------------------------------------- read API
+
+WF_API int wf_jobs_list(wf_engine *e, const char *filter_json, char **json_out) {
+  return read_call(e, json_out, "wf_jobs_list",
+                   [&](wf::Engine &en) { return wf::jobs_list(en, filter_json); });
+}
+
+WF_API int wf_job_get(wf_engine *e, const char *tenant, const char *id_or_key, char **json_out) {
+  return read_call(e, json_out, "wf_job_get",
+                   [&](wf::Engine &en) { return wf::job_get(en, tenant, id_or_key); });
+}
+
+WF_API int wf_schedules_list(wf_engine *e, const char *filter_json, char **json_out) {
+  return read_call(e, json_out, "wf_schedules_list",
+                   [&](wf::Engine &en) { return wf::schedules_list(en, filter_json); });
+}
+
+WF_API int wf_sagas_list(wf_engine *e, const char *filter_json, char **json_out) {
+  return read_call(e, json_out, "wf_sagas_list",
+                   [&](wf::Engine &en) { return wf::sagas_list(en, filter_json); });
+}
+
+WF_API int wf_saga_show(wf_engine *e, const char *tenant, const char *saga,
+                        const char *correlation_id, char **json_out) {
+  return read_call(e, json_out, "wf_saga_show",
+                   [&](wf::Engine &en) { return wf::saga_show(en, tenant, saga, correlation_id); });
+}
+
+WF_API int wf_events_list(wf_engine *e, const char *filter_json, char **json_out) {
+  return read_call(e, json_out, "wf_events_list",
+                   [&](wf::Engine &en) { return wf::events_list(en, filter_json); });
+}
+
+WF_API int wf_engines_list(wf_engine *e, char **json_out) {
+  return read_call(e, json_out, "wf_engines_list",
+                   [&](wf::Engine &en) { return wf::engines_list(en); });
+}
+
+WF_API int wf_check(wf_engine *e, const char *options_json, char **json_out) {
+  return read_call(e, json_out, "wf_check",
+                   [&](wf::Engine &en) { return wf::check(en, options_json); });
+}
+
+WF_API int wf_backup(wf_engine *e, const char *path) {
+  return guard(e, [&] {
+    wf::backup(eng(e), path);
+    return WF_OK;
+  });
+}
+
 }  // extern "C"
 
 namespace wf {
 // A whole retention pass on the calling thread (tests; see engine.h).
 int purge_now(wf_engine *h, int64_t *removed_out, bool vacuum) {
   return guard(h, [&] {
+    if (eng(h).opt.read_only) wf::fail(WF_ESTATE, wf::kReadOnlyRefusal);
     int64_t n = eng(h).purge_now(vacuum);
     if (removed_out) *removed_out = n;
     return WF_OK;

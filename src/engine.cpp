@@ -58,7 +58,7 @@ Options parse_options(const char *options_json) {
               "drain_timeout_ms", "group_commit_wait_us", "checkpoint_pages", "vfs",
               "encryption_key", "max_interruptions", "abandon_after_ms", "tx_timeout_ms",
               "retain_events_ms", "retain_sagas_ms", "retain_dead_ms", "retain_attempts_ms",
-              "purge_interval_ms", "async_queue_max", "async_queue_bytes"},
+              "purge_interval_ms", "async_queue_max", "async_queue_bytes", "read_only"},
              w);
   // clang-format on
   std::string d = get_string(doc, "durability", w, false, "full");
@@ -97,6 +97,10 @@ Options parse_options(const char *options_json) {
   o.async_queue_max = get_int(doc, "async_queue_max", w, 10000, 1, 10000000);
   o.async_queue_bytes =
       get_int(doc, "async_queue_bytes", w, INT64_C(64) << 20, 1024, INT64_C(1) << 40);
+  if (doc.contains("read_only")) {
+    if (!doc["read_only"].is_boolean()) fail(WF_EINVAL, "options: \"read_only\" must be a boolean");
+    o.read_only = doc["read_only"].get<bool>();
+  }
   return o;
 }
 
@@ -334,6 +338,10 @@ void Engine::open_body() {
                                "\": SQLite cannot open the same file again in the child; open "
                                "engines after fork (or exec)");
     }
+  }
+  if (opt.read_only) {
+    open_read_only();
+    return;
   }
   write_db = std::make_unique<Db>(path, false, opt.busy_timeout_ms, opt.vfs);
   // Decide whether the file is usable before changing anything in it (the
@@ -679,8 +687,8 @@ void Engine::check_own_tx(const char *what) {
 // A database written with a key records a sealed check value; opening it
 // without the key, or with another key, fails here rather than later.
 void Engine::check_encryption_key() {
-  Db &db = *write_db;
-  db.exec("BEGIN IMMEDIATE");
+  Db &db = opt.read_only ? *api_db : *write_db;
+  db.exec(opt.read_only ? "BEGIN" : "BEGIN IMMEDIATE");
   try {
     static const char *kCheck = "wfengine encryption key check";
     std::string stored;
@@ -703,7 +711,7 @@ void Engine::check_encryption_key() {
       }
       if (plain != kCheck)
         fail(WF_EINVAL, "encryption_key does not match the key this database was written with");
-    } else if (cipher) {
+    } else if (cipher && !opt.read_only) {
       auto st = db.prepare("INSERT INTO wf_meta(k, v) VALUES('enc_check', ?1)");
       st->bind(1, cipher->seal(kCheck, "wf_meta.enc_check")).exec();
     }
@@ -765,6 +773,7 @@ void Engine::recover_on_open() {
       auto st = db.prepare("DELETE FROM wf_boots WHERE boot_id = ?1");
       st->bind(1, b).exec();
     }
+    if (!gone.empty()) forget_boot_effects(db);
     // Our slot: free in the table and not locked by anyone (a live engine
     // whose row was removed as stale still holds its lock).
     int64_t slot = boot_lock.acquire(taken);
@@ -805,6 +814,11 @@ void Engine::post_hints(const WriteCtx &w) {
 }
 
 void Engine::submit(WriteReq req) {
+  if (opt.read_only) {
+    // No writer runs: the request fails at once (its waiter must not hang).
+    if (req.after) req.after(WF_ESTATE, kReadOnlyRefusal);
+    return;
+  }
   {
     std::lock_guard<std::mutex> g(wq_mu);
     if (req.durable) ++wq_durable;
@@ -824,6 +838,10 @@ struct Waiter {
 }  // namespace
 
 int Engine::submit_wait(std::function<void(WriteCtx &)> fn, bool savepoint) {
+  if (opt.read_only) {
+    set_last_error(kReadOnlyRefusal);
+    return WF_ESTATE;
+  }
   Waiter w;
   WriteReq r;
   r.fn = std::move(fn);

@@ -82,9 +82,17 @@ struct Options {
   int64_t purge_interval_ms = 1000;                     // background purge pass period
   int64_t async_queue_max = 10000;                      // accepted async writes not yet called back
   int64_t async_queue_bytes = INT64_C(64) << 20;        // their documents' bytes
+  // Inspection only (wfctl): no writer, no threads, no migration, no boot;
+  // every write is refused with WF_ESTATE (src/read.cpp, docs/options.md).
+  bool read_only = false;
 };
 
 Options parse_options(const char *options_json);
+// Removes the wf_boot_effects rows of boots no longer in wf_boots
+// (lifecycle.cpp; in the transaction that removed them).
+void forget_boot_effects(Db &db);
+// The message of every write refused by an engine opened with read_only.
+extern const char *const kReadOnlyRefusal;
 EffectPolicy parse_policy(const char *policy_json, const Limits &lim);
 // The policy keys of an already parsed object (other keys are ignored).
 EffectPolicy parse_policy_doc(const json &doc);
@@ -321,7 +329,8 @@ struct Outcome {
 struct Engine {
   explicit Engine(const std::string &path, Options opt);
   ~Engine();
-  void open_body();  // the constructor's work after the logger started
+  void open_body();       // the constructor's work after the logger started
+  void open_read_only();  // open_body for the read_only option (read.cpp)
 
   // --- clock: now() is the wall clock (or the injected one) for stored
   // instants; mono() is a monotonic clock in ms for intervals (poll, lease

@@ -413,6 +413,22 @@ bool dead_letter_claimed(Db &db, CountDeltas &cd, const std::string &boot, int64
 
 // ------------------------------------------------------------- BootLock
 
+int boot_slot_held(const std::string &db_path, int64_t slot) {
+  std::string p = db_path + "-wfboots";
+  int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  struct flock fl = {};
+  fl.l_type = F_WRLCK;
+  fl.l_whence = SEEK_SET;
+  fl.l_start = static_cast<off_t>(slot);
+  fl.l_len = 1;
+  fl.l_pid = 0;
+  int rc = fcntl(fd, F_OFD_GETLK, &fl);
+  ::close(fd);  // an OFD test lock: closing this descriptor releases nothing of others
+  if (rc != 0) return -1;
+  return fl.l_type != F_UNLCK ? 1 : 0;
+}
+
 BootLock::~BootLock() { close(); }
 
 void BootLock::open(const std::string &db_path) {

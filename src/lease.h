@@ -138,6 +138,11 @@ int64_t next_due(Db &db, int64_t now, const std::vector<std::string> &effects);
 // descriptor of its open file description is closed, i.e. when the engine
 // closes or its process dies (and every process that inherited the
 // descriptor across fork() has exited or closed it).
+// From another process that only reads (wfctl): 1 when some process holds
+// `slot` of `<db_path>-wfboots`, 0 when nobody does, -1 when it cannot tell
+// (no such file, no OFD locks). Never creates the file.
+int boot_slot_held(const std::string &db_path, int64_t slot);
+
 class BootLock {
  public:
   BootLock() = default;

@@ -6,6 +6,7 @@
 namespace wf {
 
 void start(Engine &e) {
+  if (e.opt.read_only) fail(WF_ESTATE, std::string("wf_start: ") + kReadOnlyRefusal);
   if (e.closed || e.draining) fail(WF_ECLOSED, "engine is draining or closed");
   bool expected = false;
   if (!e.started.compare_exchange_strong(expected, true))
@@ -60,6 +61,7 @@ int drain(Engine &e, int64_t timeout_ms, bool for_close) {
 }
 
 void sync(Engine &e) {
+  if (e.opt.read_only) return;  // nothing is ever written: nothing to wait for
   if (e.started && std::this_thread::get_id() == e.loop_tid)
     fail(WF_EBUSY, "wf_sync cannot be called from a provider callback");
   e.check_own_tx("wf_sync");
@@ -106,6 +108,12 @@ void sync(Engine &e) {
 void close_engine(Engine *e) {
   if (e->started && std::this_thread::get_id() == e->loop_tid)
     fail(WF_EBUSY, "wf_close cannot be called from a provider callback");
+  if (e->opt.read_only) {
+    // Nothing runs and nothing was registered in the file.
+    e->closed = true;
+    delete e;
+    return;
+  }
   try {
     drain(*e, e->opt.drain_timeout_ms, true);
   } catch (const Error &) {
@@ -138,6 +146,7 @@ void close_engine(Engine *e) {
     lease::interrupt_owner(w.db, w.counts, boot, w.now, "engine closed during the attempt", false);
     auto b = w.db.prepare("DELETE FROM wf_boots WHERE boot_id = ?1");
     b->bind(1, boot).exec();
+    forget_boot_effects(w.db);
   });
   e->log(WF_LOG_INFO, "engine closed");
   delete e;
@@ -157,11 +166,33 @@ void install_effect(Engine &e, const std::shared_ptr<EffectState> &st, const cha
       fail(WF_EEXIST, std::string(what) + ": effect \"" + st->name + "\" is already registered");
     e.effects[st->name] = st;
   }
+  record_effect(e, st->name);
   bool builtin = st->builtin != nullptr;
   e.notify_loop([builtin](Engine::Inbox &in) {
     in.wake = true;
     in.providers = in.providers || builtin;
   });
+}
+
+void record_effect(Engine &e, const std::string &effect) {
+  if (e.opt.read_only) return;
+  // Not awaited: the row is for other processes' diagnostics (wfctl stuck).
+  WriteReq r;
+  std::string boot = e.boot_id;
+  r.fn = [boot, effect](WriteCtx &w) {
+    auto st = w.db.prepare(
+        "INSERT OR REPLACE INTO wf_boot_effects(boot_id, effect, registered_at) "
+        "VALUES(?1, ?2, ?3)");
+    st->bind(1, boot).bind(2, effect).bind(3, w.now).exec();
+  };
+  r.after = [](int, const std::string &) {};
+  e.submit(std::move(r));
+}
+
+void forget_boot_effects(Db &db) {
+  auto st =
+      db.prepare("DELETE FROM wf_boot_effects WHERE boot_id NOT IN (SELECT boot_id FROM wf_boots)");
+  st->exec();
 }
 
 void register_effect(Engine &e, const char *effect, const char *policy_json, wf_effect_fn fn,

@@ -242,6 +242,7 @@ int64_t oldest_ready(Db &db, const std::string &effect, const std::optional<std:
 }  // namespace
 
 void check_writable(Engine &e) {
+  if (e.opt.read_only) fail(WF_ESTATE, kReadOnlyRefusal);
   if (e.closed || e.draining) fail(WF_ECLOSED, "engine is draining or closed");
   e.check_own_tx("write");
 }

@@ -52,6 +52,17 @@ int64_t dead_purge(Engine &e, const char *filter_json);
 json stats(Engine &e, const char *filter_json, bool by_tenant = true);
 std::string metrics(Engine &e);
 
+// Read API (read.cpp): JSON listings on the API read connection.
+std::string jobs_list(Engine &e, const char *filter_json);
+std::string job_get(Engine &e, const char *tenant, const char *id_or_key);
+std::string schedules_list(Engine &e, const char *filter_json);
+std::string sagas_list(Engine &e, const char *filter_json);
+std::string saga_show(Engine &e, const char *tenant, const char *saga, const char *corr);
+std::string events_list(Engine &e, const char *filter_json);
+std::string engines_list(Engine &e);
+std::string check(Engine &e, const char *options_json);
+void backup(Engine &e, const char *dest_path);
+
 // Lifecycle (lifecycle.cpp).
 void start(Engine &e);
 int drain(Engine &e, int64_t timeout_ms, bool for_close = false);
@@ -64,6 +75,9 @@ void check_effect_name(const Engine &e, const char *effect, const char *what);
 void install_effect(Engine &e, const std::shared_ptr<EffectState> &st, const char *what);
 void register_effect(Engine &e, const char *effect, const char *policy_json, wf_effect_fn fn,
                      void *user);
+// Records `effect` as served by this boot (wf_boot_effects, for wfctl stuck)
+// and removes the rows of boots no longer in wf_boots.
+void record_effect(Engine &e, const std::string &effect);
 // wf_effect_register_builtin (providers/builtin.cpp); `handle` is the public
 // handle given to the provider.
 void register_builtin(Engine &e, wf_engine *handle, const char *effect, const char *config_json);

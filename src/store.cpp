@@ -498,6 +498,22 @@ DROP INDEX wf_jobs_due;
 CREATE INDEX wf_jobs_due ON wf_jobs(effect, run_at) WHERE state = 0 AND run_at > created_at;
 )sql";
 
+// ---- Version 8 (issue 11, read API / wfctl): effects registered per boot,
+// so another process (wfctl stuck) can tell whether any live engine serves
+// an effect. Written at registration (lifecycle.cpp, record_effect), removed
+// with the boot's row (close, recovery of stopped boots). Self-contained:
+// renumber freely at merge.
+static const char *kSchemaV8 = R"sql(
+CREATE TABLE wf_boot_effects(
+  boot_id TEXT NOT NULL,
+  effect TEXT NOT NULL,
+  registered_at INTEGER NOT NULL,
+  PRIMARY KEY(boot_id, effect)
+) WITHOUT ROWID;
+CREATE INDEX wf_boot_effects_effect ON wf_boot_effects(effect);
+)sql";
+// ---- end of version 8
+
 namespace {
 
 // The migration steps: step N brings a file from version N - 1 to N. To add
@@ -526,6 +542,9 @@ void apply_migration(Db &db, int to) {
       return;
     case 7:
       db.exec(kSchemaV7);
+      return;
+    case 8:
+      db.exec(kSchemaV8);
       return;
     default:
       fail(WF_EINTERNAL, "no migration step to schema version " + std::to_string(to));
@@ -573,6 +592,8 @@ const char *migration_sql(int to) {
       return kSchemaV6;
     case 7:
       return kSchemaV7;
+    case 8:
+      return kSchemaV8;
     default:
       return nullptr;
   }

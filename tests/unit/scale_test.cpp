@@ -279,13 +279,15 @@ TEST_F(ScaleTest, OldestReadyAcrossPrioritiesAndDelayedJobs) {
   EXPECT_TRUE(sink.wait_count(1));
 }
 
-// A file of schema version 5 (before the counts) gets its counts from its
-// jobs when it is migrated.
+// A file of the schema version before the counts (step 6) gets its counts
+// from its jobs when it is migrated.
 TEST_F(ScaleTest, MigrationBackfillsCounts) {
+  constexpr int kCountsStep = 6;
   {
     wf::Db db(path, false, 5000);
-    for (int v = 1; v <= 5; ++v) db.exec(wf::migration_sql(v));
-    db.exec("INSERT INTO wf_meta(k, v) VALUES('schema_version', '5')");
+    for (int v = 1; v < kCountsStep; ++v) db.exec(wf::migration_sql(v));
+    auto st = db.prepare("INSERT INTO wf_meta(k, v) VALUES('schema_version', ?1)");
+    st->bind(1, std::to_string(kCountsStep - 1)).exec();
     db.exec(
         "INSERT INTO wf_jobs(tenant, effect, payload, metadata, run_at, state, created_at) VALUES"
         "('a', 'e', '1', '{}', 0, 0, 0), ('a', 'e', '1', '{}', 0, 1, 0), "
