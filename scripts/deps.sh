@@ -5,7 +5,8 @@
 set -euo pipefail
 PKGS=(build-essential cmake ninja-build pkg-config libsqlite3-dev sqlite3 libuv1-dev
       nlohmann-json3-dev libmbedtls-dev libcurl4-openssl-dev googletest libgtest-dev
-      libbenchmark-dev clang-format libhowardhinnant-date-dev tzdata)
+      libbenchmark-dev clang-format libhowardhinnant-date-dev tzdata libhttp-parser-dev
+      prometheus)
 if (($# > 0)); then PKGS=("$@"); fi
 missing=()
 for p in "${PKGS[@]}"; do

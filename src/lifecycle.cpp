@@ -11,7 +11,7 @@ void start(Engine &e) {
   if (!e.started.compare_exchange_strong(expected, true))
     fail(WF_ESTATE, "wf_start: the engine is already started");
   e.loop_thread = std::thread([&e] { e.loop_main(); });
-  e.log(WF_LOG_INFO, "engine started", json{{"path", e.path}});
+  e.log(WF_LOG_INFO, "engine started", json{{"event", "engine.started"}, {"path", e.path}});
 }
 
 void close_started(Engine &e) {
@@ -139,7 +139,7 @@ void close_engine(Engine *e) {
     auto b = w.db.prepare("DELETE FROM wf_boots WHERE boot_id = ?1");
     b->bind(1, boot).exec();
   });
-  e->log(WF_LOG_INFO, "engine closed");
+  e->log(WF_LOG_INFO, "engine closed", json{{"event", "engine.closed"}});
   delete e;
 }
 
