@@ -158,7 +158,12 @@ std::string error_response(int status) {
 
 namespace {
 struct AdminConn;
+// strerror_r (GNU form): std::strerror is not thread safe.
+std::string errno_text(int err) {
+  char buf[128];
+  return strerror_r(err, buf, sizeof buf);
 }
+}  // namespace
 
 struct AdminServer {
   Engine *e = nullptr;
@@ -488,13 +493,14 @@ void Engine::admin_bind() {
   auto s = std::make_shared<AdminServer>();
   s->e = this;
   s->fd = ::socket(addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-  if (s->fd < 0) fail(WF_EIO, std::string("admin_listen: socket: ") + std::strerror(errno));
+  if (s->fd < 0)
+    fail(WF_EIO, std::string("options: \"admin_listen\": socket: ") + errno_text(errno));
   int one = 1;
   ::setsockopt(s->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   if (::bind(s->fd, reinterpret_cast<sockaddr *>(&addr), len) != 0 || ::listen(s->fd, 64) != 0) {
     int err = errno;
     fail(err == EADDRINUSE ? WF_EBUSY : WF_EIO,
-         "options: \"admin_listen\" " + opt.admin_listen + ": " + std::strerror(err));
+         "options: \"admin_listen\" " + opt.admin_listen + ": " + errno_text(err));
   }
   sockaddr_storage bound;
   socklen_t blen = sizeof bound;

@@ -37,7 +37,7 @@ std::string prom_escape(const std::string &v) {
 namespace {
 std::string num(double v) {
   char b[64];
-  std::snprintf(b, sizeof b, "%.9g", v);
+  (void)std::snprintf(b, sizeof b, "%.9g", v);
   return b;
 }
 }  // namespace

@@ -790,8 +790,9 @@ std::string metrics(Engine &e) {
        "gauge");
   {
     char b[32];
-    std::snprintf(b, sizeof b, "%.3f",
-                  static_cast<double>(s["outbox"]["oldest_ready_age_ms"].get<int64_t>()) / 1000.0);
+    (void)std::snprintf(
+        b, sizeof b, "%.3f",
+        static_cast<double>(s["outbox"]["oldest_ready_age_ms"].get<int64_t>()) / 1000.0);
     o += std::string("wfengine_outbox_oldest_ready_age_seconds ") + b + "\n";
   }
   one("wfengine_dead_letters", "Jobs in the dead-letter table.", "gauge", s["dead"].get<int64_t>());
