@@ -34,7 +34,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (a == 413 && size <= 512) abort();
   if (a != 0 && a != 200) {
     std::string r = wf::admin::error_response(a);
-    if (r.compare(0, 13, "HTTP/1.1 " + std::to_string(a)) != 0) abort();
+    std::string head = "HTTP/1.1 " + std::to_string(a) + " ";
+    if (r.compare(0, head.size(), head) != 0) abort();
   }
   return 0;
 }
