@@ -219,6 +219,10 @@ WF_API const char *wf_job_tenant(const wf_job *j);
 WF_API const char *wf_job_effect(const wf_job *j);
 WF_API const char *wf_job_payload(const wf_job *j, size_t *len); /* JSON text */
 WF_API const char *wf_job_metadata(const wf_job *j);             /* JSON object */
+/* When the job carries a W3C trace context (its "traceparent", from the job
+ * document, its metadata or the saga event that emitted it), the metadata
+ * seen here holds "traceparent" with a new span id for this attempt,
+ * "parent_span_id" (the stored span) and "tracestate": see docs/tracing.md. */
 WF_API int wf_job_attempt(const wf_job *j);                      /* 1-based */
 
 /* Completes the attempt successfully. `result_json` may be NULL (an invalid
@@ -247,7 +251,9 @@ WF_API int wf_job_fail(wf_job *j, const char *error);
 /* ------------------------------------------------------------------ outbox */
 
 /* Enqueues one job: {"effect", "payload"?, "tenant"?, "key"?, "run_at"? |
- * "delay_ms"?, "priority"?, "max_attempts"?, "metadata"?}. Returns after the
+ * "delay_ms"?, "priority"?, "max_attempts"?, "metadata"?, "traceparent"?,
+ * "tracestate"?} (other top-level fields go into metadata; a malformed
+ * traceparent / tracestate, there or in metadata, is WF_EINVAL). Returns after the
  * commit is durable. *id_out (may be NULL) receives the job id; with
  * WF_EEXIST it receives the id of the job that already holds the key. */
 WF_API int wf_enqueue(wf_engine *e, const char *job_json, char **id_out);
@@ -339,7 +345,9 @@ WF_API int wf_saga_register(wf_engine *e, const char *saga, const char *spec_jso
                             void *user);
 
 /* Submits an event {"event_id", "type", "tenant"?, "correlation_id"?,
- * "payload"?, "traceparent"?, "occurred_at"?}: durable on return,
+ * "payload"?, "traceparent"?, "tracestate"?, "occurred_at"?} (a malformed
+ * W3C traceparent / tracestate is WF_EINVAL; the context goes on to the
+ * jobs the saga step emits, docs/tracing.md): durable on return,
  * deduplicated by (tenant, event_id) with WF_EEXIST. Events that no
  * registered saga takes are kept and counted as unmatched. */
 WF_API int wf_submit(wf_engine *e, const char *event_json);
@@ -412,7 +420,13 @@ WF_API int wf_tx_rollback(wf_tx *t);
  * blocks writers. */
 WF_API int wf_stats(wf_engine *e, const char *filter_json, char **json_out);
 
-/* Prometheus text exposition of the same figures. */
+/* Prometheus text exposition (format 0.0.4) of the same figures plus
+ * counters and histograms: names start with wfengine_ (e.g.
+ * wfengine_jobs_completed_total{effect}, wfengine_effect_duration_seconds,
+ * wfengine_outbox_jobs{effect,state}); the tenant label only with the option
+ * metrics_by_tenant. Reference and alert rules: docs/operations.md. With the
+ * option admin_listen the engine serves it itself at GET /metrics, with
+ * /health, /ready and /info (the bound port: wf_stats engine.admin_port). */
 WF_API int wf_metrics(wf_engine *e, char **text_out);
 
 /* Dead letters matching the filter {"tenant"?, "effect"?, "ids"?: [...],
@@ -527,6 +541,11 @@ WF_API int wf_backup(wf_engine *e, const char *path);
  * running and is not called again (not so when called from a provider
  * callback, reducer or the logger itself: there it does not wait). fn NULL
  * removes the logger. */
+/* A line: {"ts","level","msg","boot_id","event"?, ids...}, "event" from the
+ * vocabulary in docs/operations.md, "Logs" (job.dispatched, job.completed,
+ * job.retry_scheduled, job.dead, saga.step, schedule.fired, ...) with the ids
+ * in play (tenant, job_id, key, effect, saga, correlation_id, trace_id).
+ * Payloads, results and the encryption key are never logged. */
 typedef void (*wf_log_fn)(void *user, int level, const char *json_line);
 WF_API int wf_set_logger(wf_engine *e, int min_level, wf_log_fn fn, void *user);
 

@@ -6,7 +6,8 @@ set -euo pipefail
 PKGS=(build-essential cmake ninja-build pkg-config libsqlite3-dev sqlite3 libuv1-dev
       nlohmann-json3-dev libmbedtls-dev libcurl4-openssl-dev googletest libgtest-dev
       libbenchmark-dev clang-format libhowardhinnant-date-dev tzdata
-      libnats-dev nats-server python3 openssl libcli11-dev)
+      libnats-dev nats-server python3 openssl libcli11-dev
+      libhttp-parser-dev prometheus)
 if (($# > 0)); then PKGS=("$@"); fi
 missing=()
 for p in "${PKGS[@]}"; do

@@ -8,7 +8,7 @@
 # to build-fuzz/logs/<target>.log.
 #
 # Usage: scripts/fuzz.sh [seconds-per-target] [target...]
-#   targets: job options cron event schedule saga_output nats_config nats_message http (default: all)
+#   targets: job options cron event schedule saga_output nats_config nats_message http admin (default: all)
 # Exits non-zero if any target crashed, leaked, timed out or broke a property
 # (the targets abort() on a property violation). To reproduce a crash:
 #   build-fuzz/fuzz/<target>_fuzzer build-fuzz/artifacts/<target>-crash-...
@@ -18,7 +18,7 @@ cd "$(dirname "$0")/.."
 
 SECS=${1:-300}
 if [ $# -gt 0 ]; then shift; fi
-ALL=(job options cron event schedule saga_output nats_config nats_message http)
+ALL=(job options cron event schedule saga_output nats_config nats_message http admin)
 TARGETS=("$@")
 if ((${#TARGETS[@]} == 0)); then TARGETS=("${ALL[@]}"); fi
 BUILD=${FUZZ_BUILD_DIR:-build-fuzz}

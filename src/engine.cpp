@@ -11,7 +11,9 @@
 #include <cmath>
 #include <cstring>
 
+#include "admin.h"
 #include "failpoint.h"
+#include "trace.h"
 
 namespace wf {
 
@@ -45,6 +47,16 @@ int64_t Backoff::delay(int failures, std::mt19937_64 &rng) const {
   return ms;
 }
 
+namespace {
+bool get_flag(const json &o, const char *field, const char *what, bool def) {
+  auto it = o.find(field);
+  if (it == o.end() || it->is_null()) return def;
+  if (!it->is_boolean())
+    fail(WF_EINVAL, std::string(what) + ": \"" + field + "\" must be true or false");
+  return it->get<bool>();
+}
+}  // namespace
+
 Options parse_options(const char *options_json) {
   Options o;
   if (!options_json || !*options_json) return o;
@@ -58,7 +70,9 @@ Options parse_options(const char *options_json) {
               "drain_timeout_ms", "group_commit_wait_us", "checkpoint_pages", "vfs",
               "encryption_key", "max_interruptions", "abandon_after_ms", "tx_timeout_ms",
               "retain_events_ms", "retain_sagas_ms", "retain_dead_ms", "retain_attempts_ms",
-              "purge_interval_ms", "async_queue_max", "async_queue_bytes", "read_only"},
+              "purge_interval_ms", "async_queue_max", "async_queue_bytes", "metrics_by_tenant",
+              "admin_listen", "admin_allow_remote", "admin_max_connections",
+              "admin_idle_timeout_ms", "read_only"},
              w);
   // clang-format on
   std::string d = get_string(doc, "durability", w, false, "full");
@@ -100,6 +114,16 @@ Options parse_options(const char *options_json) {
   if (doc.contains("read_only")) {
     if (!doc["read_only"].is_boolean()) fail(WF_EINVAL, "options: \"read_only\" must be a boolean");
     o.read_only = doc["read_only"].get<bool>();
+  }
+  o.metrics_by_tenant = get_flag(doc, "metrics_by_tenant", w, false);
+  o.admin_listen = get_string(doc, "admin_listen", w, false, "");
+  o.admin_allow_remote = get_flag(doc, "admin_allow_remote", w, false);
+  o.admin_max_connections = static_cast<int>(get_int(doc, "admin_max_connections", w, 16, 1, 1024));
+  o.admin_idle_timeout_ms = get_int(doc, "admin_idle_timeout_ms", w, 10000, 10, 3600000);
+  if (!o.admin_listen.empty()) {
+    sockaddr_storage addr;
+    socklen_t len;
+    admin::parse_listen(o.admin_listen, o.admin_allow_remote, &addr, &len);
   }
   return o;
 }
@@ -187,6 +211,7 @@ NewJob decode_job(const json &doc, const Options &opt, int64_t now, const char *
       if (it.key() == n) k = true;
     if (!k && !meta.contains(it.key())) meta[it.key()] = it.value();
   }
+  trace::check_fields(meta, what);
   j.metadata = meta.dump();
   if (j.metadata.size() > 65536)
     fail(WF_ETOOBIG, std::string(what) + ": \"metadata\" is over 65536 bytes");
@@ -339,10 +364,14 @@ void Engine::open_body() {
                                "engines after fork (or exec)");
     }
   }
+  metrics.by_tenant = opt.metrics_by_tenant;
   if (opt.read_only) {
     open_read_only();
     return;
   }
+  // The admin endpoint's socket first: a bad address or a port in use fails
+  // the open before any thread starts or anything in the file changes.
+  admin_bind();
   write_db = std::make_unique<Db>(path, false, opt.busy_timeout_ms, opt.vfs);
   // Decide whether the file is usable before changing anything in it (the
   // WAL switch below rewrites the header): a newer schema, tables named like
@@ -467,7 +496,10 @@ void Engine::open_body() {
       g_open_files.push_back({st.st_dev, st.st_ino, fork_gen, this});
   }
   log(WF_LOG_INFO, "engine opened",
-      json{{"path", path}, {"schema_version", kSchemaVersion}, {"encrypted", cipher != nullptr}});
+      json{{"event", "engine.opened"},
+           {"path", path},
+           {"schema_version", kSchemaVersion},
+           {"encrypted", cipher != nullptr}});
 }
 
 void Engine::checkpointer_main() {
@@ -786,10 +818,13 @@ void Engine::recover_on_open() {
     else
       st->bind_null(5);  // no OFD locks here: liveness by heartbeat (and pid)
     st->exec();
+    auto tally = metrics.tally(counts);
     lease::flush_counts(db, counts);
     db.exec("COMMIT");
+    Metrics::apply(tally);
     if (reclaimed) {
       json f;
+      f["event"] = "jobs.recovered";
       f["jobs"] = reclaimed;
       f["boots"] = gone;
       log(WF_LOG_WARN, "recovered jobs leased by stopped engines", f);
@@ -1030,8 +1065,13 @@ void Engine::run_batch(std::vector<WriteReq> &batch) {
           db.prepare(kSqlRelease)->exec();
         }
       }
+      auto tally = metrics.tally(w.counts);
       lease::flush_counts(db, w.counts);
+      int64_t c0 = mono_us();
       db.exec("COMMIT");
+      metrics.commit_latency.observe(mono_us() - c0);
+      metrics.batch_size.observe(static_cast<int64_t>(batch.size()));
+      note_commit(w, tally);
       n_commits.fetch_add(1, std::memory_order_relaxed);
       if (want_full) WF_FAILPOINT("after_commit_before_return");
     } catch (const Error &e) {

@@ -20,6 +20,7 @@
 
 #include "crypto.h"
 #include "lease.h"
+#include "metrics.h"
 #include "store.h"
 #include "util.h"
 
@@ -85,6 +86,14 @@ struct Options {
   // Inspection only (wfctl): no writer, no threads, no migration, no boot;
   // every write is refused with WF_ESTATE (src/read.cpp, docs/options.md).
   bool read_only = false;
+  // Telemetry (docs/operations.md): job counters per tenant too (cardinality).
+  bool metrics_by_tenant = false;
+  // Admin HTTP endpoint (admin.cpp): "host:port" ("" = off), loopback only
+  // unless admin_allow_remote.
+  std::string admin_listen;
+  bool admin_allow_remote = false;
+  int admin_max_connections = 16;
+  int64_t admin_idle_timeout_ms = 10000;
 };
 
 Options parse_options(const char *options_json);
@@ -207,6 +216,13 @@ struct JobCtx {
   int priority;
   int64_t run_at;
   std::string origin;
+  // Telemetry (loop thread, set at dispatch): counters of the job's effect,
+  // dispatch instant (monotonic us), the trace context stored with the job
+  // (its metadata's traceparent / tracestate, "" if none) and its
+  // correlation id; `metadata` then holds the attempt's (new span id).
+  JobCounters *mc = nullptr;
+  int64_t dispatch_us = 0;
+  std::string traceparent, tracestate, correlation_id;
   std::atomic<AttemptState> state{AttemptState::kRunning};
   // Set at dispatch, taken (exactly once) by the host's completion.
   std::mutex host_mu;
@@ -235,7 +251,12 @@ struct WriteCtx {
   int64_t next_sched = INT64_MAX;
   // Changes to wf_jobs rows, written to wf_job_counts before COMMIT.
   lease::CountDeltas counts = {};
+  // Metrics of the transaction, added once it committed.
+  int64_t events_submitted = 0, events_unmatched = 0, schedules_fired = 0;
   void merge(const WriteCtx &o) {
+    events_submitted += o.events_submitted;
+    events_unmatched += o.events_unmatched;
+    schedules_fired += o.schedules_fired;
     ready_now |= o.ready_now;
     next_due = std::min(next_due, o.next_due);
     saga_ready |= o.saga_ready;
@@ -275,6 +296,7 @@ struct HostTx {
   bool saga_ready = false;                                // GUARDED_BY(mu)
   int64_t next_sched = INT64_MAX;                         // GUARDED_BY(mu)
   lease::CountDeltas counts;                              // GUARDED_BY(mu): flushed at commit
+  int64_t events_submitted = 0, events_unmatched = 0;     // GUARDED_BY(mu): metrics at commit
   bool failed = false;                                    // a statement failed with the tx doomed
   std::shared_ptr<HostTx> owner_ref;                      // the C handle's reference
 };
@@ -568,6 +590,10 @@ struct Engine {
   std::atomic<std::thread::id> logger_tid{};
   static constexpr size_t kLogQueueMax = 4096;
   void log(int level, const std::string &msg, json fields = json::object());
+  // Whether a line at `level` would be delivered: callers test it before
+  // building the fields of debug lines, so those cost one atomic load when
+  // the level is above debug.
+  bool log_enabled(int level) const { return level >= log_level.load(std::memory_order_relaxed); }
   void logger_main();
   void start_logger();
   void stop_logger();  // delivers what is queued, then joins
@@ -606,6 +632,23 @@ struct Engine {
   void wait_async_delivered();
   std::atomic<int64_t> n_async_accepted{0}, n_async_waits{0}, n_caller_commits{0};
 
+  // --- metrics (metrics.h): labelled counters and histograms
+  Metrics metrics;
+  // What a transaction's WriteCtx counted, once it committed (writer).
+  void note_commit(const WriteCtx &w, const std::vector<Metrics::Tally> &t) {
+    Metrics::apply(t);
+    if (w.events_submitted) metrics.events_submitted.fetch_add(w.events_submitted);
+    if (w.events_unmatched) metrics.events_unmatched.fetch_add(w.events_unmatched);
+    if (w.schedules_fired) metrics.schedules_fired.fetch_add(w.schedules_fired);
+  }
+  // --- admin HTTP endpoint (admin.cpp), on the loop when admin_listen is set:
+  // the socket is bound at open, served from the loop's start to its stop.
+  std::shared_ptr<struct AdminServer> admin;
+  void admin_bind();    // at open: binds and listens (throws on failure)
+  void admin_attach();  // loop thread, at start
+  void admin_detach();  // loop thread, when stopping
+  int admin_port() const;
+
   // --- counters
   std::atomic<int64_t> n_enqueued{0}, n_completed{0}, n_retried{0}, n_dead{0}, n_timeouts{0},
       n_commits{0}, n_dispatched{0}, n_checkpoints{0}, n_checkpoint_failures{0},
@@ -628,7 +671,10 @@ struct Engine {
   // Outcome event of a saga-emitted job, in the completion's transaction.
   void emit_outcome_event(WriteCtx &w, const std::string &origin, const std::string &effect,
                           int64_t job_id, const std::string &key, bool ok, const std::string &text,
-                          int attempts);
+                          int attempts, const std::string &traceparent = "",
+                          const std::string &tracestate = "");
+  // The ids of a job for structured log lines (docs/operations.md, "Logs").
+  json job_fields(const JobCtx &j, const char *event) const;
   void recover_on_open();
   void release_inflight_on_close();
 };

@@ -130,10 +130,11 @@ const char *kTenantCountDeleteSql =
 
 // Steps a statement whose RETURNING gives (effect, tenant) and adds
 // (pending, running) to their counts for each row; returns the rows.
-int64_t count_rows(Stmt &st, lease::CountDeltas &cd, int64_t pending, int64_t running) {
+int64_t count_rows(Stmt &st, lease::CountDeltas &cd, int64_t pending, int64_t running,
+                   int64_t interrupted = 0) {
   int64_t n = 0;
   while (st.step()) {
-    lease::count_add(cd, st.col_text(0), st.col_text(1), pending, running);
+    lease::count_add(cd, st.col_text(0), st.col_text(1), pending, running, 0, interrupted);
     ++n;
   }
   return n;
@@ -148,6 +149,8 @@ void count_merge(CountDeltas &into, const CountDeltas &from) {
     auto &c = into[k];
     c.pending += v.pending;
     c.running += v.running;
+    c.enqueued += v.enqueued;
+    c.interrupted += v.interrupted;
   }
 }
 
@@ -384,7 +387,7 @@ int64_t interrupt_owner(Db &db, CountDeltas &cd, const std::string &owner, int64
   }
   auto st = db.prepare(count ? kInterruptOwnerSql : kReleaseOwnerSql);
   st->bind(1, now).bind(2, owner);
-  return count_rows(*st, cd, 1, -1);
+  return count_rows(*st, cd, 1, -1, 1);
 }
 
 int64_t reclaim_expired(Db &db, CountDeltas &cd, const std::string &boot, int64_t now,
@@ -395,7 +398,7 @@ int64_t reclaim_expired(Db &db, CountDeltas &cd, const std::string &boot, int64_
   }
   auto st = db.prepare(kReclaimSql);
   st->bind(1, now).bind(2, boot).bind(3, held_ids_json);
-  return count_rows(*st, cd, 1, -1);
+  return count_rows(*st, cd, 1, -1, 1);
 }
 
 bool dead_letter_claimed(Db &db, CountDeltas &cd, const std::string &boot, int64_t id, int attempt,

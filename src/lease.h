@@ -41,13 +41,18 @@ namespace lease {
 // is rolled back are dropped with it (WriteCtx::merge only on success).
 struct CountDelta {
   int64_t pending = 0, running = 0;
+  // Not stored: for the metrics (jobs inserted, attempts interrupted).
+  int64_t enqueued = 0, interrupted = 0;
 };
 using CountDeltas = std::map<std::pair<std::string, std::string>, CountDelta>;  // (effect, tenant)
 inline void count_add(CountDeltas &d, const std::string &effect, const std::string &tenant,
-                      int64_t pending, int64_t running) {
+                      int64_t pending, int64_t running, int64_t enqueued = 0,
+                      int64_t interrupted = 0) {
   auto &c = d[{effect, tenant}];
   c.pending += pending;
   c.running += running;
+  c.enqueued += enqueued;
+  c.interrupted += interrupted;
 }
 void count_merge(CountDeltas &into, const CountDeltas &from);
 // Writes the deltas into wf_job_counts and, summed per tenant, into

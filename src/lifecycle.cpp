@@ -12,7 +12,7 @@ void start(Engine &e) {
   if (!e.started.compare_exchange_strong(expected, true))
     fail(WF_ESTATE, "wf_start: the engine is already started");
   e.loop_thread = std::thread([&e] { e.loop_main(); });
-  e.log(WF_LOG_INFO, "engine started", json{{"path", e.path}});
+  e.log(WF_LOG_INFO, "engine started", json{{"event", "engine.started"}, {"path", e.path}});
 }
 
 void close_started(Engine &e) {
@@ -148,7 +148,7 @@ void close_engine(Engine *e) {
     b->bind(1, boot).exec();
     forget_boot_effects(w.db);
   });
-  e->log(WF_LOG_INFO, "engine closed");
+  e->log(WF_LOG_INFO, "engine closed", json{{"event", "engine.closed"}});
   delete e;
 }
 

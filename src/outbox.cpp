@@ -2,9 +2,12 @@
 // transactions, and the reads behind stats, metrics and dead-letter listings.
 #include "outbox.h"
 
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <array>
 #include <condition_variable>
+#include <cstdio>
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -50,7 +53,7 @@ void Engine::insert_job(WriteCtx &w, const NewJob &j, std::string *id, bool *exi
     st->bind_null(10);
   st->exec();
   *id = std::to_string(w.db.last_rowid());
-  lease::count_add(w.counts, j.effect, j.tenant, 1, 0);
+  lease::count_add(w.counts, j.effect, j.tenant, 1, 0, 1);
   n_enqueued.fetch_add(1, std::memory_order_relaxed);
   if (j.run_at <= w.now)
     w.ready_now = true;
@@ -530,6 +533,8 @@ void tx_merge(HostTx *tx, const WriteCtx &w) {
   tx->saga_ready |= w.saga_ready;
   tx->next_sched = std::min(tx->next_sched, w.next_sched);
   if (!w.counts.empty()) lease::count_merge(tx->counts, w.counts);
+  tx->events_submitted += w.events_submitted;
+  tx->events_unmatched += w.events_unmatched;
 }
 
 static void tx_clear(HostTx *tx) {
@@ -538,6 +543,7 @@ static void tx_clear(HostTx *tx) {
   tx->saga_ready = false;
   tx->next_sched = INT64_MAX;
   tx->counts.clear();
+  tx->events_submitted = tx->events_unmatched = 0;
 }
 
 // With tx->mu held and the transaction ended on the connection: tells the
@@ -654,8 +660,13 @@ int tx_commit(HostTx *tx) {
     err = "wf_tx_commit: the transaction failed earlier and was rolled back";
   } else {
     try {
+      auto tally = e.metrics.tally(tx->counts);
       lease::flush_counts(db, tx->counts);
       db.exec("COMMIT");
+      WriteCtx m{db, 0};
+      m.events_submitted = tx->events_submitted;
+      m.events_unmatched = tx->events_unmatched;
+      e.note_commit(m, tally);
       e.n_commits.fetch_add(1, std::memory_order_relaxed);
     } catch (const Error &ex) {
       rc = ex.code();
@@ -868,7 +879,9 @@ int64_t dead_requeue(Engine &e, const char *filter_json) {
       w.ready_now = true;
     }
   });
-  if (count) e.log(WF_LOG_INFO, "dead letters re-queued", json{{"count", count}});
+  if (count)
+    e.log(WF_LOG_INFO, "dead letters re-queued",
+          json{{"event", "dead.requeued"}, {"count", count}});
   return count;
 }
 
@@ -893,7 +906,8 @@ int64_t dead_purge(Engine &e, const char *filter_json) {
       count += w.db.changes();
     }
   });
-  if (count) e.log(WF_LOG_INFO, "dead letters purged", json{{"count", count}});
+  if (count)
+    e.log(WF_LOG_INFO, "dead letters purged", json{{"event", "dead.purged"}, {"count", count}});
   return count;
 }
 
@@ -1018,6 +1032,7 @@ json stats(Engine &e, const char *filter_json, bool by_tenant) {
   out["events"] = extra["events"];
   json eng;
   eng["boot_id"] = e.boot_id;
+  eng["admin_port"] = e.admin_port();
   eng["started"] = e.started.load();
   eng["draining"] = e.draining.load();
   eng["inflight"] = e.inflight_count.load();
@@ -1069,65 +1084,100 @@ json stats(Engine &e, const char *filter_json, bool by_tenant) {
 std::string metrics(Engine &e) {
   json s = stats(e, nullptr, false);
   std::string o;
-  auto esc = [](const std::string &v) {
-    std::string r;
-    for (char c : v) {
-      if (c == '\\' || c == '"') r.push_back('\\');
-      if (c == '\n') {
-        r += "\\n";
-        continue;
-      }
-      r.push_back(c);
-    }
-    return r;
-  };
-  auto gauge = [&](const char *name, const char *help, const char *type) {
+  o.reserve(16384);
+  auto head = [&](const char *name, const char *help, const char *type) {
     o += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n";
   };
-  gauge("wf_outbox_jobs", "Jobs in the outbox by effect and state.", "gauge");
+  auto one = [&](const char *name, const char *help, const char *type, int64_t v) {
+    head(name, help, type);
+    o += std::string(name) + " " + std::to_string(v) + "\n";
+  };
+  head("wfengine_build_info", "The library version (value 1).", "gauge");
+  o += std::string("wfengine_build_info{version=\"") + wf_version() + "\"} 1\n";
+  head("wfengine_outbox_jobs", "Jobs in the outbox by effect and state.", "gauge");
   for (auto &[eff, v] : s["outbox"]["by_effect"].items())
     for (const char *st : {"ready", "scheduled", "running"})
-      o += "wf_outbox_jobs{effect=\"" + esc(eff) + "\",state=\"" + st + "\"} " +
+      o += "wfengine_outbox_jobs{effect=\"" + prom_escape(eff) + "\",state=\"" + st + "\"} " +
            std::to_string(v[st].get<int64_t>()) + "\n";
-  gauge("wf_outbox_oldest_ready_age_ms", "Age of the oldest ready job.", "gauge");
-  o += "wf_outbox_oldest_ready_age_ms " +
-       std::to_string(s["outbox"]["oldest_ready_age_ms"].get<int64_t>()) + "\n";
-  gauge("wf_dead_letters", "Jobs in the dead-letter table.", "gauge");
-  o += "wf_dead_letters " + std::to_string(s["dead"].get<int64_t>()) + "\n";
-  gauge("wf_schedules_pending", "Durable schedules waiting to fire.", "gauge");
-  o += "wf_schedules_pending " + std::to_string(s["schedules"]["pending"].get<int64_t>()) + "\n";
-  gauge("wf_schedules_due", "Schedules due now and not yet fired.", "gauge");
-  o += "wf_schedules_due " + std::to_string(s["schedules"]["due"].get<int64_t>()) + "\n";
-  gauge("wf_schedules_parked", "Schedules whose firing failed, waiting for the host.", "gauge");
-  o += "wf_schedules_parked " + std::to_string(s["schedules"]["parked"].get<int64_t>()) + "\n";
-  gauge("wf_sagas", "Saga instances by status.", "gauge");
-  for (const char *st : {"active", "done", "parked"})
-    o += std::string("wf_sagas{status=\"") + st + "\"} " +
-         std::to_string(s["sagas"][st].get<int64_t>()) + "\n";
-  gauge("wf_saga_events_pending", "Events routed to sagas and not yet applied.", "gauge");
-  o += "wf_saga_events_pending " + std::to_string(s["events"]["pending"].get<int64_t>()) + "\n";
-  gauge("wf_events_unmatched", "Submitted events that no saga took.", "gauge");
-  o += "wf_events_unmatched " + std::to_string(s["events"]["unmatched"].get<int64_t>()) + "\n";
-  gauge("wf_inflight", "Attempts in flight in this engine.", "gauge");
-  o += "wf_inflight " + std::to_string(s["engine"]["inflight"].get<int64_t>()) + "\n";
-  gauge("wf_held_stale",
-        "Job handles the host still holds after the engine gave up on them (timed out, lease "
-        "lost).",
-        "gauge");
-  o += "wf_held_stale " + std::to_string(s["engine"]["held_stale"].get<int64_t>()) + "\n";
-  for (const char *c :
-       {"enqueued", "dispatched", "completed", "retried", "dead_lettered", "timeouts", "commits",
-        "checkpoints", "checkpoint_failures", "writer_checkpoints", "tx_timeouts", "log_dropped",
-        "leases_lost", "abandoned", "purged_rows", "purge_batches", "purge_failures",
-        "vacuumed_pages"}) {
-    std::string name = std::string("wf_") + c + "_total";
-    gauge(name.c_str(), "Counter since this engine was opened.", "counter");
-    o += name + " " + std::to_string(s["engine"][c].get<int64_t>()) + "\n";
+  head("wfengine_outbox_oldest_ready_age_seconds", "Age of the oldest ready job (0: none).",
+       "gauge");
+  {
+    char b[32];
+    (void)std::snprintf(
+        b, sizeof b, "%.3f",
+        static_cast<double>(s["outbox"]["oldest_ready_age_ms"].get<int64_t>()) / 1000.0);
+    o += std::string("wfengine_outbox_oldest_ready_age_seconds ") + b + "\n";
   }
-  gauge("wf_circuit_open", "1 when the effect's circuit breaker is open or half-open.", "gauge");
-  for (auto &[eff, v] : s["engine"]["effects"].items())
-    o += "wf_circuit_open{effect=\"" + esc(eff) + "\"} " + (v["circuit"] == "closed" ? "0" : "1") +
+  one("wfengine_dead_letters", "Jobs in the dead-letter table.", "gauge", s["dead"].get<int64_t>());
+  one("wfengine_schedules_pending", "Durable schedules waiting to fire.", "gauge",
+      s["schedules"]["pending"].get<int64_t>());
+  one("wfengine_schedules_due", "Schedules due now and not yet fired.", "gauge",
+      s["schedules"]["due"].get<int64_t>());
+  one("wfengine_schedules_parked", "Schedules whose firing failed, waiting for the host.", "gauge",
+      s["schedules"]["parked"].get<int64_t>());
+  head("wfengine_sagas", "Saga instances by status.", "gauge");
+  for (const char *st : {"active", "done", "parked"})
+    o += std::string("wfengine_sagas{status=\"") + st + "\"} " +
+         std::to_string(s["sagas"][st].get<int64_t>()) + "\n";
+  one("wfengine_saga_events_pending", "Events routed to sagas and not yet applied.", "gauge",
+      s["events"]["pending"].get<int64_t>());
+  one("wfengine_unmatched_events", "Stored events that no saga took.", "gauge",
+      s["events"]["unmatched"].get<int64_t>());
+  one("wfengine_inflight_attempts", "Attempts in flight in this engine.", "gauge",
+      s["engine"]["inflight"].get<int64_t>());
+  one("wfengine_held_stale_handles",
+      "Job handles the host still holds after the engine gave up on them (timed out, lease "
+      "lost).",
+      "gauge", s["engine"]["held_stale"].get<int64_t>());
+  one("wfengine_draining", "1 while the engine drains or after it stopped taking work.", "gauge",
+      s["engine"]["draining"].get<bool>() ? 1 : 0);
+  {
+    struct stat st;
+    int64_t wal = ::stat((e.path + "-wal").c_str(), &st) == 0 ? st.st_size : 0;
+    one("wfengine_wal_size_bytes", "Size of the database's WAL file.", "gauge", wal);
+  }
+  static const struct {
+    const char *key, *name, *help;
+  } engine_counters[] = {
+      {"commits", "wfengine_commits_total", "Write transactions committed."},
+      {"checkpoints", "wfengine_checkpoints_total", "Background WAL checkpoints run."},
+      {"checkpoint_failures", "wfengine_checkpoint_failures_total",
+       "Background WAL checkpoints that failed."},
+      {"writer_checkpoints", "wfengine_writer_checkpoints_total",
+       "Checkpoints the writer ran itself to restart a large WAL."},
+      {"tx_timeouts", "wfengine_tx_timeouts_total",
+       "Host transactions rolled back after tx_timeout_ms."},
+      {"log_dropped", "wfengine_log_lines_dropped_total",
+       "Log lines dropped because the logger queue was full."},
+      {"leases_lost", "wfengine_leases_lost_total",
+       "Attempts whose lease another engine reclaimed while they ran."},
+      {"abandoned", "wfengine_abandoned_total",
+       "Jobs dead-lettered because the host held a stale handle past abandon_after_ms."},
+      {"purged_rows", "wfengine_purged_rows_total", "Rows removed by retention."},
+      {"purge_batches", "wfengine_purge_batches_total", "Retention purge batches committed."},
+      {"purge_failures", "wfengine_purge_failures_total", "Retention purge batches that failed."},
+      {"vacuumed_pages", "wfengine_vacuumed_pages_total",
+       "Free pages returned to the file system by incremental vacuum."},
+  };
+  for (const auto &c : engine_counters)
+    one(c.name, c.help, "counter", s["engine"][c.key].get<int64_t>());
+  head("wfengine_circuit_state",
+       "Circuit breaker state of an effect registered here: 0 closed, 1 open, 2 half-open.",
+       "gauge");
+  for (auto &[eff, v] : s["engine"]["effects"].items()) {
+    const auto &c = v["circuit"];
+    o += "wfengine_circuit_state{effect=\"" + prom_escape(eff) + "\"} " +
+         (c == "closed" ? "0"
+          : c == "open" ? "1"
+                        : "2") +
          "\n";
+  }
+  head("wfengine_effect_inflight_attempts", "Attempts in flight in this engine by effect.",
+       "gauge");
+  for (auto &[eff, v] : s["engine"]["effects"].items())
+    o += "wfengine_effect_inflight_attempts{effect=\"" + prom_escape(eff) + "\"} " +
+         std::to_string(v["inflight"].get<int64_t>()) + "\n";
+  e.metrics.write(o);
   return o;
 }
 

@@ -11,6 +11,7 @@
 
 #include "engine.h"
 #include "failpoint.h"
+#include "trace.h"
 
 namespace wf {
 
@@ -84,6 +85,7 @@ void Engine::loop_main() {
   refresh_next_sched();
   saga_wake = true;
   attach_providers();
+  admin_attach();
   {
     std::lock_guard<std::mutex> g(inbox_mu);
     loop_alive = true;
@@ -146,6 +148,7 @@ void Engine::on_async_body(Inbox &in) {
     in.barriers.clear();
     stopping = true;
     detach_providers();
+    admin_detach();
     uv_timer_stop(timer);
     uv_close(reinterpret_cast<uv_handle_t *>(async), on_close_cb);
     uv_close(reinterpret_cast<uv_handle_t *>(timer), on_close_cb);
@@ -408,6 +411,24 @@ void Engine::dispatch(const std::shared_ptr<JobCtx> &j) {
     return;
   }
   j->started_at = now();
+  // Telemetry: the job's counters, its trace context, a new span id for
+  // this attempt (metadata the provider sees).
+  if (!j->mc) {
+    j->mc = &metrics.job(j->effect, j->tenant);
+    trace::Context tc = trace::from_metadata(j->metadata);
+    j->traceparent = std::move(tc.traceparent);
+    j->tracestate = std::move(tc.tracestate);
+    j->correlation_id = std::move(tc.correlation_id);
+    if (!j->traceparent.empty()) {
+      tc.traceparent = j->traceparent;
+      j->metadata = trace::attempt_metadata(j->metadata, tc, rng);
+    }
+  }
+  j->dispatch_us = mono_us();
+  j->mc->dispatched.fetch_add(1, std::memory_order_relaxed);
+  j->mc->latency.observe(std::max<int64_t>(0, sat_sub(j->started_at, j->run_at)) * 1000);
+  if (log_enabled(WF_LOG_DEBUG))
+    log(WF_LOG_DEBUG, "job dispatched", job_fields(*j, "job.dispatched"));
   int64_t m = mono();
   j->deadline = eff->policy.timeout_ms > 0 ? m + eff->policy.timeout_ms : INT64_MAX;
   {
@@ -448,20 +469,36 @@ void Engine::dead_letter_claimed(const std::shared_ptr<JobCtx> &j, const std::st
   auto eff = find_effect(j->effect);
   if (eff) eff->dead++;
   n_dead.fetch_add(1, std::memory_order_relaxed);
-  log(WF_LOG_WARN, "job dead-lettered",
-      json{{"job_id", j->id_str},
-           {"effect", j->effect},
-           {"tenant", j->tenant},
-           {"attempt", j->attempt - 1},
-           {"reason", reason}});
+  metrics.job(j->effect, j->tenant).dead.fetch_add(1, std::memory_order_relaxed);
+  trace::Context tc = trace::from_metadata(j->metadata);
+  j->traceparent = tc.traceparent;
+  j->tracestate = tc.tracestate;
+  j->correlation_id = tc.correlation_id;
+  json lf = job_fields(*j, "job.dead");
+  lf["attempt"] = j->attempt - 1;
+  lf["reason"] = reason;
+  log(WF_LOG_WARN, "job dead-lettered", lf);
   WriteReq r;
   std::string boot = boot_id;
-  r.fn = [this, j, boot, reason](WriteCtx &w) {
+  r.fn = [this, j, boot, reason, tc](WriteCtx &w) {
     if (!lease::dead_letter_claimed(w.db, w.counts, boot, j->id, j->attempt, w.now, reason)) return;
     if (!j->origin.empty())
-      emit_outcome_event(w, j->origin, j->effect, j->id, j->key, false, reason, j->attempt - 1);
+      emit_outcome_event(w, j->origin, j->effect, j->id, j->key, false, reason, j->attempt - 1,
+                         tc.traceparent, tc.tracestate);
   };
   submit(std::move(r));
+}
+
+json Engine::job_fields(const JobCtx &j, const char *event) const {
+  json f{{"event", event},
+         {"job_id", j.id_str},
+         {"tenant", j.tenant},
+         {"effect", j.effect},
+         {"attempt", j.attempt}};
+  if (!j.key.empty()) f["key"] = j.key;
+  if (!j.correlation_id.empty()) f["correlation_id"] = j.correlation_id;
+  if (!j.traceparent.empty()) f["trace_id"] = trace::trace_id(j.traceparent);
+  return f;
 }
 
 void Engine::notify_drain() {
@@ -497,10 +534,7 @@ void Engine::drop_inflight(const std::shared_ptr<JobCtx> &j) {
 void Engine::lose_attempt(const std::shared_ptr<JobCtx> &j) {
   n_leases_lost.fetch_add(1, std::memory_order_relaxed);
   log(WF_LOG_WARN, "lease lost during the attempt; its handle is stale",
-      json{{"job_id", j->id_str},
-           {"effect", j->effect},
-           {"tenant", j->tenant},
-           {"attempt", j->attempt}});
+      job_fields(*j, "job.lease_lost"));
   drop_inflight(j);
   auto eff = find_effect(j->effect);
   if (eff && eff->circuit_state.load() == 2) eff->probe_inflight = false;  // probe again
@@ -553,11 +587,12 @@ void Engine::circuit_record(EffectState &eff, bool failure) {
     if (failure) {
       eff.circuit_state = 1;
       eff.open_until = now() + c.cooldown_ms;
-      log(WF_LOG_WARN, "circuit re-opened after failed probe", json{{"effect", eff.name}});
+      log(WF_LOG_WARN, "circuit re-opened after failed probe",
+          json{{"event", "circuit.opened"}, {"effect", eff.name}});
     } else {
       eff.circuit_state = 0;
       eff.window.clear();
-      log(WF_LOG_INFO, "circuit closed", json{{"effect", eff.name}});
+      log(WF_LOG_INFO, "circuit closed", json{{"event", "circuit.closed"}, {"effect", eff.name}});
     }
     return;
   }
@@ -570,7 +605,10 @@ void Engine::circuit_record(EffectState &eff, bool failure) {
     eff.circuit_state = 1;
     eff.open_until = now() + c.cooldown_ms;
     log(WF_LOG_WARN, "circuit opened",
-        json{{"effect", eff.name}, {"failures", fails}, {"window", eff.window.size()}});
+        json{{"event", "circuit.opened"},
+             {"effect", eff.name},
+             {"failures", fails},
+             {"window", eff.window.size()}});
   }
 }
 
@@ -581,9 +619,14 @@ void Engine::finish_attempt(const std::shared_ptr<JobCtx> &j, const Outcome &o) 
   int64_t t = now();
   WriteReq r;
   std::string boot = boot_id;
+  JobCounters &mc = j->mc ? *j->mc : metrics.job(j->effect, j->tenant);
+  mc.duration.observe(std::max<int64_t>(0, mono_us() - j->dispatch_us));
   if (o.kind == Outcome::kComplete) {
     if (eff) eff->completed++;
     n_completed.fetch_add(1, std::memory_order_relaxed);
+    mc.completed.fetch_add(1, std::memory_order_relaxed);
+    if (log_enabled(WF_LOG_DEBUG))
+      log(WF_LOG_DEBUG, "job completed", job_fields(*j, "job.completed"));
     int64_t expires = t + opt.dedupe_window_ms;
     std::string result = o.result;
     r.fn = [this, j, boot, expires, result](WriteCtx &w) {
@@ -601,7 +644,8 @@ void Engine::finish_attempt(const std::shared_ptr<JobCtx> &j, const Outcome &o) 
         a->bind(1, j->id).exec();
       }
       if (!j->origin.empty())
-        emit_outcome_event(w, j->origin, j->effect, j->id, j->key, true, result, j->attempt);
+        emit_outcome_event(w, j->origin, j->effect, j->id, j->key, true, result, j->attempt,
+                           j->traceparent, j->tracestate);
     };
     submit(std::move(r));
     return;
@@ -614,11 +658,15 @@ void Engine::finish_attempt(const std::shared_ptr<JobCtx> &j, const Outcome &o) 
   std::string error = o.error.empty() ? std::string(outcome) : o.error;
   if (o.kind == Outcome::kTimeout && eff) eff->timeouts++;
   if (o.kind == Outcome::kTimeout) n_timeouts.fetch_add(1, std::memory_order_relaxed);
-  json lf{{"job_id", j->id_str},   {"effect", j->effect}, {"tenant", j->tenant},
-          {"attempt", j->attempt}, {"outcome", outcome},  {"error", error}};
+  if (o.kind == Outcome::kTimeout) mc.timeouts.fetch_add(1, std::memory_order_relaxed);
+  mc.failed.fetch_add(1, std::memory_order_relaxed);
+  json lf = job_fields(*j, dead ? "job.dead" : "job.retry_scheduled");
+  lf["outcome"] = outcome;
+  lf["error"] = error;
   if (dead) {
     if (eff) eff->dead++;
     n_dead.fetch_add(1, std::memory_order_relaxed);
+    mc.dead.fetch_add(1, std::memory_order_relaxed);
     std::string reason = o.kind == Outcome::kFail
                              ? error
                              : error + " (attempts exhausted: " + std::to_string(j->failures + 1) +
@@ -632,11 +680,13 @@ void Engine::finish_attempt(const std::shared_ptr<JobCtx> &j, const Outcome &o) 
       a->bind(1, j->id).bind(2, j->attempt).bind(3, j->started_at).bind(4, t).bind(5, outcome);
       a->bind(6, error).exec();
       if (!j->origin.empty())
-        emit_outcome_event(w, j->origin, j->effect, j->id, j->key, false, reason, j->attempt);
+        emit_outcome_event(w, j->origin, j->effect, j->id, j->key, false, reason, j->attempt,
+                           j->traceparent, j->tracestate);
     };
   } else {
     if (eff) eff->retried++;
     n_retried.fetch_add(1, std::memory_order_relaxed);
+    mc.retried.fetch_add(1, std::memory_order_relaxed);
     int64_t delay = o.delay_ms;
     if (delay < 0) {
       const Backoff &b = (eff && eff->policy.backoff) ? *eff->policy.backoff : opt.backoff;

@@ -8,6 +8,7 @@
 
 #include "failpoint.h"
 #include "outbox.h"
+#include "trace.h"
 
 namespace wf {
 
@@ -75,8 +76,7 @@ NewEvent decode_event(const json &doc, const Options &opt, int64_t now, const ch
   check_no_nul(ev.correlation_id, "correlation_id", what);
   if (ev.correlation_id.size() > 1024)
     fail(WF_EINVAL, std::string(what) + ": \"correlation_id\" is longer than 1024 bytes");
-  std::string tp = get_string(doc, "traceparent", what, false, "");
-  if (tp.size() > 256) fail(WF_EINVAL, std::string(what) + ": \"traceparent\" is too long");
+  trace::check_fields(doc, what);
   int64_t occurred = get_time(doc, "occurred_at", what, now);
   ev.envelope = doc;
   ev.envelope["tenant"] = ev.tenant;
@@ -137,17 +137,21 @@ bool Engine::insert_event(WriteCtx &w, const NewEvent &ev) {
     ins->exec();
     ++routed;
   }
+  ++w.events_submitted;
   if (routed) {
     auto up = w.db.prepare("UPDATE wf_events SET routed = ?2 WHERE seq = ?1");
     up->bind(1, seq).bind(2, routed).exec();
     w.saga_ready = true;
+  } else {
+    ++w.events_unmatched;
   }
   return true;
 }
 
 void Engine::emit_outcome_event(WriteCtx &w, const std::string &origin, const std::string &effect,
                                 int64_t job_id, const std::string &key, bool ok,
-                                const std::string &text, int attempts) {
+                                const std::string &text, int attempts,
+                                const std::string &traceparent, const std::string &tracestate) {
   json ref = json::parse(origin, nullptr, false);
   if (!ref.is_object() || !ref.contains("saga")) return;
   std::string tenant = ref.value("tenant", ""), saga = ref.value("saga", ""),
@@ -165,6 +169,10 @@ void Engine::emit_outcome_event(WriteCtx &w, const std::string &origin, const st
   json env{{"event_id", event_id}, {"type", effect + (ok ? ".completed" : ".failed")},
            {"tenant", tenant},     {"correlation_id", corr},
            {"payload", payload},   {"occurred_at", w.now}};
+  // The job's trace context goes on with the outcome, so the saga's next
+  // jobs stay in the trace.
+  if (!traceparent.empty()) env["traceparent"] = traceparent;
+  if (!tracestate.empty()) env["tracestate"] = tracestate;
   auto st = w.db.prepare(
       "INSERT INTO wf_events(tenant, event_id, type, correlation_id, envelope, received_at, "
       "routed) VALUES(?1, ?2, ?3, ?4, ?5, ?6, 1) ON CONFLICT DO NOTHING");
@@ -298,7 +306,11 @@ StepOutput decode_output(const std::string &text, const Options &opt, const std:
       if (!meta.contains("correlation_id")) meta["correlation_id"] = corr;
       if (!meta.contains("traceparent")) {
         const json &ev = event();
-        if (ev.contains("traceparent")) meta["traceparent"] = ev["traceparent"];
+        if (ev.contains("traceparent")) {
+          meta["traceparent"] = ev["traceparent"];
+          if (ev.contains("tracestate") && !meta.contains("tracestate"))
+            meta["tracestate"] = ev["tracestate"];
+        }
       }
       meta["saga"] = saga;
       cmd["metadata"] = meta;
@@ -315,6 +327,25 @@ StepOutput decode_output(const std::string &text, const Options &opt, const std:
       if (s.contains("tenant") && s["tenant"] != tenant)
         fail(WF_EINVAL, what + ": \"tenant\" must be the saga's tenant");
       s["tenant"] = tenant;
+      // The event's trace context goes to what the schedule will fire.
+      const json &ev = event();
+      if (ev.contains("traceparent")) {
+        for (const char *target : {"job", "event"}) {
+          auto it = s.find(target);
+          if (it == s.end() || !it->is_object()) continue;
+          json *dst = &*it;
+          if (std::string(target) == "job") {
+            if (!dst->contains("metadata") || (*dst)["metadata"].is_null())
+              (*dst)["metadata"] = json::object();
+            if (!(*dst)["metadata"].is_object()) continue;  // decode_schedule says why
+            dst = &(*dst)["metadata"];
+            if (it->contains("traceparent")) continue;
+          }
+          if (dst->contains("traceparent")) continue;
+          (*dst)["traceparent"] = ev["traceparent"];
+          if (ev.contains("tracestate")) (*dst)["tracestate"] = ev["tracestate"];
+        }
+      }
       NewSchedule ns = decode_schedule(s, opt, t, what.c_str());
       ns.origin = ref;
       o.schedules.push_back(std::move(ns));
@@ -566,6 +597,7 @@ void Engine::pump_sagas() {
     std::string in;
     wf_buf buf;
     std::vector<SagaAction> acts;
+    const int64_t step_t0 = mono_us();
     for (auto &ev : evs) {
       SagaAction a;
       a.seq = ev.seq;
@@ -600,7 +632,8 @@ void Engine::pump_sagas() {
         a.error = ex.what();
         a.envelope = seal(ev.envelope, "wf_jobs.payload");  // stored as a dead letter
         log(WF_LOG_WARN, "saga event parked",
-            json{{"saga", h.saga},
+            json{{"event", "saga.event_parked"},
+                 {"saga", h.saga},
                  {"tenant", h.tenant},
                  {"correlation_id", h.corr},
                  {"error", a.error}});
@@ -613,12 +646,34 @@ void Engine::pump_sagas() {
       return x.kind == SagaAction::kApply;
     });
     if (last_apply != acts.rend()) last_apply->new_state = seal(state, "wf_sagas.state");
+    int64_t n_applied = 0, n_parked = 0, n_commands = 0;
+    for (auto &a : acts) {
+      n_applied += a.kind == SagaAction::kApply;
+      n_parked += a.kind == SagaAction::kPark;
+      if (a.out) n_commands += static_cast<int64_t>(a.out->commands.size());
+    }
+    metrics.saga_step(d.name).observe(mono_us() - step_t0);
+    if (log_enabled(WF_LOG_DEBUG)) {
+      json f{{"event", "saga.step"},     {"saga", h.saga},       {"tenant", h.tenant},
+             {"correlation_id", h.corr}, {"applied", n_applied}, {"parked", n_parked},
+             {"commands", n_commands}};
+      // The trace of the step's first event (one parse, debug only).
+      json env = json::parse(evs[0].envelope, nullptr, false);
+      if (env.is_object() && env.contains("traceparent") && env["traceparent"].is_string())
+        f["trace_id"] = env["traceparent"].get<std::string>().substr(3, 32);
+      log(WF_LOG_DEBUG, "saga step", f);
+    }
     saga_busy.insert(ik);
     WriteReq r;
     r.savepoint = true;
-    r.after = [this, ik](int rc, const std::string &err) {
+    r.after = [this, ik, n_applied, n_parked](int rc, const std::string &err) {
+      if (rc == WF_OK) {
+        metrics.events_applied.fetch_add(n_applied, std::memory_order_relaxed);
+        metrics.events_parked.fetch_add(n_parked, std::memory_order_relaxed);
+      }
       if (rc != WF_OK)
-        log(WF_LOG_ERROR, "saga step not committed; will retry", json{{"error", err}});
+        log(WF_LOG_ERROR, "saga step not committed; will retry",
+            json{{"event", "saga.step_failed"}, {"error", err}});
       notify_loop([&](Inbox &in) {
         in.steps_done.push_back(ik);
         if (rc == WF_OK)

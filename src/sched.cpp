@@ -294,7 +294,7 @@ void Engine::park_schedule(WriteCtx &w, const std::string &tenant, const std::st
       "UPDATE wf_schedules SET parked_reason = ?3, parked_at = ?4 WHERE tenant = ?1 AND key = ?2");
   up->bind(1, tenant).bind(2, key).bind(3, r).bind(4, w.now).exec();
   log(WF_LOG_ERROR, "schedule could not fire; parked (wf_schedule with the same key replaces it)",
-      json{{"tenant", tenant}, {"key", key}, {"error", r}});
+      json{{"event", "schedule.parked"}, {"tenant", tenant}, {"schedule", key}, {"error", r}});
 }
 
 void Engine::pump_schedules() {
@@ -361,7 +361,21 @@ void Engine::pump_schedules() {
         if (plan.next <= sat_add(w.now, kFireAheadMs)) *more = true;
         if (!plan.fires.empty()) {
           Firer f(*this, d.key, d.target, body, d.origin, w.now);
-          for (int64_t at : plan.fires) f.fire(sub, at);
+          for (int64_t at : plan.fires) {
+            f.fire(sub, at);
+            // (Observed in the transaction: one that is rolled back and
+            // run again observes its firings again; rare, and harmless.)
+            metrics.schedule_lateness.observe(std::max<int64_t>(0, sat_sub(w.now, at)) * 1000);
+          }
+          sub.schedules_fired += static_cast<int64_t>(plan.fires.size());
+          if (log_enabled(WF_LOG_DEBUG))
+            log(WF_LOG_DEBUG, "schedule fired",
+                json{{"event", "schedule.fired"},
+                     {"tenant", d.tenant},
+                     {"schedule", d.key},
+                     {"target", d.target},
+                     {"fires", plan.fires.size()},
+                     {"due", plan.fires.back()}});
           WF_FAILPOINT("after_schedule_fired_before_reschedule");
         }
         if (plan.next == INT64_MAX) {

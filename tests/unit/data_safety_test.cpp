@@ -511,7 +511,7 @@ TEST_F(ParkedScheduleTest, FailedFiringParksTheScheduleUntilReplaced) {
   EXPECT_EQ(0u, sink.count());
   char *m = nullptr;
   ASSERT_EQ(WF_OK, wf_metrics(e, &m));
-  EXPECT_NE(std::string(m).find("wf_schedules_parked 2"), std::string::npos);
+  EXPECT_NE(std::string(m).find("wfengine_schedules_parked 2"), std::string::npos);
   wf_free(m);
   // Replacing a parked schedule un-parks it; removing it works too.
   ASSERT_EQ(WF_OK, wf_schedule(e, "{\"key\":\"once\",\"delay_ms\":0,\"job\":{\"effect\":\"x\"}}"));

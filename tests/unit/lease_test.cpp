@@ -235,7 +235,7 @@ TEST_F(EngineTest, HandleHeldPastTimeoutIsAbandonedAfterGrace) {
   EXPECT_EQ(1, stats()["engine"]["abandoned"]);
   char *m = nullptr;
   ASSERT_EQ(WF_OK, wf_metrics(e, &m));
-  EXPECT_NE(std::string(m).find("wf_held_stale 1"), std::string::npos);
+  EXPECT_NE(std::string(m).find("wfengine_held_stale_handles 1"), std::string::npos);
   wf_free(m);
   // wf_drain does not report success while the host holds a handle.
   EXPECT_EQ(WF_ETIMEDOUT, wf_drain(e, 50));

@@ -440,8 +440,8 @@ TEST_F(EngineTest, StatsDocumentShape) {
   ASSERT_EQ(WF_OK, wf_metrics(e, &out));
   std::string m = out;
   wf_free(out);
-  EXPECT_NE(m.find("wf_outbox_jobs{effect=\"x\",state=\"ready\"} 1"), std::string::npos) << m;
-  EXPECT_NE(m.find("# TYPE wf_dead_letters gauge"), std::string::npos);
+  EXPECT_NE(m.find("wfengine_outbox_jobs{effect=\"x\",state=\"ready\"} 1"), std::string::npos) << m;
+  EXPECT_NE(m.find("# TYPE wfengine_dead_letters gauge"), std::string::npos);
 }
 
 // The writer never checkpoints: a background thread does, on its own
@@ -469,7 +469,7 @@ TEST_F(EngineTest, CheckpointsRunInTheBackground) {
   EXPECT_EQ(300, pending());
   char *m = nullptr;
   ASSERT_EQ(WF_OK, wf_metrics(e, &m));
-  EXPECT_NE(std::string(m).find("wf_checkpoints_total "), std::string::npos);
+  EXPECT_NE(std::string(m).find("wfengine_checkpoints_total "), std::string::npos);
   wf_free(m);
 }
 

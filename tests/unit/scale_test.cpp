@@ -244,7 +244,7 @@ TEST_F(ScaleTest, StatsFiltersAndReadySplit) {
   ASSERT_EQ(WF_OK, wf_metrics(e, &m));
   std::string text = m;
   wf_free(m);
-  EXPECT_NE(std::string::npos, text.find("wf_outbox_jobs{effect=\"a\",state=\"ready\"} 4"));
+  EXPECT_NE(std::string::npos, text.find("wfengine_outbox_jobs{effect=\"a\",state=\"ready\"} 4"));
 }
 
 // The oldest ready job is found across priorities (the first of each on
