@@ -36,6 +36,24 @@ if [ "${WF_SOAK_SECONDS:-60}" != 0 ]; then
 fi
 # ---- end soak ----
 
+# ---- python binding ----
+# bindings/python (ctypes, no compiled code) against the library just built: mypy
+# --strict on the package and its tests, the pytest suite and the example program.
+# A virtualenv under build/ holds mypy and pytest. WF_SKIP_PYTHON=1 skips it.
+if [ "${WF_SKIP_PYTHON:-0}" != 1 ]; then
+  echo "== python binding"
+  if [ ! -x build/pyvenv/bin/mypy ] || [ ! -x build/pyvenv/bin/pytest ]; then
+    python3 -m venv build/pyvenv
+    build/pyvenv/bin/pip install -q --disable-pip-version-check mypy pytest
+  fi
+  (export WFENGINE_LIBRARY="$PWD/build/libwfengine.so" PYTHONPATH="$PWD/bindings/python"
+   cd bindings/python
+   ../../build/pyvenv/bin/mypy --strict --no-error-summary wfengine tests example.py
+   ../../build/pyvenv/bin/pytest -q -p no:cacheprovider tests
+   ../../build/pyvenv/bin/python example.py >/dev/null)
+fi
+# ---- end python binding ----
+
 # clang-tidy over src/ with the checked-in .clang-tidy: any finding fails.
 # WF_SKIP_LINT=1 skips it.
 if [ "${WF_SKIP_LINT:-0}" != 1 ]; then

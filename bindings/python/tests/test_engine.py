@@ -141,7 +141,12 @@ def test_host_tx_rollback_and_commit(engine: TestEngine) -> None:
         tx.exec("INSERT INTO orders (item) VALUES (?)", ["kept"])
         jid = tx.enqueue({"effect": "ship", "payload": {"item": "kept"}})
     shipped: List[str] = []
-    engine.register_effect("ship", lambda job: shipped.append(job.id) or {})
+    
+    def ship(job: Job) -> Dict[str, Any]:
+        shipped.append(job.id)
+        return {}
+
+    engine.register_effect("ship", ship)
     engine.settle()
     assert shipped == [jid]
     with engine.transaction() as tx:
@@ -188,7 +193,12 @@ def test_raising_reducer_parks_event(engine: TestEngine) -> None:
 
 def test_schedule_fires_on_virtual_clock(engine: TestEngine) -> None:
     fired: List[str] = []
-    engine.register_effect("tick", lambda job: fired.append(job.key) or {})
+    
+    def tick(job: Job) -> Dict[str, Any]:
+        fired.append(job.key)
+        return {}
+
+    engine.register_effect("tick", tick)
     engine.schedule({"key": "every-minute", "cron": "* * * * *", "job": {"effect": "tick"}})
     engine.settle()
     assert fired == []

@@ -12,7 +12,7 @@ import json
 import logging
 import threading
 import weakref
-from typing import Any, Callable, Dict, List, Mapping, Optional, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, TypeVar, Union
 
 from . import _lib
 from ._lib import CLOCK_FN, DONE_FN, EFFECT_FN, LOG_FN, SAGA_FN, lib, take_string
@@ -29,6 +29,8 @@ DoneCallback = Callable[[Optional[WfError], Optional[str]], None]
 LogCallback = Callable[[int, Dict[str, Any]], None]
 
 LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR = 0, 1, 2, 3
+
+_E = TypeVar("_E", bound="Engine")
 
 
 def _doc(value: Optional[Json]) -> Optional[bytes]:
@@ -243,7 +245,7 @@ class Engine:
         # No callback runs after wf_close returned: the references may go.
         self._keep.clear()
 
-    def __enter__(self) -> "Engine":
+    def __enter__(self: _E) -> _E:
         return self
 
     def __exit__(self, *exc: object) -> None:
