@@ -90,7 +90,7 @@ class Job:
         self.payload_text: str = (
             ctypes.string_at(addr, n.value).decode("utf-8", "replace") if addr else "null"
         )
-        self.metadata: Dict[str, Any] = json.loads(_text(lib.wf_job_metadata(p)) or "{}")
+        self.metadata_text: str = _text(lib.wf_job_metadata(p)) or "{}"
         self._payload: Any = None
         self._parsed = False
 
@@ -101,6 +101,12 @@ class Job:
             self._payload = json.loads(self.payload_text)
             self._parsed = True
         return self._payload
+
+    @property
+    def metadata(self) -> Dict[str, Any]:
+        """The job's metadata object, parsed."""
+        res: Dict[str, Any] = json.loads(self.metadata_text)
+        return res
 
     @property
     def done(self) -> bool:
