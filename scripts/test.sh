@@ -48,7 +48,7 @@ if [ "${WF_SKIP_PYTHON:-0}" != 1 ]; then
   fi
   (export WFENGINE_LIBRARY="$PWD/build/libwfengine.so" PYTHONPATH="$PWD/bindings/python"
    cd bindings/python
-   ../../build/pyvenv/bin/mypy --strict --no-error-summary wfengine tests example.py
+   ../../build/pyvenv/bin/mypy --strict --no-error-summary wfengine tests example.py bench.py
    ../../build/pyvenv/bin/pytest -q -p no:cacheprovider tests
    ../../build/pyvenv/bin/python example.py >/dev/null)
 fi
