@@ -338,3 +338,15 @@ def test_close_is_deterministic_and_idempotent(tmp_path: Any) -> None:
     gc.collect()
     with Engine(str(tmp_path / "y.db")) as g:
         assert g.stats()["outbox"]["ready"] == 0
+
+
+def test_forgotten_tx_is_rolled_back_by_its_finalizer(engine: TestEngine) -> None:
+    with engine.transaction() as tx:
+        tx.exec("CREATE TABLE t (v INTEGER)")
+    tx = engine.transaction()
+    tx.exec("INSERT INTO t VALUES (1)")
+    del tx
+    gc.collect()
+    engine.enqueue({"effect": "after"})  # the writer is free again
+    with engine.transaction() as tx2:
+        assert tx2.exec("SELECT count(*) AS n FROM t") == [{"n": 0}]
