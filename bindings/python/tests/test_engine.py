@@ -37,14 +37,17 @@ def test_enqueue_callback_complete(engine: TestEngine) -> None:
 
 def test_return_value_completes_and_complete_from_other_thread(engine: TestEngine) -> None:
     held: List[Job] = []
+    got = threading.Event()
+
+    def keep(job: Job) -> None:
+        held.append(job)
+        got.set()
+
     engine.register_effect("ret", lambda job: {"ok": 1})
-    engine.register_effect("later", held.append)
+    engine.register_effect("later", keep)
     engine.enqueue({"effect": "ret"})
     engine.enqueue({"effect": "later"})
-    engine.sync()
-    while not held:
-        engine.wake()
-        threading.Event().wait(0.001)
+    assert got.wait(30)
     t = threading.Thread(target=held[0].complete, args=({"late": True},))
     t.start()
     t.join()
