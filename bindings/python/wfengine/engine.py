@@ -182,10 +182,13 @@ def _settle_job(job: Job, exc: Optional[BaseException], result: Any) -> None:
 _open_engines: "weakref.WeakSet[Engine]" = weakref.WeakSet()
 
 
+_unclosed: "List[Engine]" = []
+
+
 @atexit.register
 def _close_all() -> None:
     # Engine threads must not call into an interpreter that is shutting down.
-    for e in list(_open_engines):
+    for e in list(_open_engines) + _unclosed:
         try:
             e.close()
         except WfError:
@@ -263,7 +266,9 @@ class Engine:
             try:
                 self.close()
             except Exception:  # noqa: BLE001
-                pass
+                # E.g. collected on one of the engine's own threads (WF_EBUSY): keep it,
+                # and the callbacks its threads still call, alive until interpreter exit.
+                _unclosed.append(self)
 
     def wake(self) -> None:
         _check(lib.wf_wake(self._h), "wf_wake")
