@@ -353,3 +353,33 @@ def test_forgotten_tx_is_rolled_back_by_its_finalizer(engine: TestEngine) -> Non
     engine.enqueue({"effect": "after"})  # the writer is free again
     with engine.transaction() as tx2:
         assert tx2.exec("SELECT count(*) AS n FROM t") == [{"n": 0}]
+
+
+def test_submit_async_and_enqueue_future_from_asyncio(engine: TestEngine) -> None:
+    ids: List[Optional[str]] = []
+    done = threading.Event()
+
+    def cb(err: Optional[wfengine.WfError], id_: Optional[str]) -> None:
+        assert err is None
+        ids.append(id_)
+        done.set()
+
+    engine.submit_async({"event_id": "ev-1", "type": "nobody.listens"}, cb)
+    assert done.wait(30) and ids == ["ev-1"]
+
+    async def enqueue_many() -> List[str]:
+        futs = [asyncio.wrap_future(engine.enqueue_future({"effect": "q", "payload": {"i": i}})) for i in range(10)]
+        return list(await asyncio.gather(*futs))
+
+    got = asyncio.run(enqueue_many())
+    assert len(set(got)) == 10
+    assert engine.settle()["events"]["unmatched"] == 1
+
+
+def test_drain_then_enqueue_is_closed(engine: TestEngine) -> None:
+    engine.register_effect("d", lambda job: {})
+    engine.enqueue({"effect": "d"})
+    engine.settle()
+    engine.drain(30_000)
+    with pytest.raises(wfengine.ClosedError):
+        engine.enqueue({"effect": "d"})
