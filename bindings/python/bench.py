@@ -1,6 +1,7 @@
 """Python binding throughput: enqueue (sync, async, batch) and end-to-end no-op jobs/s
 through a Python handler. Usage: python3 bench.py [jobs]. Prints one line per figure.
-Compare with bench/wf_bench (C) run on the same machine at the same time."""
+Opens with {"durability": "full"}, as bench/wf_bench does; compare with wf_bench run
+on the same machine at the same time."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from wfengine.testing import settle
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 20000
     with tempfile.TemporaryDirectory() as d:
-        with wfengine.Engine(os.path.join(d, "a.db")) as e:
+        with wfengine.Engine(os.path.join(d, "a.db"), {"durability": "full"}) as e:
             t = time.perf_counter()
             for _ in range(min(n, 5000)):
                 e.enqueue({"effect": "noop"})
@@ -48,7 +49,7 @@ def main() -> None:
             dt = time.perf_counter() - t
             print(f"enqueue_batch of 1,000: {max(1, n // 1000) * 1000 / dt:,.0f} jobs/s")
 
-        with wfengine.Engine(os.path.join(d, "b.db")) as e:
+        with wfengine.Engine(os.path.join(d, "b.db"), {"durability": "full"}) as e:
             e.enqueue_batch([{"effect": "noop"}] * n)
             e.register_effect("noop", lambda job: job.complete())
             t = time.perf_counter()
