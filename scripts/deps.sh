@@ -6,7 +6,7 @@ set -euo pipefail
 PKGS=(build-essential cmake ninja-build pkg-config libsqlite3-dev sqlite3 libuv1-dev
       nlohmann-json3-dev libmbedtls-dev libcurl4-openssl-dev googletest libgtest-dev
       libbenchmark-dev clang-format libhowardhinnant-date-dev tzdata
-      libnats-dev nats-server python3 openssl)
+      libnats-dev nats-server python3 openssl python3-pytest mypy)
 if (($# > 0)); then PKGS=("$@"); fi
 missing=()
 for p in "${PKGS[@]}"; do

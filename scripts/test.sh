@@ -37,20 +37,18 @@ fi
 # ---- end soak ----
 
 # ---- python binding ----
-# bindings/python (ctypes, no compiled code) against the library just built: mypy
-# --strict on the package and its tests, the pytest suite and the example program.
-# A virtualenv under build/ holds mypy and pytest. WF_SKIP_PYTHON=1 skips it.
+# bindings/python (ctypes, no compiled code) against the library just built, with the
+# system Python and Debian's python3-pytest and mypy (scripts/deps.sh): mypy --strict on
+# the package, tests, example and benchmark, the pytest suite (including a crash test)
+# and the example program. WF_SKIP_PYTHON=1 skips it.
 if [ "${WF_SKIP_PYTHON:-0}" != 1 ]; then
   echo "== python binding"
-  if [ ! -x build/pyvenv/bin/mypy ] || [ ! -x build/pyvenv/bin/pytest ]; then
-    python3 -m venv build/pyvenv
-    build/pyvenv/bin/pip install -q --disable-pip-version-check mypy pytest
-  fi
   (export WFENGINE_LIBRARY="$PWD/build/libwfengine.so" PYTHONPATH="$PWD/bindings/python"
    cd bindings/python
-   ../../build/pyvenv/bin/mypy --strict --no-error-summary wfengine tests example.py bench.py
-   ../../build/pyvenv/bin/pytest -q -p no:cacheprovider tests
-   ../../build/pyvenv/bin/python example.py >/dev/null)
+   /usr/bin/python3 -m mypy --strict --no-error-summary --cache-dir ../../build/mypy_cache \
+     wfengine tests example.py bench.py
+   /usr/bin/python3 -m pytest -q -p no:cacheprovider tests
+   /usr/bin/python3 example.py >/dev/null)
 fi
 # ---- end python binding ----
 

@@ -165,3 +165,8 @@ def take_string(p: c_void_p) -> Optional[str]:
         return s.decode("utf-8", errors="replace")
     finally:
         lib.wf_free(p)
+
+
+def null(fn_type: Any) -> Any:
+    """A NULL function pointer of a CFUNCTYPE type (no callback)."""
+    return fn_type()

@@ -15,7 +15,7 @@ import weakref
 from typing import Any, Callable, Dict, List, Mapping, Optional, TypeVar, Union
 
 from . import _lib
-from ._lib import CLOCK_FN, DONE_FN, EFFECT_FN, LOG_FN, SAGA_FN, lib, take_string
+from ._lib import CLOCK_FN, DONE_FN, EFFECT_FN, LOG_FN, SAGA_FN, lib, null, take_string
 from .errors import ExistsError, StateError, WfError, error_for
 
 log = logging.getLogger("wfengine")
@@ -279,7 +279,7 @@ class Engine:
     def set_clock(self, fn: Optional[Callable[[], int]]) -> None:
         """Reads "now" (ms since the epoch) from fn instead of the system clock."""
         if fn is None:
-            _check(lib.wf_set_clock(self._h, CLOCK_FN(), None), "wf_set_clock")
+            _check(lib.wf_set_clock(self._h, null(CLOCK_FN), None), "wf_set_clock")
             return
         clock = fn
 
@@ -390,7 +390,7 @@ class Engine:
 
     def _async(self, fn: Any, call: str, doc: Json, callback: Optional[DoneCallback]) -> None:
         if callback is None:
-            _check(fn(self._h, _doc(doc), DONE_FN(), None), call)
+            _check(fn(self._h, _doc(doc), null(DONE_FN), None), call)
             return
         tok = next(self._counter)
         with self._tok_lock:
@@ -525,7 +525,7 @@ class Engine:
     def set_logger(self, fn: Optional[LogCallback], min_level: int = LOG_INFO) -> None:
         """fn(level, line_as_dict) on the engine's logger thread; None removes it."""
         if fn is None:
-            _check(lib.wf_set_logger(self._h, min_level, LOG_FN(), None), "wf_set_logger")
+            _check(lib.wf_set_logger(self._h, min_level, null(LOG_FN), None), "wf_set_logger")
             return
         cb = LOG_FN(_log_tramp(fn))
         self._keep.append(cb)
@@ -547,7 +547,7 @@ _default_logger: List[Any] = []
 
 def set_default_logger(fn: Optional[LogCallback], min_level: int = LOG_INFO) -> None:
     """Logger for engines opened from now on (process-wide)."""
-    cb = LOG_FN(_log_tramp(fn)) if fn is not None else LOG_FN()
+    cb = LOG_FN(_log_tramp(fn)) if fn is not None else null(LOG_FN)
     _check(lib.wf_set_default_logger(min_level, cb, None), "wf_set_default_logger")
     _default_logger.append(cb)  # engines opened with it may still call it
 
