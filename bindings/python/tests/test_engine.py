@@ -383,3 +383,11 @@ def test_drain_then_enqueue_is_closed(engine: TestEngine) -> None:
     engine.drain(30_000)
     with pytest.raises(wfengine.ClosedError):
         engine.enqueue({"effect": "d"})
+
+
+def test_unencodable_result_becomes_retry(engine: TestEngine) -> None:
+    engine.register_effect("bad", lambda job: {"x": object()}, {"max_attempts": 1})
+    engine.enqueue({"effect": "bad"})
+    engine.settle()
+    dead = engine.dead_list()
+    assert len(dead) == 1 and "TypeError" in json.dumps(dead[0])

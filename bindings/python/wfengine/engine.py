@@ -177,6 +177,12 @@ def _settle_job(job: Job, exc: Optional[BaseException], result: Any) -> None:
             job.retry(_error_text(exc))
     except WfError as err:
         log.warning("effect %s job %s: %s", job.effect, job.id, err)
+    except Exception as err:  # noqa: BLE001 - e.g. a result json.dumps cannot encode
+        log.warning("effect %s job %s: cannot complete, retrying: %s", job.effect, job.id, _error_text(err))
+        try:
+            job.retry(_error_text(err))
+        except WfError:
+            pass
 
 
 _open_engines: "weakref.WeakSet[Engine]" = weakref.WeakSet()
