@@ -36,6 +36,22 @@ if [ "${WF_SOAK_SECONDS:-60}" != 0 ]; then
 fi
 # ---- end soak ----
 
+# ---- python binding ----
+# bindings/python (ctypes, no compiled code) against the library just built, with the
+# system Python and Debian's python3-pytest and mypy (scripts/deps.sh): mypy --strict on
+# the package, tests, example and benchmark, the pytest suite (including a crash test)
+# and the example program. WF_SKIP_PYTHON=1 skips it.
+if [ "${WF_SKIP_PYTHON:-0}" != 1 ]; then
+  echo "== python binding"
+  (export WFENGINE_LIBRARY="$PWD/build/libwfengine.so" PYTHONPATH="$PWD/bindings/python"
+   cd bindings/python
+   /usr/bin/python3 -m mypy --strict --no-error-summary --cache-dir ../../build/mypy_cache \
+     wfengine tests example.py bench.py
+   /usr/bin/python3 -m pytest -q -p no:cacheprovider tests
+   /usr/bin/python3 example.py >/dev/null)
+fi
+# ---- end python binding ----
+
 # clang-tidy over src/ with the checked-in .clang-tidy: any finding fails.
 # WF_SKIP_LINT=1 skips it.
 if [ "${WF_SKIP_LINT:-0}" != 1 ]; then
