@@ -69,7 +69,7 @@ type WfError struct {
 
 func (e *WfError) Error() string {
 	name := ""
-	if loadErr == nil && libLoaded {
+	if Load() == nil { // through the Once: no race with a concurrent load
 		name = C.GoString(C.wfgo_strerror(C.int(e.Code)))
 	}
 	s := fmt.Sprintf("wfengine: %s: %s (%d)", e.Op, name, e.Code)
