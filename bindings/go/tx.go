@@ -19,18 +19,47 @@ import (
 // does nothing). A Tx the garbage collector finds open is logged and rolled
 // back. Not for concurrent use.
 type Tx struct {
-	mu sync.Mutex
-	t  *C.wf_tx
+	mu   sync.Mutex
+	t    *C.wf_tx
+	work chan func()
+}
+
+// txThread runs every wf_tx_* call of one transaction on a dedicated OS
+// thread (a goroutine locked to it). The engine answers WF_EBUSY to writes
+// from the thread that made the last call on an open transaction; with Go's
+// scheduler that thread could otherwise run any other goroutine's cgo call.
+func txThread(work chan func()) {
+	runtime.LockOSThread() // never unlocked: the thread exits with the goroutine
+	for f := range work {
+		f()
+	}
+}
+
+// on runs f on the transaction's thread and waits for it.
+func (tx *Tx) on(f func()) {
+	done := make(chan struct{})
+	tx.work <- func() { f(); close(done) }
+	<-done
+}
+
+func (tx *Tx) stop() {
+	close(tx.work)
+	runtime.SetFinalizer(tx, nil)
 }
 
 // Begin opens a transaction. Keep it short: other writers wait behind it.
 func (e *Engine) Begin() (*Tx, error) {
-	var t *C.wf_tx
+	tx := &Tx{work: make(chan func())}
+	go txThread(tx.work)
+	var rc C.int
 	var msg *C.char
-	if err := status("tx_begin", C.wfgo_tx_begin(e.e, &t, &msg), msg); err != nil {
+	var t *C.wf_tx
+	tx.on(func() { rc = C.wfgo_tx_begin(e.e, &t, &msg) })
+	if err := status("tx_begin", rc, msg); err != nil {
+		close(tx.work)
 		return nil, err
 	}
-	tx := &Tx{t: t}
+	tx.t = t
 	runtime.SetFinalizer(tx, func(tx *Tx) {
 		log.Printf("wfengine: transaction garbage-collected while open; rolling it back")
 		_ = tx.Rollback()
@@ -62,7 +91,8 @@ func (tx *Tx) Exec(sql string, params any) (json.RawMessage, error) {
 	s := C.CString(sql)
 	defer cfree(s)
 	var rows, msg *C.char
-	rc := C.wfgo_tx_exec(t, s, p, &rows, &msg)
+	var rc C.int
+	tx.on(func() { rc = C.wfgo_tx_exec(t, s, p, &rows, &msg) })
 	r := takeStr(rows)
 	if err := status("tx_exec", rc, msg); err != nil {
 		return nil, err
@@ -84,7 +114,8 @@ func (tx *Tx) Enqueue(job any) (string, error) {
 	}
 	defer cfree(d)
 	var id, msg *C.char
-	rc := C.wfgo_tx_enqueue(t, d, &id, &msg)
+	var rc C.int
+	tx.on(func() { rc = C.wfgo_tx_enqueue(t, d, &id, &msg) })
 	return takeStr(id), status("tx_enqueue", rc, msg)
 }
 
@@ -111,7 +142,9 @@ func (tx *Tx) docCall(op string, v any, f func(*C.wf_tx, *C.char, **C.char) C.in
 	}
 	defer cfree(d)
 	var msg *C.char
-	return status(op, f(t, d, &msg), msg)
+	var rc C.int
+	tx.on(func() { rc = f(t, d, &msg) })
+	return status(op, rc, msg)
 }
 
 // Commit commits durably and frees the transaction (also on failure).
@@ -123,10 +156,11 @@ func (tx *Tx) Commit() error {
 		return err
 	}
 	var msg *C.char
-	rc := C.wfgo_tx_commit(t, &msg)
+	var rc C.int
+	tx.on(func() { rc = C.wfgo_tx_commit(t, &msg) })
 	if rc != EFORKED {
 		tx.t = nil
-		runtime.SetFinalizer(tx, nil)
+		tx.stop()
 	}
 	return status("tx_commit", rc, msg)
 }
@@ -139,8 +173,10 @@ func (tx *Tx) Rollback() error {
 		return nil
 	}
 	var msg *C.char
-	rc := C.wfgo_tx_rollback(tx.t, &msg)
+	var rc C.int
+	t := tx.t
+	tx.on(func() { rc = C.wfgo_tx_rollback(t, &msg) })
 	tx.t = nil
-	runtime.SetFinalizer(tx, nil)
+	tx.stop()
 	return status("tx_rollback", rc, msg)
 }

@@ -264,6 +264,41 @@ func TestHostTransaction(t *testing.T) {
 	}
 }
 
+// Goroutines writing while a transaction is open wait behind it; none gets
+// ErrBusy because it happened to run on the thread that used the transaction.
+func TestWritersDuringTransaction(t *testing.T) {
+	e := newEngine(t)
+	for round := 0; round < 5; round++ {
+		tx, err := e.Begin()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		for g := 0; g < 8; g++ {
+			wg.Add(1)
+			go func(g int) {
+				defer wg.Done()
+				if _, err := e.Enqueue(context.Background(), JobSpec{Effect: "later", Key: fmt.Sprintf("r%d-g%d", round, g)}); err != nil {
+					t.Error(err)
+				}
+			}(g)
+		}
+		for i := 0; i < 20; i++ {
+			if _, err := tx.Exec("SELECT 1", nil); err != nil {
+				t.Fatal(err)
+			}
+			runtime.Gosched()
+		}
+		if err := tx.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		wg.Wait()
+	}
+	if c := counters(t, e); c.Outbox.Ready != 40 {
+		t.Fatalf("ready %d", c.Outbox.Ready)
+	}
+}
+
 func TestSagaWithGoReducer(t *testing.T) {
 	e := newEngine(t)
 	_ = e.RegisterEffect("charge", nil, func(j *Job) { _ = j.Complete(map[string]any{"receipt": "r-1"}) })
