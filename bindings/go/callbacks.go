@@ -261,3 +261,30 @@ func (e *Engine) SetLogger(minLevel int, fn LogFunc) error {
 	e.keep(h) // freed at Close: the previous logger may be re-set meanwhile
 	return nil
 }
+
+var (
+	defaultLoggerMu sync.Mutex
+	defaultLoggers  []cgo.Handle // kept: engines opened with one may still use it
+)
+
+// SetDefaultLogger sets the process-wide logger that engines opened from now
+// on start with (so that what Open itself logs reaches fn); nil removes it.
+// Engine.SetLogger replaces it for one engine.
+func SetDefaultLogger(minLevel int, fn LogFunc) error {
+	if err := Load(); err != nil {
+		return err
+	}
+	var msg *C.char
+	if fn == nil {
+		return status("set_default_logger", C.wfgo_set_default_logger(0, 0, 1, &msg), msg)
+	}
+	h := cgo.NewHandle(fn)
+	if err := status("set_default_logger", C.wfgo_set_default_logger(C.int(minLevel), C.uintptr_t(h), 0, &msg), msg); err != nil {
+		h.Delete()
+		return err
+	}
+	defaultLoggerMu.Lock()
+	defaultLoggers = append(defaultLoggers, h)
+	defaultLoggerMu.Unlock()
+	return nil
+}

@@ -66,6 +66,7 @@ static struct {
   int (*dead_requeue)(wf_engine *, const char *, int64_t *);
   int (*dead_purge)(wf_engine *, const char *, int64_t *);
   int (*set_logger)(wf_engine *, int, log_fn, void *);
+  int (*set_default_logger)(int, log_fn, void *);
 } api;
 
 #define SYM(field, name)                                                                        \
@@ -133,6 +134,7 @@ char *wfgo_load(const char *path) {
   SYM(dead_requeue, "wf_dead_requeue");
   SYM(dead_purge, "wf_dead_purge");
   SYM(set_logger, "wf_set_logger");
+  SYM(set_default_logger, "wf_set_default_logger");
   return NULL; /* the handle stays open for the life of the process */
 }
 
@@ -261,3 +263,7 @@ int wfgo_set_logger(wf_engine *e, int lvl, uintptr_t h, char **err) {
   return cap(api.set_logger(e, lvl, log_tramp, (void *)h), err);
 }
 int wfgo_clear_logger(wf_engine *e, char **err) { return cap(api.set_logger(e, 0, NULL, NULL), err); }
+int wfgo_set_default_logger(int lvl, uintptr_t h, int clear, char **err) {
+  if (clear) return cap(api.set_default_logger(0, NULL, NULL), err);
+  return cap(api.set_default_logger(lvl, log_tramp, (void *)h), err);
+}

@@ -78,5 +78,6 @@ int wfgo_dead_requeue(wf_engine *e, const char *filter, int64_t *count, char **e
 int wfgo_dead_purge(wf_engine *e, const char *filter, int64_t *count, char **err);
 int wfgo_set_logger(wf_engine *e, int min_level, uintptr_t h, char **err);
 int wfgo_clear_logger(wf_engine *e, char **err);
+int wfgo_set_default_logger(int min_level, uintptr_t h, int clear, char **err);
 
 #endif

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -536,7 +538,7 @@ func TestDroppedHandleBecomesRetry(t *testing.T) {
 	}
 }
 
-func TestLoggerAndBuiltin(t *testing.T) {
+func TestLogger(t *testing.T) {
 	e := newEngine(t)
 	lines := make(chan string, 100)
 	if err := e.SetLogger(LogInfo, func(level int, line string) {
@@ -663,4 +665,67 @@ func crashChild(db string) {
 	}
 	fmt.Println("ready")
 	select {} // wait to be killed
+}
+
+func TestDefaultLoggerSeesOpen(t *testing.T) {
+	lines := make(chan string, 64)
+	if err := SetDefaultLogger(LogInfo, func(level int, line string) {
+		select {
+		case lines <- line:
+		default:
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	e, err := Open(filepath.Join(t.TempDir(), "d.db"), nil)
+	if err := SetDefaultLogger(0, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	if len(lines) == 0 { // "what wf_open logs ... is delivered before it returns"
+		t.Fatal("no line from open")
+	}
+}
+
+func TestBuiltinHTTPProviderAndSubmitAsync(t *testing.T) {
+	var hits atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		w.WriteHeader(200)
+		_, _ = w.Write([]byte(`{"ok":true}`))
+	}))
+	defer srv.Close()
+	e := newEngine(t)
+	err := e.RegisterBuiltin("hook", map[string]any{"type": "http", "url": srv.URL + "/in",
+		"allow_private_networks": true, "max_attempts": 3})
+	if errors.Is(err, ErrUnsupported) {
+		t.Skip("library built without the HTTP provider")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = e.Start()
+	if _, err := e.Enqueue(context.Background(), JobSpec{Effect: "hook", Payload: map[string]any{"n": 1}}); err != nil {
+		t.Fatal(err)
+	}
+	settle(t, e)
+	if c := counters(t, e); c.Engine.Completed != 1 || hits.Load() != 1 {
+		t.Fatalf("completed %d, hits %d", c.Engine.Completed, hits.Load())
+	}
+	got := make(chan error, 2)
+	ev := map[string]any{"event_id": "e-1", "type": "nobody.listens"}
+	for i := 0; i < 2; i++ {
+		if err := e.SubmitAsync(context.Background(), ev, func(id string, err error) { got <- err }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := <-got; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-got; !errors.Is(err, ErrExists) {
+		t.Fatalf("second submit: %v", err)
+	}
 }
