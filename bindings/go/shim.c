@@ -51,8 +51,7 @@ static struct {
   int (*saga_register)(wf_engine *, const char *, const char *, saga_fn, void *);
   int (*submit)(wf_engine *, const char *);
   int (*saga_get)(wf_engine *, const char *, const char *, const char *, char **);
-  int (*saga_replay)(wf_engine *, const char *, const char *, const char *, const char *,
-                     char **);
+  int (*saga_replay)(wf_engine *, const char *, const char *, const char *, const char *, char **);
   int (*tx_begin)(wf_engine *, wf_tx **);
   int (*tx_exec)(wf_tx *, const char *, const char *, char **);
   int (*tx_enqueue)(wf_tx *, const char *, char **);
@@ -69,15 +68,15 @@ static struct {
   int (*set_default_logger)(int, log_fn, void *);
 } api;
 
-#define SYM(field, name)                                                                        \
-  do {                                                                                          \
-    *(void **)(&api.field) = dlsym(h, name);                                                    \
-    if (!api.field) {                                                                           \
-      char *m = malloc(256);                                                                    \
-      if (m) snprintf(m, 256, "%s: missing symbol %s", path, name);                             \
-      dlclose(h);                                                                               \
-      return m;                                                                                 \
-    }                                                                                           \
+#define SYM(field, name)                                            \
+  do {                                                              \
+    *(void **)(&api.field) = dlsym(h, name);                        \
+    if (!api.field) {                                               \
+      char *m = malloc(256);                                        \
+      if (m) snprintf(m, 256, "%s: missing symbol %s", path, name); \
+      dlclose(h);                                                   \
+      return m;                                                     \
+    }                                                               \
   } while (0)
 
 char *wfgo_load(const char *path) {
@@ -158,13 +157,17 @@ int wfgo_start(wf_engine *e, char **err) { return cap(api.start(e), err); }
 int wfgo_drain(wf_engine *e, int64_t t, char **err) { return cap(api.drain(e, t), err); }
 int wfgo_close(wf_engine *e, char **err) { return cap(api.close(e), err); }
 
-static int64_t clock_tramp(void *user) { return __atomic_load_n((int64_t *)user, __ATOMIC_SEQ_CST); }
+static int64_t clock_tramp(void *user) {
+  return __atomic_load_n((int64_t *)user, __ATOMIC_SEQ_CST);
+}
 void wfgo_clock_store(int64_t *cell, int64_t v) { __atomic_store_n(cell, v, __ATOMIC_SEQ_CST); }
 int64_t wfgo_clock_load(int64_t *cell) { return __atomic_load_n(cell, __ATOMIC_SEQ_CST); }
 int wfgo_set_virtual_clock(wf_engine *e, int64_t *cell, char **err) {
   return cap(api.set_clock(e, clock_tramp, cell), err);
 }
-int wfgo_set_system_clock(wf_engine *e, char **err) { return cap(api.set_clock(e, NULL, NULL), err); }
+int wfgo_set_system_clock(wf_engine *e, char **err) {
+  return cap(api.set_clock(e, NULL, NULL), err);
+}
 int wfgo_wake(wf_engine *e, char **err) { return cap(api.wake(e), err); }
 int wfgo_sync(wf_engine *e, char **err) { return cap(api.sync(e), err); }
 
@@ -182,7 +185,9 @@ const char *wfgo_job_effect(const wf_job *j) { return api.job_effect(j); }
 const char *wfgo_job_payload(const wf_job *j, size_t *len) { return api.job_payload(j, len); }
 const char *wfgo_job_metadata(const wf_job *j) { return api.job_metadata(j); }
 int wfgo_job_attempt(const wf_job *j) { return api.job_attempt(j); }
-int wfgo_job_complete(wf_job *j, const char *r, char **err) { return cap(api.job_complete(j, r), err); }
+int wfgo_job_complete(wf_job *j, const char *r, char **err) {
+  return cap(api.job_complete(j, r), err);
+}
 int wfgo_job_retry(wf_job *j, const char *m, int64_t d, char **err) {
   return cap(api.job_retry(j, m, d), err);
 }
@@ -238,7 +243,9 @@ int wfgo_tx_exec(wf_tx *t, const char *sql, const char *p, char **rows, char **e
 int wfgo_tx_enqueue(wf_tx *t, const char *job, char **id, char **err) {
   return cap(api.tx_enqueue(t, job, id), err);
 }
-int wfgo_tx_schedule(wf_tx *t, const char *s, char **err) { return cap(api.tx_schedule(t, s), err); }
+int wfgo_tx_schedule(wf_tx *t, const char *s, char **err) {
+  return cap(api.tx_schedule(t, s), err);
+}
 int wfgo_tx_submit(wf_tx *t, const char *ev, char **err) { return cap(api.tx_submit(t, ev), err); }
 int wfgo_tx_commit(wf_tx *t, char **err) { return cap(api.tx_commit(t), err); }
 int wfgo_tx_rollback(wf_tx *t, char **err) { return cap(api.tx_rollback(t), err); }
@@ -262,7 +269,9 @@ static void log_tramp(void *user, int level, const char *line) {
 int wfgo_set_logger(wf_engine *e, int lvl, uintptr_t h, char **err) {
   return cap(api.set_logger(e, lvl, log_tramp, (void *)h), err);
 }
-int wfgo_clear_logger(wf_engine *e, char **err) { return cap(api.set_logger(e, 0, NULL, NULL), err); }
+int wfgo_clear_logger(wf_engine *e, char **err) {
+  return cap(api.set_logger(e, 0, NULL, NULL), err);
+}
 int wfgo_set_default_logger(int lvl, uintptr_t h, int clear, char **err) {
   if (clear) return cap(api.set_default_logger(0, NULL, NULL), err);
   return cap(api.set_default_logger(lvl, log_tramp, (void *)h), err);
