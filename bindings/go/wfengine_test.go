@@ -1,6 +1,7 @@
 package wfengine
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -606,10 +607,16 @@ func TestCrashRestartNothingLost(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	buf := make([]byte, 64)
-	n, _ := out.Read(buf) // child prints "ready" once its jobs are durable
-	if !strings.Contains(string(buf[:n]), "ready") {
-		t.Fatalf("child said %q", buf[:n])
+	// The child prints "ready" once its jobs are durable and some are done.
+	sc := bufio.NewScanner(out)
+	var said []string
+	for sc.Scan() && sc.Text() != "ready" {
+		said = append(said, sc.Text())
+	}
+	if sc.Text() != "ready" {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		t.Fatalf("child did not get ready: %q", said)
 	}
 	_ = cmd.Process.Kill()
 	_ = cmd.Wait()
@@ -632,7 +639,7 @@ func TestCrashRestartNothingLost(t *testing.T) {
 	if s.Outbox.Ready+s.Outbox.Scheduled+s.Outbox.Running != 0 || s.Dead != 0 {
 		t.Fatalf("left over after restart: %s", raw)
 	}
-	n = 0
+	n := 0
 	seen.Range(func(_, _ any) bool { n++; return true })
 	if n == 0 {
 		t.Fatal("no job was left for the restarted engine (the kill came too late to test anything)")
@@ -646,7 +653,7 @@ func crashChild(db string) {
 		os.Exit(2)
 	}
 	var n atomic.Int32
-	_ = e.RegisterEffect("crash", nil, func(j *Job) {
+	_ = e.RegisterEffect("crash", map[string]any{"concurrency": 1000}, func(j *Job) {
 		if n.Add(1)%2 == 0 {
 			_ = j.Complete(nil)
 		} // odd ones are held: in flight when the process dies
