@@ -27,7 +27,7 @@ if [ "${WF_SKIP_GO:-0}" != 1 ]; then
   echo "== go binding"
   command -v go >/dev/null || ./scripts/deps.sh golang-go
   (cd bindings/go && export WFENGINE_LIBRARY="$PWD/../../build/libwfengine.so" &&
-     go vet ./... && go test -race -count=1 ./... && go run ./examples/quickstart >/dev/null)
+     go vet ./... && go test -race -count=1 ./... && go run -buildvcs=false ./examples/quickstart >/dev/null)
 fi
 # ---- end go binding ----
 

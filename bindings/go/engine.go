@@ -22,6 +22,7 @@ import (
 // logged and closed by a finalizer (which cannot happen while a registered
 // callback still references it).
 type Engine struct {
+	closeMu sync.Mutex
 	mu      sync.Mutex
 	e       *C.wf_engine
 	closed  bool
@@ -83,15 +84,22 @@ func (e *Engine) Drain(ctx context.Context) error {
 // Close drains (bounded by the drain_timeout_ms option), closes the database
 // and releases callback state. A second Close returns nil.
 func (e *Engine) Close() error {
+	// closeMu, not mu: callbacks that wf_close waits for may take mu (Now,
+	// RegisterEffect, ...).
+	e.closeMu.Lock()
+	defer e.closeMu.Unlock()
 	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.closed {
+	closed := e.closed
+	e.mu.Unlock()
+	if closed {
 		return nil
 	}
 	var msg *C.char
 	if err := status("close", C.wfgo_close(e.e, &msg), msg); err != nil {
 		return err // e.g. ErrBusy from a callback: nothing was closed
 	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	e.closed = true
 	runtime.SetFinalizer(e, nil)
 	// No callback runs any more: free the callback state.
