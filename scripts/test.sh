@@ -17,6 +17,20 @@ BUILD_DIR=build ./scripts/build.sh -DWF_BUILD_TESTS=ON -DWF_BUILD_BENCH=ON -DWF_
 echo "== ctest"
 (cd build && ctest --output-on-failure -j2 --timeout 900)
 
+# ---- go binding ----
+# The Go binding (bindings/go, docs/bindings/go.md): go vet, go test -race
+# (a real engine on temporary files, virtual clock, crash test) and the
+# example program, against the library built above. Installs Debian's
+# golang-go when no go is on PATH; the module has no third-party
+# dependencies, so nothing is downloaded. WF_SKIP_GO=1 skips it.
+if [ "${WF_SKIP_GO:-0}" != 1 ]; then
+  echo "== go binding"
+  command -v go >/dev/null || ./scripts/deps.sh golang-go
+  (cd bindings/go && export WFENGINE_LIBRARY="$PWD/../../build/libwfengine.so" &&
+     go vet ./... && go test -race -count=1 ./... && go run -buildvcs=false ./examples/quickstart >/dev/null)
+fi
+# ---- end go binding ----
+
 # A bounded crash loop on top of ctest's crash test: repeated runs of 20
 # SIGKILLs each with fresh seeds (scripts/crashloop.sh runs it for hours).
 # WF_CRASHLOOP_SECONDS sets the duration (default 60; 0 skips it).

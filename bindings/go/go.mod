@@ -1,0 +1,3 @@
+module github.com/wfengine/wfengine/bindings/go
+
+go 1.19
