@@ -76,7 +76,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         stats["engine"]["completed"], stats["dead"]
     );
     engine.close()?;
-    for suf in ["", "-wal", "-shm"] {
+    for suf in ["", "-wal", "-shm", "-wfboots"] {
         let _ = std::fs::remove_file(format!("{}{suf}", path.display()));
     }
     Ok(())

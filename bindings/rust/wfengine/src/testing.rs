@@ -79,7 +79,7 @@ impl std::ops::Deref for TestEngine {
 impl Drop for TestEngine {
     fn drop(&mut self) {
         let _ = self.engine.close_inner();
-        for suf in ["", "-wal", "-shm"] {
+        for suf in ["", "-wal", "-shm", "-wfboots"] {
             let mut p = self.path.clone().into_os_string();
             p.push(suf);
             let _ = std::fs::remove_file(p);

@@ -433,7 +433,7 @@ fn close_and_drop() {
     let e = Engine::open(p.to_str().unwrap(), &Value::Null).unwrap();
     assert_eq!(e.stats(&Value::Null).unwrap()["outbox"]["ready"], 1);
     drop(e);
-    for suf in ["", "-wal", "-shm"] {
+    for suf in ["", "-wal", "-shm", "-wfboots"] {
         let _ = std::fs::remove_file(format!("{}{suf}", p.display()));
     }
 }
