@@ -190,7 +190,7 @@ pub struct Enqueued {
 
 type EffectFn = dyn Fn(Job) + Send + Sync + 'static;
 type SagaFn = dyn Fn(Value) -> std::result::Result<Value, String> + Send + Sync + 'static;
-type LogFn = dyn Fn(i32, &str) + Send + Sync + 'static;
+pub type LogFn = dyn Fn(i32, &str) + Send + Sync + 'static;
 
 /// Callback state kept alive until the engine is closed.
 enum Keep {
@@ -280,10 +280,10 @@ impl Engine {
         let st = unsafe { (self.a.wf_close)(self.e) };
         if st != sys::WF_OK {
             let err = last_error(self.a, st);
-            // Callbacks may still run: leak their state rather than free it.
-            std::mem::forget(std::mem::take(
-                &mut *self.keep.lock().unwrap_or_else(|p| p.into_inner()),
-            ));
+            if err.code == Code::Busy {
+                // Called from an engine thread: nothing was closed.
+                self.closed.store(false, Ordering::SeqCst);
+            }
             return Err(err);
         }
         self.keep.lock().unwrap_or_else(|p| p.into_inner()).clear();
@@ -619,8 +619,27 @@ impl Drop for Engine {
     fn drop(&mut self) {
         if let Err(e) = self.close_inner() {
             eprintln!("wfengine: closing a dropped engine failed: {e}");
+            // Its callbacks may still run: leak their state rather than free it.
+            std::mem::forget(std::mem::take(
+                &mut *self.keep.lock().unwrap_or_else(|p| p.into_inner()),
+            ));
         }
     }
+}
+
+/// Sets the process-wide logger that engines opened from now on start with
+/// (what `wf_open` itself logs). The closure is kept for the life of the
+/// process. `None` removes it.
+pub fn set_default_logger(min_level: i32, f: Option<Box<LogFn>>) -> Result<()> {
+    let a = api()?;
+    let st = match f {
+        Some(f) => {
+            let user = Box::into_raw(Box::new(f)) as *mut c_void;
+            unsafe { (a.wf_set_default_logger)(min_level, Some(log_tramp), user) }
+        }
+        None => unsafe { (a.wf_set_default_logger)(min_level, None, ptr::null_mut()) },
+    };
+    check(a, st)
 }
 
 type DoneFn = dyn FnOnce(Result<Enqueued>) + Send + 'static;

@@ -437,3 +437,34 @@ fn close_and_drop() {
         let _ = std::fs::remove_file(format!("{}{suf}", p.display()));
     }
 }
+
+#[test]
+fn sync_from_a_callback_is_busy_and_default_logger() {
+    let (tx, rx) = mpsc::channel::<String>();
+    let tx = Mutex::new(tx);
+    wfengine::set_default_logger(
+        wfengine_sys::WF_LOG_INFO,
+        Some(Box::new(move |_l, line| {
+            if line.contains("engine opened") {
+                let _ = tx.lock().unwrap().send(line.to_string());
+            }
+        })),
+    )
+    .unwrap();
+    let t = Arc::new(te());
+    wfengine::set_default_logger(wfengine_sys::WF_LOG_INFO, None).unwrap();
+    assert!(rx.try_iter().count() >= 1);
+    let (rtx, rrx) = mpsc::channel();
+    let rtx = Mutex::new(rtx);
+    let weak = Arc::downgrade(&t);
+    t.register_effect("closer", &Value::Null, move |job: Job| {
+        let r = weak.upgrade().map(|t| t.sync().unwrap_err().code);
+        job.complete(&Value::Null).unwrap();
+        rtx.lock().unwrap().send(r).unwrap();
+    })
+    .unwrap();
+    t.start().unwrap();
+    t.enqueue(&json!({"effect": "closer"})).unwrap();
+    t.settle().unwrap();
+    assert_eq!(rrx.recv().unwrap(), Some(Code::Busy));
+}
