@@ -1,6 +1,7 @@
 //! Small benchmark of the binding: enqueue paths and end-to-end no-op jobs
 //! (enqueued, dispatched to a Rust callback, completed, committed).
-//! Prints numbers; nothing asserts on timing.
+//! Engines open with {"durability": "full"}, as bench/wf_bench. Prints
+//! numbers; nothing asserts on timing.
 //!
 //! Run: cargo run --release --example bench -- [jobs]   (default 20000)
 
@@ -18,7 +19,7 @@ fn rate(n: usize, t: Instant) -> f64 {
 
 fn fresh() -> (Engine, String) {
     let p = temp_path("bench").to_str().unwrap().to_string();
-    (Engine::open(&p, &Value::Null).unwrap(), p)
+    (Engine::open(&p, &json!({"durability": "full"})).unwrap(), p)
 }
 
 fn cleanup(e: Engine, p: &str) {
