@@ -399,6 +399,24 @@ impl Engine {
         self.async_call(event, Box::new(done), true)
     }
 
+    /// [`Engine::enqueue_async`] as a future, for async hosts (any
+    /// executor): the job is validated and queued now (bad input is the
+    /// `Err` here); the future resolves once it is durable.
+    pub fn enqueue_future(&self, job: &Value) -> Result<Completion> {
+        let c = Completion::default();
+        let c2 = c.clone();
+        self.enqueue_async(job, move |r| c2.resolve(r))?;
+        Ok(c)
+    }
+
+    /// [`Engine::submit_async`] as a future (see [`Engine::enqueue_future`]).
+    pub fn submit_future(&self, event: &Value) -> Result<Completion> {
+        let c = Completion::default();
+        let c2 = c.clone();
+        self.submit_async(event, move |r| c2.resolve(r))?;
+        Ok(c)
+    }
+
     fn async_call(&self, doc: &Value, done: Box<DoneFn>, event: bool) -> Result<()> {
         let j = cjson(doc)?;
         let user = Box::into_raw(Box::new(done)) as *mut c_void;
@@ -640,6 +658,50 @@ pub fn set_default_logger(min_level: i32, f: Option<Box<LogFn>>) -> Result<()> {
         None => unsafe { (a.wf_set_default_logger)(min_level, None, ptr::null_mut()) },
     };
     check(a, st)
+}
+
+/// A future resolved by an async enqueue or submit's completion (see
+/// [`Engine::enqueue_future`]). Runtime-agnostic: it wakes the task that
+/// polled it from the engine's notifier thread.
+#[derive(Clone, Default)]
+pub struct Completion {
+    inner: Arc<Mutex<CompletionState>>,
+}
+
+#[derive(Default)]
+struct CompletionState {
+    result: Option<Result<Enqueued>>,
+    waker: Option<std::task::Waker>,
+}
+
+impl Completion {
+    fn resolve(&self, r: Result<Enqueued>) {
+        let w = {
+            let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+            g.result = Some(r);
+            g.waker.take()
+        };
+        if let Some(w) = w {
+            w.wake();
+        }
+    }
+}
+
+impl std::future::Future for Completion {
+    type Output = Result<Enqueued>;
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        match g.result.take() {
+            Some(r) => std::task::Poll::Ready(r),
+            None => {
+                g.waker = Some(cx.waker().clone());
+                std::task::Poll::Pending
+            }
+        }
+    }
 }
 
 type DoneFn = dyn FnOnce(Result<Enqueued>) + Send + 'static;

@@ -475,3 +475,48 @@ fn sync_from_a_callback_is_busy_and_default_logger() {
     t.settle().unwrap();
     assert_eq!(rrx.recv().unwrap(), Some(Code::Busy));
 }
+
+/// A minimal executor: parks the thread until the waker unparks it.
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    struct Unpark(thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::task::Waker::from(Arc::new(Unpark(thread::current())));
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut f = std::pin::pin!(f);
+    loop {
+        if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+        thread::park();
+    }
+}
+
+#[test]
+fn async_completion_as_futures() {
+    let t = te();
+    let a = t
+        .enqueue_future(&json!({"effect": "f", "key": "fut"}))
+        .unwrap();
+    let b = t
+        .enqueue_future(&json!({"effect": "f", "key": "fut"}))
+        .unwrap();
+    let ra = block_on(a).unwrap();
+    let rb = block_on(b).unwrap();
+    assert!(!ra.existing);
+    assert!(rb.existing);
+    assert_eq!(ra.id, rb.id);
+    let ev = block_on(
+        t.submit_future(&json!({"event_id": "ev1", "type": "nobody.cares"}))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(ev.id, "ev1");
+    assert_eq!(
+        t.enqueue_future(&json!({})).err().unwrap().code,
+        Code::Inval
+    );
+}
