@@ -39,7 +39,7 @@ fi
 # ---- rust binding ----
 # bindings/rust (wfengine-sys + wfengine): clippy -D warnings, cargo test and
 # the example against build/libwfengine.so. Uses cargo from PATH or
-# ~/.cargo/bin (Rust >= 1.70; Debian 12's 1.63 is too old for the locked
+# ~/.cargo/bin (Rust >= 1.71; Debian 12's 1.63 is too old for the locked
 # crates); without one it installs a minimal toolchain with rustup.
 # Crates come from crates.io (Cargo.lock pins them). WF_SKIP_RUST=1 skips it.
 if [ "${WF_SKIP_RUST:-0}" != 1 ]; then
