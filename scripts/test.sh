@@ -45,8 +45,13 @@ fi
 if [ "${WF_SKIP_RUST:-0}" != 1 ]; then
   echo "== rust binding"
   export PATH="$PATH:$HOME/.cargo/bin"
-  if ! command -v cargo >/dev/null || ! cargo clippy --version >/dev/null 2>&1; then
+  rust_ok() {
+    command -v cargo >/dev/null && cargo clippy --version >/dev/null 2>&1 &&
+      rustc -vV | awk '/^release:/ { split($2, v, "."); exit !(v[1] > 1 || v[2] >= 71) }'
+  }
+  if ! rust_ok; then
     curl -sSf https://sh.rustup.rs | sh -s -- -y -q --profile minimal -c clippy >/dev/null
+    export PATH="$HOME/.cargo/bin:$PATH"
   fi
   (cd bindings/rust &&
      export CARGO_TARGET_DIR="$PWD/target" WFENGINE_LIBRARY="$PWD/../../build/libwfengine.so" &&
