@@ -6,6 +6,7 @@
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde_json::{json, Value};
@@ -14,8 +15,9 @@ use wfengine::{Engine, Job};
 
 const PRE: usize = 300;
 
-/// The child: serves "crash" jobs (completing each on a worker thread and
-/// printing `done <key>` once completed), and enqueues more jobs printing
+/// The child: serves "crash" jobs (completing the first ones on a worker
+/// thread, printing `done <key>` once completed, and holding the rest), and
+/// enqueues more jobs printing
 /// `enq <key>` once each is durable. Runs until killed.
 #[test]
 #[ignore = "run by crash_kill_restart_nothing_lost as a child process"]
@@ -24,7 +26,15 @@ fn crash_child() {
         return;
     };
     let e = Engine::open(&path, &Value::Null).unwrap();
-    e.register_effect("crash", &Value::Null, |job: Job| {
+    // The first PRE/3 jobs are completed; later ones are held, never
+    // completed, so the kill always finds jobs running (leased).
+    let served = AtomicUsize::new(0);
+    let held = Mutex::new(Vec::new());
+    e.register_effect("crash", &Value::Null, move |job: Job| {
+        if served.fetch_add(1, Ordering::SeqCst) >= PRE / 3 {
+            held.lock().unwrap().push(job);
+            return;
+        }
         std::thread::spawn(move || {
             let key = job.key();
             if job.complete(&Value::Null).is_ok() {
@@ -71,7 +81,8 @@ fn crash_kill_restart_nothing_lost() {
     let mut done_in_child = HashSet::new();
     let mut lines = out.lines();
     // Kill once the child completed a third of the jobs enqueued before it
-    // and enqueued some of its own: mid-run by construction, no sleeps.
+    // (it holds the later ones: they are running) and enqueued some of its
+    // own: mid-run by construction, no sleeps.
     let mut enq_in_child = 0;
     for line in lines.by_ref() {
         let line = line.unwrap();
