@@ -65,6 +65,30 @@ if [ "${WF_SKIP_PYTHON:-0}" != 1 ]; then
    /usr/bin/python3 example.py >/dev/null)
 fi
 # ---- end python binding ----
+# ---- rust binding ----
+# bindings/rust (wfengine-sys + wfengine): clippy -D warnings, cargo test and
+# the example against build/libwfengine.so. Uses cargo from PATH or
+# ~/.cargo/bin (Rust >= 1.71; Debian 12's 1.63 is too old for the locked
+# crates); without one it installs a minimal toolchain with rustup.
+# Crates come from crates.io (Cargo.lock pins them). WF_SKIP_RUST=1 skips it.
+if [ "${WF_SKIP_RUST:-0}" != 1 ]; then
+  echo "== rust binding"
+  export PATH="$PATH:$HOME/.cargo/bin"
+  rust_ok() {
+    command -v cargo >/dev/null && cargo clippy --version >/dev/null 2>&1 &&
+      rustc -vV | awk '/^release:/ { split($2, v, "."); exit !(v[1] > 1 || v[2] >= 71) }'
+  }
+  if ! rust_ok; then
+    curl -sSf https://sh.rustup.rs | sh -s -- -y -q --profile minimal -c clippy >/dev/null
+    export PATH="$HOME/.cargo/bin:$PATH"
+  fi
+  (cd bindings/rust &&
+     export CARGO_TARGET_DIR="$PWD/target" WFENGINE_LIBRARY="$PWD/../../build/libwfengine.so" &&
+     cargo clippy -q --locked --all-targets -- -D warnings &&
+     cargo test -q --locked &&
+     cargo run -q --locked --example quickstart)
+fi
+# ---- end rust binding ----
 
 # clang-tidy over src/ with the checked-in .clang-tidy: any finding fails.
 # WF_SKIP_LINT=1 skips it.
