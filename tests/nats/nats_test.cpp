@@ -89,7 +89,7 @@ TEST_F(NatsTest, PublishCompletesOnPubAckWithMsgIdAndHeaders) {
               {"max_attempts", 5}};
   ASSERT_EQ(WF_OK, wf_effect_register_builtin(e, "pub", cfg.dump().c_str())) << wf_last_error();
   ASSERT_EQ(WF_OK, wf_start(e));
-  const char *tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+  const std::string tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
   json job = {{"effect", "pub"},
               {"tenant", "t1"},
               {"key", "k-1"},
@@ -108,7 +108,13 @@ TEST_F(NatsTest, PublishCompletesOnPubAckWithMsgIdAndHeaders) {
   EXPECT_EQ("k-1", header(m, "Nats-Msg-Id"));
   EXPECT_EQ("charge", header(m, "Wf-Type"));
   EXPECT_EQ("k-1", header(m, "Wf-Key"));
-  EXPECT_EQ(tp, header(m, "traceparent"));
+  // The attempt's own span in the caller's trace (docs/tracing.md): same
+  // version, trace id and flags, a new span id.
+  std::string got_tp = header(m, "traceparent");
+  ASSERT_EQ(tp.size(), got_tp.size()) << got_tp;
+  EXPECT_EQ(tp.substr(0, 36), got_tp.substr(0, 36));
+  EXPECT_NE(tp.substr(36, 16), got_tp.substr(36, 16));
+  EXPECT_EQ(tp.substr(52), got_tp.substr(52));
   EXPECT_EQ("x=1", header(m, "tracestate"));
   natsMsg_Destroy(m);
 }
