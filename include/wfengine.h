@@ -223,7 +223,7 @@ WF_API const char *wf_job_metadata(const wf_job *j);             /* JSON object 
  * document, its metadata or the saga event that emitted it), the metadata
  * seen here holds "traceparent" with a new span id for this attempt,
  * "parent_span_id" (the stored span) and "tracestate": see docs/tracing.md. */
-WF_API int wf_job_attempt(const wf_job *j);                      /* 1-based */
+WF_API int wf_job_attempt(const wf_job *j); /* 1-based */
 
 /* Completes the attempt successfully. `result_json` may be NULL (an invalid
  * one is WF_EINVAL and `j` stays valid). Returns WF_ESTATE, changing nothing,
