@@ -138,7 +138,7 @@ class HttpProvider : public Provider {
     r->p = this;
     r->job = job;
     try {
-      prepare(*r);
+      build_request(*r);
     } catch (const std::exception &ex) {
       if (r->headers) curl_slist_free_all(r->headers);
       if (r->easy) release_easy(r->easy);
@@ -180,7 +180,7 @@ class HttpProvider : public Provider {
     r.headers = n;
   }
 
-  void prepare(Request &r) {
+  void build_request(Request &r) {
     wf_job *j = r.job;
     size_t plen = 0;
     const char *payload = wf_job_payload(j, &plen);

@@ -747,7 +747,8 @@ TEST_F(HostileStrings, EveryIdFieldRoundTripsOrIsRefused) {
   std::string m = text;
   wf_free(text);
   std::regex line(
-      R"(^(# .*|[a-z_]+(\{[a-z_]+="([^"\\\n]|\\.)*"(,[a-z_]+="[a-z_]*")?\})? -?[0-9]+)$)");
+      R"(^(# .*|[a-z0-9_]+(\{[a-z0-9_]+="([^"\\\n]|\\.)*"(,[a-z0-9_]+="([^"\\\n]|\\.)*")*\})? )"
+      R"((-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?|[+-]Inf|NaN))$)");
   size_t pos = 0;
   while (pos < m.size()) {
     size_t nl = m.find('\n', pos);
