@@ -511,7 +511,10 @@ WF_API int wf_events_list(wf_engine *e, const char *filter_json, char **json_out
  * {"engines": [{"boot_id", "pid", "hostname", "started_at", "heartbeat_at",
  * "lock_slot", "live": bool, "liveness": "this engine" | "lock" (its
  * liveness lock is held) | "heartbeat" (no lock to test: heartbeat within
- * two lease_ms), "effects": [names it registered]}], "now"}. */
+ * two lease_ms), "effects": [names it registered], "circuits": {effect:
+ * {"state": "open" | "half_open", "until": ms}} (only effects whose circuit
+ * breaker is not closed; "until" is when the open circuit lets a probe
+ * through)}], "now"}. */
 WF_API int wf_engines_list(wf_engine *e, char **json_out);
 
 /* Integrity and consistency check on one snapshot: SQLite's integrity_check

@@ -189,6 +189,24 @@ void record_effect(Engine &e, const std::string &effect) {
   e.submit(std::move(r));
 }
 
+void record_circuit(Engine &e, const std::string &effect, int64_t open_until) {
+  if (e.opt.read_only) return;
+  WriteReq r;
+  std::string boot = e.boot_id;
+  r.fn = [boot, effect, open_until](WriteCtx &w) {
+    auto st = w.db.prepare(
+        "UPDATE wf_boot_effects SET circuit_until = ?3 WHERE boot_id = ?1 AND effect = ?2");
+    st->bind(1, boot).bind(2, effect);
+    if (open_until > 0)
+      st->bind(3, open_until);
+    else
+      st->bind_null(3);
+    st->exec();
+  };
+  r.after = [](int, const std::string &) {};
+  e.submit(std::move(r));
+}
+
 void forget_boot_effects(Db &db) {
   auto st =
       db.prepare("DELETE FROM wf_boot_effects WHERE boot_id NOT IN (SELECT boot_id FROM wf_boots)");

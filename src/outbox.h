@@ -78,6 +78,9 @@ void register_effect(Engine &e, const char *effect, const char *policy_json, wf_
 // Records `effect` as served by this boot (wf_boot_effects, for wfctl stuck)
 // and removes the rows of boots no longer in wf_boots.
 void record_effect(Engine &e, const std::string &effect);
+// Records the circuit breaker of `effect` on this boot's wf_boot_effects row:
+// open until `open_until` (ms), or closed when `open_until` is 0. Not awaited.
+void record_circuit(Engine &e, const std::string &effect, int64_t open_until);
 // wf_effect_register_builtin (providers/builtin.cpp); `handle` is the public
 // handle given to the provider.
 void register_builtin(Engine &e, wf_engine *handle, const char *effect, const char *config_json);

@@ -670,10 +670,19 @@ std::string engines_list(Engine &e) {
         b["liveness"] = "heartbeat";
       }
       json effs = json::array();
-      auto f = db.prepare("SELECT effect FROM wf_boot_effects WHERE boot_id = ?1 ORDER BY effect");
+      json circuits = json::object();
+      auto f = db.prepare(
+          "SELECT effect, circuit_until FROM wf_boot_effects WHERE boot_id = ?1 ORDER BY effect");
       f->bind(1, id);
-      while (f->step()) effs.push_back(f->col_text(0));
+      while (f->step()) {
+        effs.push_back(f->col_text(0));
+        if (f->col_null(1)) continue;
+        int64_t until = f->col_int(1);
+        circuits[f->col_text(0)] =
+            json{{"state", until > now ? "open" : "half_open"}, {"until", until}};
+      }
       b["effects"] = std::move(effs);
+      b["circuits"] = std::move(circuits);
       items.push_back(std::move(b));
     }
     st->reset();

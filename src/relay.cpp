@@ -11,6 +11,7 @@
 
 #include "engine.h"
 #include "failpoint.h"
+#include "outbox.h"
 #include "trace.h"
 
 namespace wf {
@@ -587,11 +588,13 @@ void Engine::circuit_record(EffectState &eff, bool failure) {
     if (failure) {
       eff.circuit_state = 1;
       eff.open_until = now() + c.cooldown_ms;
+      record_circuit(*this, eff.name, eff.open_until);
       log(WF_LOG_WARN, "circuit re-opened after failed probe",
           json{{"event", "circuit.opened"}, {"effect", eff.name}});
     } else {
       eff.circuit_state = 0;
       eff.window.clear();
+      record_circuit(*this, eff.name, 0);
       log(WF_LOG_INFO, "circuit closed", json{{"event", "circuit.closed"}, {"effect", eff.name}});
     }
     return;
@@ -604,6 +607,7 @@ void Engine::circuit_record(EffectState &eff, bool failure) {
   if (static_cast<double>(fails) / static_cast<double>(eff.window.size()) >= c.failure_ratio) {
     eff.circuit_state = 1;
     eff.open_until = now() + c.cooldown_ms;
+    record_circuit(*this, eff.name, eff.open_until);
     log(WF_LOG_WARN, "circuit opened",
         json{{"event", "circuit.opened"},
              {"effect", eff.name},

@@ -514,6 +514,16 @@ CREATE INDEX wf_boot_effects_effect ON wf_boot_effects(effect);
 )sql";
 // ---- end of version 8
 
+// ---- Version 9 (issue 11, wfctl stuck): the circuit breaker's state per
+// boot and effect, so another process can say "circuit open" instead of
+// guessing. NULL: closed. Otherwise the time the open circuit lets a probe
+// through (in the past: half-open, probing). Written on each transition
+// (relay.cpp, circuit_record -> record_circuit), not awaited.
+static const char *kSchemaV9 = R"sql(
+ALTER TABLE wf_boot_effects ADD COLUMN circuit_until INTEGER;
+)sql";
+// ---- end of version 9
+
 namespace {
 
 // The migration steps: step N brings a file from version N - 1 to N. To add
@@ -545,6 +555,9 @@ void apply_migration(Db &db, int to) {
       return;
     case 8:
       db.exec(kSchemaV8);
+      return;
+    case 9:
+      db.exec(kSchemaV9);
       return;
     default:
       fail(WF_EINTERNAL, "no migration step to schema version " + std::to_string(to));
@@ -594,6 +607,8 @@ const char *migration_sql(int to) {
       return kSchemaV7;
     case 8:
       return kSchemaV8;
+    case 9:
+      return kSchemaV9;
     default:
       return nullptr;
   }

@@ -42,6 +42,12 @@ void on_charge(void *, wf_job *j) {
   ++failed;
   cv.notify_all();
 }
+void on_flaky(void *, wf_job *j) {
+  wf_job_retry(j, "upstream 503", 0);
+  std::lock_guard<std::mutex> g(mu);
+  ++failed;
+  cv.notify_all();
+}
 void on_slow(void *, wf_job *j) {  // held: the job stays running
   std::lock_guard<std::mutex> g(mu);
   held = j;
@@ -66,9 +72,49 @@ json stats(wf_engine *e) {
 }
 }  // namespace
 
+// Mode "circuit": an effect whose every attempt fails opens its circuit
+// breaker after two attempts; three jobs then wait behind it.
+int run_circuit(const char *path) {
+  wf_engine *e = nullptr;
+  must(wf_open(path, "{\"durability\":\"normal\"}", &e), "wf_open");
+  must(wf_effect_register(e, "flaky",
+                          "{\"max_attempts\":100,\"circuit\":{\"window\":2,\"min_attempts\":2,"
+                          "\"failure_ratio\":0.5,\"cooldown_ms\":3600000}}",
+                          on_flaky, nullptr),
+       "register flaky");
+  for (int i = 0; i < 3; i++)
+    must(wf_enqueue(e, ("{\"effect\":\"flaky\",\"key\":\"f" + std::to_string(i) + "\"}").c_str(),
+                    nullptr),
+         "enqueue flaky");
+  must(wf_start(e), "wf_start");
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  for (;;) {
+    // wf_sync returns after the commit that follows the failing outcomes,
+    // and the circuit's row is written before them.
+    must(wf_sync(e), "wf_sync");
+    json s = stats(e);
+    if (s["engine"]["effects"]["flaky"]["circuit"] == "open") break;
+    if (std::chrono::steady_clock::now() > deadline) {
+      std::fprintf(stderr, "host: the circuit did not open: %s\n", s.dump().c_str());
+      return 3;
+    }
+    std::unique_lock<std::mutex> lk(mu);
+    cv.wait_for(lk, std::chrono::milliseconds(100), [] { return failed >= 2; });
+  }
+  must(wf_sync(e), "wf_sync");
+  std::printf("ready\n");
+  std::fflush(stdout);
+  char buf[64];
+  while (read(STDIN_FILENO, buf, sizeof buf) > 0) {
+  }
+  must(wf_close(e), "wf_close");
+  return 0;
+}
+
 int main(int argc, char **argv) {
+  if (argc == 3 && std::strcmp(argv[2], "circuit") == 0) return run_circuit(argv[1]);
   if (argc != 2) {
-    std::fprintf(stderr, "usage: wfctl_host DB\n");
+    std::fprintf(stderr, "usage: wfctl_host DB [circuit]\n");
     return 2;
   }
   wf_engine *e = nullptr;

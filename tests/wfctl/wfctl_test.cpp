@@ -47,11 +47,9 @@ class WfctlTest : public ::testing::Test {
   static inline pid_t host = -1;
   static inline int host_in = -1;
 
-  static void SetUpTestSuite() {
-    char tmpl[] = "/tmp/wfctltest-XXXXXX";
-    ASSERT_NE(nullptr, mkdtemp(tmpl));
-    dir = tmpl;
-    db = dir + "/host.db";
+  // Starts wfctl_host on `path` (with `mode`, if any) and waits for its
+  // "ready" line; the host runs until its stdin (`*in_fd`) is closed.
+  static void spawn_host(const std::string &path, const std::string &mode, pid_t *pid, int *in_fd) {
     int in[2], out[2];
     ASSERT_EQ(0, pipe(in));
     ASSERT_EQ(0, pipe(out));
@@ -61,14 +59,16 @@ class WfctlTest : public ::testing::Test {
     posix_spawn_file_actions_adddup2(&fa, out[1], 1);
     posix_spawn_file_actions_addclose(&fa, in[1]);
     posix_spawn_file_actions_addclose(&fa, out[0]);
-    std::string exe = WFCTL_HOST;
-    char *args[] = {exe.data(), db.data(), nullptr};
-    ASSERT_EQ(0, posix_spawn(&host, exe.c_str(), &fa, nullptr, args, environ));
+    std::string exe = WFCTL_HOST, p = path, m = mode;
+    std::vector<char *> args{exe.data(), p.data()};
+    if (!m.empty()) args.push_back(m.data());
+    args.push_back(nullptr);
+    ASSERT_EQ(0, posix_spawn(pid, exe.c_str(), &fa, nullptr, args.data(), environ));
     posix_spawn_file_actions_destroy(&fa);
     close(in[0]);
     close(out[1]);
-    host_in = in[1];
-    fcntl(host_in, F_SETFD, FD_CLOEXEC);
+    *in_fd = in[1];
+    fcntl(*in_fd, F_SETFD, FD_CLOEXEC);
     // The host says "ready" once its workload has settled.
     std::string line;
     char c;
@@ -77,13 +77,26 @@ class WfctlTest : public ::testing::Test {
     ASSERT_EQ("ready", line) << "the host process did not get ready";
   }
 
-  static void TearDownTestSuite() {
-    if (host_in >= 0) close(host_in);  // the host completes, closes, exits
-    if (host > 0) {
+  // Closes the host's stdin and expects it to exit 0.
+  static void stop_host(pid_t pid, int in_fd) {
+    if (in_fd >= 0) close(in_fd);  // the host completes, closes, exits
+    if (pid > 0) {
       int st = 0;
-      waitpid(host, &st, 0);
+      waitpid(pid, &st, 0);
       EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << "host status " << st;
     }
+  }
+
+  static void SetUpTestSuite() {
+    char tmpl[] = "/tmp/wfctltest-XXXXXX";
+    ASSERT_NE(nullptr, mkdtemp(tmpl));
+    dir = tmpl;
+    db = dir + "/host.db";
+    spawn_host(db, "", &host, &host_in);
+  }
+
+  static void TearDownTestSuite() {
+    stop_host(host, host_in);
     std::string cmd = "rm -rf '" + dir + "'";
     if (system(cmd.c_str()) != 0) ADD_FAILURE() << "cleanup failed";
   }
@@ -297,6 +310,28 @@ TEST_F(WfctlTest, StuckExplainsEverythingNotFinished) {
   EXPECT_EQ(0, old.code) << old.out << old.err;
   EXPECT_EQ(0u, run({"--json", "stuck", "--older-than", "1d"}).js()["items"].size());
   EXPECT_EQ(2, run({"stuck", "--older-than", "soon"}).code);
+}
+
+// An effect whose circuit breaker is open (in another process's memory, and
+// recorded in the file): stuck names the circuit, not a guess.
+TEST_F(WfctlTest, StuckNamesAnOpenCircuit) {
+  std::string cdb = dir + "/circuit.db";
+  pid_t pid = -1;
+  int in = -1;
+  spawn_host(cdb, "circuit", &pid, &in);
+  json j = run({"--db", cdb, "--json", "stuck"}, false).js();
+  int circuit = 0;
+  for (auto &i : j["items"]) {
+    std::string why = i["explanation"].get<std::string>();
+    if (i["kind"] == "job" && has(why, "the circuit breaker of \"flaky\" is open on engine"))
+      ++circuit;
+  }
+  EXPECT_EQ(3, circuit) << j.dump(1);  // two failed once, one never ran: all wait
+  stop_host(pid, in);
+  // The engine closed: its boot row and circuit with it.
+  json after = run({"--db", cdb, "--json", "stuck"}, false).js();
+  for (auto &i : after["items"])
+    EXPECT_FALSE(has(i["explanation"].get<std::string>(), "circuit")) << after.dump(1);
 }
 
 TEST_F(WfctlTest, WatchMetricsCheckBackup) {

@@ -314,10 +314,26 @@ std::vector<StuckItem> find_stuck(const Db &db, const Global &g) {
   json engines = db.read("wf_engines_list", wf_engines_list)["engines"];
   std::map<std::string, json> boots;
   std::set<std::string> served;
+  // effect -> the open (or half-open) circuits of live engines serving it,
+  // and how many of them serve it at all.
+  std::map<std::string, std::vector<std::string>> open_circuits;
+  std::map<std::string, int> servers;
   for (auto &b : engines) {
-    boots[b["boot_id"].get<std::string>()] = b;
-    if (b["live"].get<bool>())
-      for (auto &e : b["effects"]) served.insert(e.get<std::string>());
+    std::string boot = b["boot_id"].get<std::string>();
+    boots[boot] = b;
+    if (!b["live"].get<bool>()) continue;
+    for (auto &e : b["effects"]) {
+      served.insert(e.get<std::string>());
+      servers[e.get<std::string>()]++;
+    }
+    if (!b.contains("circuits")) continue;
+    for (auto &c : b["circuits"].items()) {
+      const json &v = c.value();
+      open_circuits[c.key()].push_back(
+          str(v["state"]) == "open"
+              ? "open on engine " + boot + " until " + fmt_time(v["until"])
+              : "half-open on engine " + boot + " (one probe attempt at a time)");
+    }
   }
   auto engine_desc = [&](const std::string &id) {
     auto it = boots.find(id);
@@ -335,6 +351,9 @@ std::vector<StuckItem> find_stuck(const Db &db, const Global &g) {
   json jobs = list_all(db, "wf_jobs_list", f, all, "jobs", wf_jobs_list, &next);
   // Saga-emitted jobs, by instance: what an instance waits for.
   std::map<std::string, std::vector<json>> by_instance;
+  std::map<std::string, int> running;  // effect -> attempts running
+  for (auto &j : jobs)
+    if (str(j["state"]) == "running") running[str(j["effect"])]++;
   for (auto &j : jobs) {
     StuckItem it;
     it.kind = "job";
@@ -376,10 +395,20 @@ std::vector<StuckItem> find_stuck(const Db &db, const Global &g) {
         it.explanation =
             "held by the host after a timeout: the next attempt waits until the host completes "
             "the previous handle (at most abandon_after_ms)";
+      } else if (open_circuits.count(eff) &&
+                 open_circuits[eff].size() == static_cast<size_t>(servers[eff])) {
+        // Every live engine serving the effect has its circuit open.
+        std::string which;
+        for (auto &c : open_circuits[eff]) which += (which.empty() ? "" : "; ") + c;
+        it.explanation = "ready since " + fmt_time(j["run_at"]) + ": the circuit breaker of \"" +
+                         eff + "\" is " + which;
+      } else if (running[eff] > 0) {
+        it.explanation = "ready since " + fmt_time(j["run_at"]) + ": waiting for a free slot (" +
+                         std::to_string(running[eff]) + " attempt(s) of \"" + eff +
+                         "\" running; concurrency, max_inflight, tenant_concurrency)";
       } else {
-        it.explanation = "ready since " + fmt_time(j["run_at"]) +
-                         ": waiting for a free slot (concurrency, max_inflight) or the effect's "
-                         "circuit is open";
+        it.explanation = "ready since " + fmt_time(j["run_at"]) + ": next in line; nothing of \"" +
+                         eff + "\" is running, so a live engine dispatches it on its next pass";
       }
     }
     it.since_label = fmt_time(json(it.since));
