@@ -65,7 +65,7 @@ func TestReadJobs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(all.Jobs) != 7 || all.NextCursor != "" || all.Now.Time() != e.Now().Truncate(time.Millisecond) {
+	if len(all.Jobs) != 7 || all.NextCursor != "" || !all.Now.Time().Equal(e.Now()) {
 		t.Fatalf("all: %d jobs, cursor %q, now %v: %+v", len(all.Jobs), all.NextCursor, all.Now.Time(), all)
 	}
 	byID := map[string]JobInfo{}
