@@ -24,8 +24,11 @@ echo "== ctest"
 
 # ---- go binding ----
 # The Go binding (bindings/go, docs/bindings/go.md): go vet, go test -race
-# (a real engine on temporary files, virtual clock, crash test) and the
-# example program, against the library built above. Installs Debian's
+# (a real engine on temporary files, virtual clock, crash test, the read API
+# beside a writer process, and TestModuleConsumer: separate modules `go get`
+# the module from a file:// proxy / use a replace directive and run the
+# program of the docs) and the example program, against the library built
+# above. Installs Debian's
 # golang-go when no go is on PATH; the module has no third-party
 # dependencies, so nothing is downloaded. WF_SKIP_GO=1 skips it.
 if [ "${WF_SKIP_GO:-0}" != 1 ]; then

@@ -66,6 +66,15 @@ static struct {
   int (*dead_purge)(wf_engine *, const char *, int64_t *);
   int (*set_logger)(wf_engine *, int, log_fn, void *);
   int (*set_default_logger)(int, log_fn, void *);
+  int (*jobs_list)(wf_engine *, const char *, char **);
+  int (*job_get)(wf_engine *, const char *, const char *, char **);
+  int (*schedules_list)(wf_engine *, const char *, char **);
+  int (*sagas_list)(wf_engine *, const char *, char **);
+  int (*saga_show)(wf_engine *, const char *, const char *, const char *, char **);
+  int (*events_list)(wf_engine *, const char *, char **);
+  int (*engines_list)(wf_engine *, char **);
+  int (*check)(wf_engine *, const char *, char **);
+  int (*backup)(wf_engine *, const char *);
 } api;
 
 #define SYM(field, name)                                            \
@@ -134,6 +143,15 @@ char *wfgo_load(const char *path) {
   SYM(dead_purge, "wf_dead_purge");
   SYM(set_logger, "wf_set_logger");
   SYM(set_default_logger, "wf_set_default_logger");
+  SYM(jobs_list, "wf_jobs_list");
+  SYM(job_get, "wf_job_get");
+  SYM(schedules_list, "wf_schedules_list");
+  SYM(sagas_list, "wf_sagas_list");
+  SYM(saga_show, "wf_saga_show");
+  SYM(events_list, "wf_events_list");
+  SYM(engines_list, "wf_engines_list");
+  SYM(check, "wf_check");
+  SYM(backup, "wf_backup");
   return NULL; /* the handle stays open for the life of the process */
 }
 
@@ -276,3 +294,30 @@ int wfgo_set_default_logger(int lvl, uintptr_t h, int clear, char **err) {
   if (clear) return cap(api.set_default_logger(0, NULL, NULL), err);
   return cap(api.set_default_logger(lvl, log_tramp, (void *)h), err);
 }
+
+int wfgo_jobs_list(wf_engine *e, const char *f, char **out, char **err) {
+  return cap(api.jobs_list(e, f, out), err);
+}
+int wfgo_job_get(wf_engine *e, const char *t, const char *k, char **out, char **err) {
+  return cap(api.job_get(e, t, k, out), err);
+}
+int wfgo_schedules_list(wf_engine *e, const char *f, char **out, char **err) {
+  return cap(api.schedules_list(e, f, out), err);
+}
+int wfgo_sagas_list(wf_engine *e, const char *f, char **out, char **err) {
+  return cap(api.sagas_list(e, f, out), err);
+}
+int wfgo_saga_show(wf_engine *e, const char *t, const char *s, const char *c, char **out,
+                   char **err) {
+  return cap(api.saga_show(e, t, s, c, out), err);
+}
+int wfgo_events_list(wf_engine *e, const char *f, char **out, char **err) {
+  return cap(api.events_list(e, f, out), err);
+}
+int wfgo_engines_list(wf_engine *e, char **out, char **err) {
+  return cap(api.engines_list(e, out), err);
+}
+int wfgo_check(wf_engine *e, const char *o, char **out, char **err) {
+  return cap(api.check(e, o, out), err);
+}
+int wfgo_backup(wf_engine *e, const char *p, char **err) { return cap(api.backup(e, p), err); }

@@ -80,4 +80,16 @@ int wfgo_set_logger(wf_engine *e, int min_level, uintptr_t h, char **err);
 int wfgo_clear_logger(wf_engine *e, char **err);
 int wfgo_set_default_logger(int min_level, uintptr_t h, int clear, char **err);
 
+/* Read API. */
+int wfgo_jobs_list(wf_engine *e, const char *filter, char **out, char **err);
+int wfgo_job_get(wf_engine *e, const char *tenant, const char *id_or_key, char **out, char **err);
+int wfgo_schedules_list(wf_engine *e, const char *filter, char **out, char **err);
+int wfgo_sagas_list(wf_engine *e, const char *filter, char **out, char **err);
+int wfgo_saga_show(wf_engine *e, const char *tenant, const char *saga, const char *corr, char **out,
+                   char **err);
+int wfgo_events_list(wf_engine *e, const char *filter, char **out, char **err);
+int wfgo_engines_list(wf_engine *e, char **out, char **err);
+int wfgo_check(wf_engine *e, const char *opts, char **out, char **err);
+int wfgo_backup(wf_engine *e, const char *path, char **err);
+
 #endif

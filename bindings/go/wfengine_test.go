@@ -425,7 +425,9 @@ func TestManyGoroutinesWhileCallbacksArrive(t *testing.T) {
 	e := newEngine(t)
 	var completed atomic.Int64
 	_ = e.RegisterEffect("work", map[string]any{"concurrency": 16}, func(j *Job) {
-		go func() { _ = j.Complete(nil); completed.Add(1) }()
+		// Counted before completing: once Complete returns, Settle may see
+		// the job done before this goroutine runs again.
+		go func() { completed.Add(1); _ = j.Complete(nil) }()
 	})
 	_ = e.Start()
 	const G, N = 8, 40

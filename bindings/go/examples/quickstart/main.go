@@ -1,8 +1,8 @@
 // Command quickstart is a complete wfengine program in Go: it opens an
 // engine on a database file, serves the "email" effect with a Go callback
 // that completes jobs from a goroutine, enqueues a few jobs (one inside a
-// host transaction with the host's own row), waits until they are done and
-// prints the statistics.
+// host transaction with the host's own row), waits until they are done,
+// prints the statistics and looks at the result through the read API.
 //
 //	WFENGINE_LIBRARY=$PWD/build/libwfengine.so go run ./bindings/go/examples/quickstart [db]
 package main
@@ -105,6 +105,23 @@ func main() {
 	}
 	_ = json.Unmarshal(stats, &s)
 	fmt.Printf("completed %d jobs\n", s.Engine.Completed)
+
+	// The read API: a completed job is still known by its key, nothing is
+	// left in the queue, and the file is consistent.
+	job, err := eng.JobGet(ctx, "", "welcome:ada@example.com")
+	if err != nil {
+		log.Fatal(err)
+	}
+	left, err := eng.JobsList(ctx, map[string]any{"effect": "email"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	check, err := eng.Check(ctx, map[string]any{"quick": true})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("job %s (key %s) is %s; %d email jobs left; check ok: %v\n",
+		job.ID, job.Key, job.State, len(left.Jobs), check.OK)
 	if err := eng.Drain(ctx); err != nil {
 		log.Fatal(err)
 	}
