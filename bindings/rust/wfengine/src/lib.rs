@@ -720,6 +720,28 @@ impl Engine {
     /// sagas or events objects), fetching the next page when one is used
     /// up; `limit` in the filter is the page size. Ends after the last
     /// item or the first error.
+    ///
+    /// ```no_run
+    /// use serde_json::{json, Value};
+    /// use wfengine::{Engine, Listing};
+    ///
+    /// # fn main() -> wfengine::Result<()> {
+    /// // Beside the engine that runs on the file (another process): read only.
+    /// let r = Engine::open("app.db", &json!({"read_only": true}))?;
+    /// for job in r.items(Listing::Jobs, &json!({"state": "ready", "effect": "email", "limit": 500})) {
+    ///     let job = job?; // an Err (bad filter, closed engine) ends the iteration
+    ///     println!("{} {} attempts={}", job["id"], job["key"], job["attempts"]);
+    /// }
+    /// let dead = r.jobs_list(&json!({"state": "dead", "limit": 10}))?; // one page
+    /// let one = r.job_get(None, "42")?; // by id in any tenant, with "history"
+    /// let by_key = r.job_get(Some("acme"), "invoice-7")?; // by key in a tenant
+    /// let saga = r.saga_show("", "order", "o1")?; // state, applied and pending events
+    /// let report = r.check(&Value::Null)?; // report["ok"] == true when healthy
+    /// r.backup("/backups/app-2026-12-02.db")?; // Code::Exist if the file is there
+    /// # let _ = (dead, one, by_key, saga, report);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn items(&self, listing: Listing, filter: &Value) -> Items<'_> {
         Items {
             pages: self.pages(listing, filter),
