@@ -79,10 +79,11 @@ fn main() {
     println!("enqueue_async (pipelined):       {:.0} jobs/s", rate(n, t));
     // Read API: every pending job, 1,000 per page, parsed into Values.
     let t = Instant::now();
-    let listed = e
-        .items(Listing::Jobs, &json!({"limit": 1000}))
-        .map(|j| j.unwrap())
-        .count();
+    let mut listed = 0;
+    for job in e.items(Listing::Jobs, &json!({"limit": 1000})) {
+        job.unwrap();
+        listed += 1;
+    }
     assert_eq!(listed, n);
     println!("jobs_list (1000 per page):       {:.0} jobs/s", rate(n, t));
     cleanup(e, &p);
