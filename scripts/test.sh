@@ -74,7 +74,8 @@ if [ "${WF_SKIP_PYTHON:-0}" != 1 ]; then
 fi
 # ---- end python binding ----
 # ---- rust binding ----
-# bindings/rust (wfengine-sys + wfengine): clippy -D warnings, cargo test and
+# bindings/rust (wfengine-sys + wfengine): clippy -D warnings, cargo test
+# (tests/engine.rs, tests/read_api.rs, tests/crash.rs, the doc example) and
 # the example against build/libwfengine.so. Uses cargo from PATH or
 # ~/.cargo/bin (Rust >= 1.71; Debian 12's 1.63 is too old for the locked
 # crates); without one it installs a minimal toolchain with rustup.

@@ -140,6 +140,15 @@ api! {
     wf_dead_list: fn(*mut wf_engine, *const c_char, *mut *mut c_char) -> c_int;
     wf_dead_requeue: fn(*mut wf_engine, *const c_char, *mut i64) -> c_int;
     wf_dead_purge: fn(*mut wf_engine, *const c_char, *mut i64) -> c_int;
+    wf_jobs_list: fn(*mut wf_engine, *const c_char, *mut *mut c_char) -> c_int;
+    wf_job_get: fn(*mut wf_engine, *const c_char, *const c_char, *mut *mut c_char) -> c_int;
+    wf_schedules_list: fn(*mut wf_engine, *const c_char, *mut *mut c_char) -> c_int;
+    wf_sagas_list: fn(*mut wf_engine, *const c_char, *mut *mut c_char) -> c_int;
+    wf_saga_show: fn(*mut wf_engine, *const c_char, *const c_char, *const c_char, *mut *mut c_char) -> c_int;
+    wf_events_list: fn(*mut wf_engine, *const c_char, *mut *mut c_char) -> c_int;
+    wf_engines_list: fn(*mut wf_engine, *mut *mut c_char) -> c_int;
+    wf_check: fn(*mut wf_engine, *const c_char, *mut *mut c_char) -> c_int;
+    wf_backup: fn(*mut wf_engine, *const c_char) -> c_int;
     wf_set_logger: fn(*mut wf_engine, c_int, Option<wf_log_fn>, *mut c_void) -> c_int;
     wf_set_default_logger: fn(c_int, Option<wf_log_fn>, *mut c_void) -> c_int;
 }

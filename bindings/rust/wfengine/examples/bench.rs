@@ -1,5 +1,6 @@
 //! Small benchmark of the binding: enqueue paths and end-to-end no-op jobs
-//! (enqueued, dispatched to a Rust callback, completed, committed).
+//! (enqueued, dispatched to a Rust callback, completed, committed), and
+//! the read API listing every pending job page by page.
 //! Engines open with {"durability": "full"}, as bench/wf_bench. Prints
 //! numbers; nothing asserts on timing.
 //!
@@ -11,7 +12,7 @@ use std::time::Instant;
 
 use serde_json::{json, Value};
 use wfengine::testing::temp_path;
-use wfengine::{Engine, Job};
+use wfengine::{Engine, Job, Listing};
 
 fn rate(n: usize, t: Instant) -> f64 {
     n as f64 / t.elapsed().as_secs_f64()
@@ -76,6 +77,15 @@ fn main() {
     }
     e.sync().unwrap();
     println!("enqueue_async (pipelined):       {:.0} jobs/s", rate(n, t));
+    // Read API: every pending job, 1,000 per page, parsed into Values.
+    let t = Instant::now();
+    let mut listed = 0;
+    for job in e.items(Listing::Jobs, &json!({"limit": 1000})) {
+        job.unwrap();
+        listed += 1;
+    }
+    assert_eq!(listed, n);
+    println!("jobs_list (1000 per page):       {:.0} jobs/s", rate(n, t));
     cleanup(e, &p);
 
     // End to end: jobs enqueued (async), served by a no-op Rust callback.

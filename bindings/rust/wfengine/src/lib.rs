@@ -609,6 +609,146 @@ impl Engine {
         self.count_out(self.a.wf_dead_purge, filter)
     }
 
+    /// Jobs not yet finished (or the dead letters with `{"state": "dead"}`),
+    /// oldest id first: one page `{"jobs": [...], "next_cursor", "now"}`.
+    /// Filter keys: `state`, `effect`, `tenant`, `key`, `since`, `until`,
+    /// `limit`, `cursor` (see `wf_jobs_list`); an unknown key is
+    /// `Code::Inval` naming it. [`Engine::items`] walks every page.
+    pub fn jobs_list(&self, filter: &Value) -> Result<Value> {
+        self.json_out(self.a.wf_jobs_list, filter)
+    }
+
+    /// One job by id (in any tenant when `tenant` is `None`) or else by key
+    /// in `tenant` (`None`: ""), with its attempt `history`: pending,
+    /// running, dead, or completed and still remembered by its key.
+    /// `Code::NotFound` if there is none.
+    pub fn job_get(&self, tenant: Option<&str>, id_or_key: &str) -> Result<Value> {
+        let t = tenant.map(c).transpose()?;
+        let k = c(id_or_key)?;
+        let mut out = ptr::null_mut();
+        let st = unsafe {
+            (self.a.wf_job_get)(
+                self.e,
+                t.as_ref().map_or(ptr::null(), |t| t.as_ptr()),
+                k.as_ptr(),
+                &mut out,
+            )
+        };
+        check(self.a, st)?;
+        parse(&unsafe { take_string(self.a, out) })
+    }
+
+    /// Schedules by (tenant, key): one page `{"schedules": [...],
+    /// "next_cursor", "now"}`. Filter keys: `tenant`, `key`, `status`
+    /// ("active" | "parked"), `due_before`, `limit`, `cursor`.
+    pub fn schedules_list(&self, filter: &Value) -> Result<Value> {
+        self.json_out(self.a.wf_schedules_list, filter)
+    }
+
+    /// Saga instances (also those whose first events wait in the inbox,
+    /// status "new"): one page `{"sagas": [...], "next_cursor"}`. Filter
+    /// keys: `tenant`, `saga`, `correlation_id`, `status` ("new" | "active"
+    /// | "done" | "parked"), `limit`, `cursor`.
+    pub fn sagas_list(&self, filter: &Value) -> Result<Value> {
+        self.json_out(self.a.wf_sagas_list, filter)
+    }
+
+    /// One saga instance with its state, the events `applied` and those
+    /// `pending` or parked. `Code::NotFound` if there is no such instance.
+    pub fn saga_show(&self, tenant: &str, saga: &str, correlation_id: &str) -> Result<Value> {
+        let (t, s, id) = (c(tenant)?, c(saga)?, c(correlation_id)?);
+        let mut out = ptr::null_mut();
+        let st =
+            unsafe { (self.a.wf_saga_show)(self.e, t.as_ptr(), s.as_ptr(), id.as_ptr(), &mut out) };
+        check(self.a, st)?;
+        parse(&unsafe { take_string(self.a, out) })
+    }
+
+    /// Events, oldest first: one page `{"events": [...], "next_cursor"}`.
+    /// Filter keys: `tenant`, `type`, `correlation_id`, `status`
+    /// ("unmatched" | "pending" | "parked" | "applied"), `since`, `until`,
+    /// `limit`, `cursor`.
+    pub fn events_list(&self, filter: &Value) -> Result<Value> {
+        self.json_out(self.a.wf_events_list, filter)
+    }
+
+    /// Engines registered in the file: `{"engines": [{"boot_id", "pid",
+    /// "live", "liveness", "effects", ...}], "now"}`.
+    pub fn engines_list(&self) -> Result<Value> {
+        let mut out = ptr::null_mut();
+        check(self.a, unsafe {
+            (self.a.wf_engines_list)(self.e, &mut out)
+        })?;
+        parse(&unsafe { take_string(self.a, out) })
+    }
+
+    /// Integrity and consistency check of one snapshot (`options` Null or
+    /// `{"quick": true}`): `{"ok": bool, "checks": [...], "problems":
+    /// [{"check", "detail"}]}`. Problems found are `Ok` with `"ok": false`.
+    pub fn check(&self, options: &Value) -> Result<Value> {
+        self.json_out(self.a.wf_check, options)
+    }
+
+    /// Online backup: a consistent copy of the committed state in the new
+    /// file `path` (mode 0600) while the engine keeps running.
+    /// `Code::Exist` if `path` exists (it is never overwritten).
+    pub fn backup<P: AsRef<std::path::Path>>(&self, path: P) -> Result<()> {
+        use std::os::unix::ffi::OsStrExt;
+        let bytes = path.as_ref().as_os_str().as_bytes();
+        let p = CString::new(bytes).map_err(|_| Error {
+            code: Code::Inval,
+            status: sys::WF_EINVAL,
+            message: format!("path contains a NUL byte: {:?}", path.as_ref()),
+        })?;
+        check(self.a, unsafe { (self.a.wf_backup)(self.e, p.as_ptr()) })
+    }
+
+    /// Every page of a listing, following `next_cursor` (the filter's own
+    /// `cursor`, if any, is the starting point). Each item is one page
+    /// document as the `*_list` call returns it; iteration ends after the
+    /// last page or the first error.
+    pub fn pages(&self, listing: Listing, filter: &Value) -> Pages<'_> {
+        Pages {
+            engine: self,
+            listing,
+            filter: filter.clone(),
+            done: false,
+        }
+    }
+
+    /// Every item of a listing across all its pages (jobs, schedules,
+    /// sagas or events objects), fetching the next page when one is used
+    /// up; `limit` in the filter is the page size. Ends after the last
+    /// item or the first error.
+    ///
+    /// ```no_run
+    /// use serde_json::{json, Value};
+    /// use wfengine::{Engine, Listing};
+    ///
+    /// # fn main() -> wfengine::Result<()> {
+    /// // Beside the engine that runs on the file (another process): read only.
+    /// let r = Engine::open("app.db", &json!({"read_only": true}))?;
+    /// for job in r.items(Listing::Jobs, &json!({"state": "ready", "effect": "email", "limit": 500})) {
+    ///     let job = job?; // an Err (bad filter, closed engine) ends the iteration
+    ///     println!("{} {} attempts={}", job["id"], job["key"], job["attempts"]);
+    /// }
+    /// let dead = r.jobs_list(&json!({"state": "dead", "limit": 10}))?; // one page
+    /// let one = r.job_get(None, "42")?; // by id in any tenant, with "history"
+    /// let by_key = r.job_get(Some("acme"), "invoice-7")?; // by key in a tenant
+    /// let saga = r.saga_show("", "order", "o1")?; // state, applied and pending events
+    /// let report = r.check(&Value::Null)?; // report["ok"] == true when healthy
+    /// r.backup("/backups/app-2026-12-02.db")?; // Code::Exist if the file is there
+    /// # let _ = (dead, one, by_key, saga, report);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn items(&self, listing: Listing, filter: &Value) -> Items<'_> {
+        Items {
+            pages: self.pages(listing, filter),
+            buf: std::collections::VecDeque::new(),
+        }
+    }
+
     /// Sends log lines at `min_level` (0 debug .. 3 error) or above to `f`
     /// (level, JSON line), on the engine's logger thread.
     pub fn set_logger<F>(&self, min_level: i32, f: F) -> Result<()>
@@ -644,6 +784,113 @@ impl Drop for Engine {
         }
     }
 }
+
+/// The paged listings of the read API, for [`Engine::pages`] and
+/// [`Engine::items`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listing {
+    /// `wf_jobs_list`
+    Jobs,
+    /// `wf_schedules_list`
+    Schedules,
+    /// `wf_sagas_list`
+    Sagas,
+    /// `wf_events_list`
+    Events,
+}
+
+impl Listing {
+    /// The field of a page that holds its items ("jobs", "schedules", ...).
+    pub fn field(self) -> &'static str {
+        match self {
+            Listing::Jobs => "jobs",
+            Listing::Schedules => "schedules",
+            Listing::Sagas => "sagas",
+            Listing::Events => "events",
+        }
+    }
+
+    fn list(self, e: &Engine, filter: &Value) -> Result<Value> {
+        match self {
+            Listing::Jobs => e.jobs_list(filter),
+            Listing::Schedules => e.schedules_list(filter),
+            Listing::Sagas => e.sagas_list(filter),
+            Listing::Events => e.events_list(filter),
+        }
+    }
+}
+
+/// Iterator over the pages of a listing (see [`Engine::pages`]).
+pub struct Pages<'e> {
+    engine: &'e Engine,
+    listing: Listing,
+    filter: Value,
+    done: bool,
+}
+
+impl Iterator for Pages<'_> {
+    type Item = Result<Value>;
+
+    fn next(&mut self) -> Option<Result<Value>> {
+        if self.done {
+            return None;
+        }
+        let page = match self.listing.list(self.engine, &self.filter) {
+            Ok(p) => p,
+            Err(e) => {
+                self.done = true;
+                return Some(Err(e));
+            }
+        };
+        // A cursor that does not move would page forever: stop there.
+        let same = page["next_cursor"] == self.filter["cursor"];
+        match page["next_cursor"].as_str() {
+            Some(cursor) if !cursor.is_empty() && !same => {
+                if self.filter.is_null() {
+                    self.filter = Value::Object(serde_json::Map::new());
+                }
+                match self.filter.as_object_mut() {
+                    Some(m) => {
+                        m.insert("cursor".to_string(), Value::String(cursor.to_string()));
+                    }
+                    None => self.done = true,
+                }
+            }
+            _ => self.done = true,
+        }
+        Some(Ok(page))
+    }
+}
+
+impl std::iter::FusedIterator for Pages<'_> {}
+
+/// Iterator over the items of a listing across its pages (see
+/// [`Engine::items`]).
+pub struct Items<'e> {
+    pages: Pages<'e>,
+    buf: std::collections::VecDeque<Value>,
+}
+
+impl Iterator for Items<'_> {
+    type Item = Result<Value>;
+
+    fn next(&mut self) -> Option<Result<Value>> {
+        loop {
+            if let Some(v) = self.buf.pop_front() {
+                return Some(Ok(v));
+            }
+            let mut page = match self.pages.next()? {
+                Ok(p) => p,
+                Err(e) => return Some(Err(e)),
+            };
+            if let Value::Array(a) = page[self.pages.listing.field()].take() {
+                self.buf.extend(a);
+            }
+        }
+    }
+}
+
+impl std::iter::FusedIterator for Items<'_> {}
 
 /// Sets the process-wide logger that engines opened from now on start with
 /// (what `wf_open` itself logs). The closure is kept for the life of the
