@@ -470,7 +470,8 @@ WF_API int wf_jobs_list(wf_engine *e, const char *filter_json, char **json_out);
 /* One job by id (in any tenant when `tenant` is NULL) or else by key in
  * `tenant` (NULL means ""): a pending or running job, a dead letter, or a
  * completed job still remembered by its key (state "completed", within
- * dedupe_window_ms), with "history" (its attempts). WF_ENOTFOUND if none. */
+ * dedupe_window_ms), with "history" (its attempts; empty for a completed
+ * job, whose history is deleted at completion). WF_ENOTFOUND if none. */
 WF_API int wf_job_get(wf_engine *e, const char *tenant, const char *id_or_key, char **json_out);
 
 /* Schedules, by (tenant, key). Filter {"tenant"?, "key"?, "status"?:
