@@ -63,7 +63,7 @@ fi
 # (bindings/python/check_package.sh): `pip install ./bindings/python` into a fresh
 # virtualenv (scikit-build-core from PyPI builds the library through ccache and bundles
 # it), a smoke program there without WFENGINE_LIBRARY, `pip wheel` and the wheel's
-# contents; about 20 s with a warm ccache, 4 min cold on 2 loaded cores.
+# contents; about 20 s with a warm ccache, 2.5 min cold on 2 loaded cores.
 # WF_SKIP_PYTHON_PACKAGE=1 skips only the packaging check.
 if [ "${WF_SKIP_PYTHON:-0}" != 1 ]; then
   echo "== python binding"

@@ -41,6 +41,8 @@ missing = [n for n in need if n not in names]
 assert not missing, f"{sys.argv[1]} lacks {missing}: {names}"
 extra = [n for n in names if "__pycache__" in n or n.endswith(".h")]
 assert not extra, f"{sys.argv[1]} carries {extra}"
-print(f"wheel {sys.argv[1].rsplit('/', 1)[-1]}: {len(names)} files, {need[-1]} included")
+z = zipfile.ZipFile(sys.argv[1])
+so = z.getinfo(need[-1]).file_size
+print(f"wheel {sys.argv[1].rsplit('/', 1)[-1]}: {len(names)} files, {need[-1]} ({so / 1e6:.1f} MB)")
 EOF
 echo "python package check: $(($(date +%s) - start)) s"
