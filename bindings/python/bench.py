@@ -1,5 +1,5 @@
-"""Python binding throughput: enqueue (sync, async, batch) and end-to-end no-op jobs/s
-through a Python handler. Usage: python3 bench.py [jobs]. Prints one line per figure.
+"""Python binding throughput: enqueue (sync, async, batch), listing jobs through the read
+API, and end-to-end no-op jobs/s through a Python handler. Usage: python3 bench.py [jobs]. Prints one line per figure.
 Opens with {"durability": "full"}, as bench/wf_bench does; compare with wf_bench run
 on the same machine at the same time."""
 
@@ -48,6 +48,11 @@ def main() -> None:
                 e.enqueue_batch(batch)
             dt = time.perf_counter() - t
             print(f"enqueue_batch of 1,000: {max(1, n // 1000) * 1000 / dt:,.0f} jobs/s")
+
+            t = time.perf_counter()
+            listed = sum(1 for _ in e.iter_jobs(limit=1000))
+            dt = time.perf_counter() - t
+            print(f"read API: iter_jobs over {listed:,} jobs, pages of 1,000: {listed / dt:,.0f} jobs/s")
 
         with wfengine.Engine(os.path.join(d, "b.db"), {"durability": "full"}) as e:
             e.enqueue_batch([{"effect": "noop"}] * n)

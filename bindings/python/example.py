@@ -57,6 +57,9 @@ def main() -> None:
         engine.drain(30_000)  # stops claiming and waits for jobs in flight
         print("saga:", engine.saga_get("order", "o-1")["state"])
         print("completed:", engine.stats()["engine"]["completed"])
+        # The read API: the saga's applied events and the e-mail job (remembered by its key).
+        print("applied:", [a["type"] for a in engine.saga_show("order", "o-1")["applied"]])
+        print("e-mail job:", engine.job_get("o-1:confirm")["state"])
 
 
 if __name__ == "__main__":

@@ -75,6 +75,16 @@ _PROTOS: dict[str, tuple[Any, list[Any]]] = {
     "wf_dead_purge": (c_int, [c_void_p, c_char_p, ctypes.POINTER(c_int64)]),
     "wf_set_logger": (c_int, [c_void_p, c_int, LOG_FN, c_void_p]),
     "wf_set_default_logger": (c_int, [c_int, LOG_FN, c_void_p]),
+    # read API
+    "wf_jobs_list": (c_int, [c_void_p, c_char_p, _PP]),
+    "wf_job_get": (c_int, [c_void_p, c_char_p, c_char_p, _PP]),
+    "wf_schedules_list": (c_int, [c_void_p, c_char_p, _PP]),
+    "wf_sagas_list": (c_int, [c_void_p, c_char_p, _PP]),
+    "wf_saga_show": (c_int, [c_void_p, c_char_p, c_char_p, c_char_p, _PP]),
+    "wf_events_list": (c_int, [c_void_p, c_char_p, _PP]),
+    "wf_engines_list": (c_int, [c_void_p, _PP]),
+    "wf_check": (c_int, [c_void_p, c_char_p, _PP]),
+    "wf_backup": (c_int, [c_void_p, c_char_p]),
 }
 
 

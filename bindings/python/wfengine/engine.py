@@ -10,13 +10,14 @@ import inspect
 import itertools
 import json
 import logging
+import os
 import threading
 import weakref
-from typing import Any, Callable, Dict, List, Mapping, Optional, TypeVar, Union
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, TypeVar, Union
 
 from . import _lib
 from ._lib import CLOCK_FN, DONE_FN, EFFECT_FN, LOG_FN, SAGA_FN, lib, null, take_string
-from .errors import ExistsError, StateError, WfError, error_for
+from .errors import ExistsError, InvalidError, StateError, WfError, error_for
 
 log = logging.getLogger("wfengine")
 
@@ -51,6 +52,28 @@ def _check(rc: int, call: str) -> None:
     if rc != 0:
         raw: Optional[bytes] = lib.wf_last_error()
         raise error_for(rc, raw.decode("utf-8", "replace") if raw else "", call)
+
+
+def _filter_dict(filt: Optional[Json], kw: Mapping[str, Any]) -> Dict[str, Any]:
+    """A read filter as a dict: `filt` (dict or JSON text) with keyword arguments on top."""
+    if filt is None:
+        base: Dict[str, Any] = {}
+    elif isinstance(filt, str):
+        parsed = json.loads(filt) if filt.strip() else {}
+        if not isinstance(parsed, dict):
+            raise InvalidError(-1, "filter must be a JSON object", "")
+        base = parsed
+    elif isinstance(filt, Mapping):
+        base = dict(filt)
+    else:
+        raise InvalidError(-1, "filter must be a JSON object", "")
+    base.update(kw)
+    return base
+
+
+def _filter(filt: Optional[Json], kw: Mapping[str, Any]) -> Optional[Json]:
+    """`filt` as given (the library validates it) unless keyword arguments extend it."""
+    return filt if not kw else _filter_dict(filt, kw)
 
 
 def _text(p: Optional[bytes]) -> str:
@@ -527,6 +550,100 @@ class Engine:
 
     def dead_purge(self, filter: Optional[Json] = None) -> int:
         return self._count(lib.wf_dead_purge, "wf_dead_purge", filter)
+
+    # ----------------------------------------------------------------- read API
+    # One committed snapshot per call on the engine's read connection: never waits for
+    # the writer, works on an engine opened with {"read_only": True} while another
+    # process runs the engine on the file. An unknown filter key is InvalidError naming it.
+    def _read(self, fn: Any, call: str, filt: Optional[Json]) -> Dict[str, Any]:
+        res: Dict[str, Any] = self._json_out(fn, call, filt)
+        return res
+
+    def _pages(self, fn: Any, call: str, items: str, filt: Dict[str, Any]) -> Iterator[Dict[str, Any]]:
+        while True:
+            page = self._read(fn, call, filt)
+            yield from page.get(items) or []
+            cursor = page.get("next_cursor")
+            if not cursor:
+                return
+            filt = dict(filt, cursor=cursor)
+
+    def jobs_list(self, filter: Optional[Json] = None, **filters: Any) -> Dict[str, Any]:
+        """One page of unfinished jobs (or dead letters with state="dead"), oldest first:
+        {"jobs": [...], "next_cursor": str | None, "now": ms}. Filter keys (as a dict or
+        keyword arguments): state ("ready" | "scheduled" | "running" | "pending" |
+        "dead"), effect, tenant, key, since, until, limit (default 100), cursor."""
+        return self._read(lib.wf_jobs_list, "wf_jobs_list", _filter(filter, filters))
+
+    def iter_jobs(self, filter: Optional[Json] = None, **filters: Any) -> Iterator[Dict[str, Any]]:
+        """Every job jobs_list() matches, following next_cursor ("limit" is the page
+        size). Each page is its own snapshot."""
+        return self._pages(lib.wf_jobs_list, "wf_jobs_list", "jobs", _filter_dict(filter, filters))
+
+    def job_get(self, id_or_key: str, tenant: Optional[str] = None) -> Dict[str, Any]:
+        """One job by id (any tenant when tenant is None) or else by key in tenant:
+        pending, running, dead or completed (while its key is remembered), with its
+        "history". NotFoundError if none."""
+        out = ctypes.c_void_p()
+        _check(lib.wf_job_get(self._h, _s(tenant), id_or_key.encode(), ctypes.byref(out)), "wf_job_get")
+        res: Dict[str, Any] = json.loads(take_string(out) or "null")
+        return res
+
+    def schedules_list(self, filter: Optional[Json] = None, **filters: Any) -> Dict[str, Any]:
+        """One page of schedules by (tenant, key): {"schedules", "next_cursor", "now"}.
+        Filter keys: tenant, key, status ("active" | "parked"), due_before, limit, cursor."""
+        return self._read(lib.wf_schedules_list, "wf_schedules_list", _filter(filter, filters))
+
+    def iter_schedules(self, filter: Optional[Json] = None, **filters: Any) -> Iterator[Dict[str, Any]]:
+        return self._pages(lib.wf_schedules_list, "wf_schedules_list", "schedules", _filter_dict(filter, filters))
+
+    def sagas_list(self, filter: Optional[Json] = None, **filters: Any) -> Dict[str, Any]:
+        """One page of saga instances: {"sagas", "next_cursor"}. Filter keys: tenant,
+        saga, correlation_id, status ("new" | "active" | "done" | "parked"), limit, cursor."""
+        return self._read(lib.wf_sagas_list, "wf_sagas_list", _filter(filter, filters))
+
+    def iter_sagas(self, filter: Optional[Json] = None, **filters: Any) -> Iterator[Dict[str, Any]]:
+        return self._pages(lib.wf_sagas_list, "wf_sagas_list", "sagas", _filter_dict(filter, filters))
+
+    def saga_show(self, saga: str, correlation_id: str, tenant: Optional[str] = None) -> Dict[str, Any]:
+        """One saga instance with its state, "applied" events and "pending" (waiting or
+        parked) events. NotFoundError if there is no such instance."""
+        out = ctypes.c_void_p()
+        _check(
+            lib.wf_saga_show(self._h, _s(tenant), saga.encode(), correlation_id.encode(), ctypes.byref(out)),
+            "wf_saga_show",
+        )
+        res: Dict[str, Any] = json.loads(take_string(out) or "null")
+        return res
+
+    def events_list(self, filter: Optional[Json] = None, **filters: Any) -> Dict[str, Any]:
+        """One page of events, oldest first: {"events", "next_cursor"}. Filter keys:
+        tenant, type, correlation_id, status ("unmatched" | "pending" | "parked" |
+        "applied"), since, until, limit, cursor."""
+        return self._read(lib.wf_events_list, "wf_events_list", _filter(filter, filters))
+
+    def iter_events(self, filter: Optional[Json] = None, **filters: Any) -> Iterator[Dict[str, Any]]:
+        return self._pages(lib.wf_events_list, "wf_events_list", "events", _filter_dict(filter, filters))
+
+    def engines_list(self) -> Dict[str, Any]:
+        """Engines registered in the file: {"engines": [{"boot_id", "pid", "hostname",
+        "live", "liveness", "effects", ...}], "now"}."""
+        out = ctypes.c_void_p()
+        _check(lib.wf_engines_list(self._h, ctypes.byref(out)), "wf_engines_list")
+        res: Dict[str, Any] = json.loads(take_string(out) or "null")
+        return res
+
+    def check(self, options: Optional[Json] = None, *, quick: bool = False) -> Dict[str, Any]:
+        """Integrity and consistency check of one snapshot: {"ok", "checks",
+        "problems": [{"check", "detail"}]}. quick=True: SQLite's quick_check instead of
+        integrity_check. Returns (does not raise) when problems are found."""
+        opts = _filter(options, {"quick": True} if quick else {})
+        return self._read(lib.wf_check, "wf_check", opts)
+
+    def backup(self, path: Union[str, "os.PathLike[str]"]) -> None:
+        """Writes a consistent copy of the committed state to the new file `path` while
+        the engine runs. ExistsError if `path` exists (never overwritten)."""
+        _check(lib.wf_backup(self._h, os.fsencode(path)), "wf_backup")
 
     def set_logger(self, fn: Optional[LogCallback], min_level: int = LOG_INFO) -> None:
         """fn(level, line_as_dict) on the engine's logger thread; None removes it."""
