@@ -127,8 +127,8 @@ static int valid_sensor(const char *s) {
   if (n < 1 || n > 64) return 0;
   for (size_t i = 0; i < n; i++) {
     char c = s[i];
-    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-          c == '.' || c == '_' || c == '-'))
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+          c == '_' || c == '-'))
       return 0;
   }
   return 1;
@@ -148,7 +148,8 @@ static int enqueue_reading(const char *sensor, double value, int64_t ts_ms, long
     snprintf(key, sizeof key, ",\"key\":\"%s@%lld\"", sensor, (long long)ts_ms);
   }
   snprintf(doc, sizeof doc,
-           "{\"effect\":\"" READING_EFFECT "\"%s,\"payload\":{\"type\":\"sensor.reading\","
+           "{\"effect\":\"" READING_EFFECT
+           "\"%s,\"payload\":{\"type\":\"sensor.reading\","
            "\"sensor\":\"%s\",\"value\":%.10g,\"ts\":%lld,\"seq\":%ld}}",
            key, sensor, value, (long long)ts, seq);
   char *id = NULL;
@@ -223,8 +224,8 @@ static int read_input(void) {
     int64_t ts;
     int r = parse_line(line, sensor, &value, &ts);
     if (r < 0) {
-      fprintf(stderr, "%s:%ld: not a reading (want \"<sensor> <value> [<ts_ms>]\")\n",
-              cfg.readings, lineno);
+      fprintf(stderr, "%s:%ld: not a reading (want \"<sensor> <value> [<ts_ms>]\")\n", cfg.readings,
+              lineno);
       pthread_mutex_lock(&mu);
       rejected++;
       pthread_mutex_unlock(&mu);
@@ -278,7 +279,7 @@ static void *producer(void *arg) {
   int status = stopping() ? 0 : wait_delivered();
   if (status == 0 && !stopping()) {
     pthread_mutex_lock(&mu);
-    printf("delivered: all %ld readings\n", enqueued);
+    printf("delivered: every queued reading (%ld from this run)\n", enqueued);
     pthread_mutex_unlock(&mu);
   }
   if (status < 0) status = 0; /* a signal: main closes */
@@ -302,6 +303,14 @@ static void *signal_waiter(void *arg) {
   return NULL;
 }
 
+/* The integer after "field": following `anchor` in a JSON text (enough for
+ * wf_stats' output in this example; a real host would use its JSON parser). */
+static long long json_int_after(const char *json, const char *anchor, const char *field) {
+  const char *p = strstr(json, anchor);
+  if (p) p = strstr(p, field);
+  return p ? strtoll(p + strlen(field), NULL, 10) : -1;
+}
+
 /* The heartbeat schedule's job: a one-line summary from wf_stats. Runs on
  * the engine's loop thread, so it only reads (wf_stats never waits on the
  * writer) and completes at once. */
@@ -309,7 +318,18 @@ static void heartbeat(void *user, wf_job *job) {
   (void)user;
   char *stats = NULL;
   if (wf_stats(engine, "{\"effect\":\"" READING_EFFECT "\"}", &stats) == WF_OK) {
-    printf("heartbeat %s: %s\n", wf_job_key(job), stats);
+    pthread_mutex_lock(&mu);
+    long accepted = enqueued;
+    pthread_mutex_unlock(&mu);
+    printf(
+        "heartbeat fired (job %s): %ld readings accepted, %lld delivered, %lld queued, "
+        "%lld dead\n",
+        wf_job_key(job), accepted,
+        json_int_after(stats, "\"effects\":{\"" READING_EFFECT "\":", "\"completed\":"),
+        json_int_after(stats, "\"outbox\":", "\"ready\":") +
+            json_int_after(stats, "\"outbox\":", "\"scheduled\":") +
+            json_int_after(stats, "\"outbox\":", "\"running\":"),
+        json_int_after(stats, "{", "\"dead\":"));
     wf_free(stats);
   }
   wf_job_complete(job, NULL);
