@@ -188,7 +188,7 @@ static int parse_line(char *line, char *sensor, double *value, int64_t *ts) {
     if (*end || errno || x < 0) return -1;
     *ts = x;
   }
-  strcpy(sensor, s);
+  memcpy(sensor, s, strlen(s) + 1); /* valid_sensor: at most 64 bytes */
   return 1;
 }
 
@@ -209,12 +209,10 @@ static int simulate(void) {
   return bad;
 }
 
+static FILE *input; /* --readings, opened by main before the engine */
+
 static int read_input(void) {
-  FILE *f = strcmp(cfg.readings, "-") == 0 ? stdin : fopen(cfg.readings, "r");
-  if (!f) {
-    fprintf(stderr, "cannot open %s: %s\n", cfg.readings, strerror(errno));
-    return 1;
-  }
+  FILE *f = input;
   char line[512], sensor[65];
   long lineno = 0, seq = 0;
   int bad = 0;
@@ -235,6 +233,7 @@ static int read_input(void) {
     }
   }
   if (f != stdin) fclose(f);
+  input = NULL;
   return bad;
 }
 
@@ -407,6 +406,13 @@ int main(int argc, char **argv) {
     return 1;
   }
   setvbuf(stdout, NULL, _IOLBF, 0);
+  if (cfg.readings) {
+    input = strcmp(cfg.readings, "-") == 0 ? stdin : fopen(cfg.readings, "r");
+    if (!input) {
+      perror(cfg.readings);
+      return 1;
+    }
+  }
 
   /* Signals: blocked in every thread (the engine's threads inherit the mask
    * from wf_open on), taken by sigwait on one thread; never wf_* in a signal
