@@ -132,6 +132,8 @@ p = run("a.db", "--simulate", "5", "--seed", "7")
 check(p.returncode == 0, "simulated run exits 0")
 sent = readings_in(p.stdout)
 check(len(sent) == 5, "5 readings enqueued")
+# The sink reports a request before answering it; its line may still be on the way.
+wait_for(lambda: len(deliveries()) >= 5, "5 deliveries")
 got = deliveries()
 check(len(got) == 5, "5 webhooks delivered")
 check(all(r["sig_ok"] is True for r in got), "every webhook's signature verifies")
@@ -167,6 +169,8 @@ with open(bad, "w") as f:
 p = run("c.db", "--readings", bad)
 check(p.returncode == 2, "a rejected line makes exit status 2")
 check("bad.txt:3: not a reading" in p.stderr, "the rejected line is named")
+wait_for(lambda: any(r["headers"].get("webhook-id") == "hum-1@1767225700000"
+                     for r in deliveries()), "the good line")
 check(any(r["headers"].get("webhook-id") == "hum-1@1767225700000" for r in deliveries()),
       "the good line was delivered")
 
@@ -176,11 +180,15 @@ with open(outage, "w") as f:
     f.write("door-1 1 1767225800000\ndoor-1 0 1767225801000\n")
 p = run("d.db", "--readings", outage, "--deliver-timeout-ms", "300", url=base + "/status/503")
 check(p.returncode == 3, "readings not delivered by the deadline: exit 3")
+wait_for(lambda: len(deliveries("/status/503")) >= 1, "a failing attempt")
 check(len(deliveries("/status/503")) >= 1, "the sink saw the failing attempts")
 p = run("d.db", "--readings", "/dev/null")
 check(p.returncode == 0, "the next run delivers the kept readings")
+kept = {"door-1@1767225800000", "door-1@1767225801000"}
+wait_for(lambda: kept <= {r["headers"].get("webhook-id") for r in deliveries()},
+         "the kept readings")
 ids = {r["headers"].get("webhook-id") for r in deliveries() if r["sig_ok"]}
-check({"door-1@1767225800000", "door-1@1767225801000"} <= ids,
+check(kept <= ids,
       "both kept readings delivered signed")
 
 # E: standard input, a per-second heartbeat that fires, SIGTERM drains and closes.
