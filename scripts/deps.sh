@@ -8,7 +8,7 @@ PKGS=(build-essential cmake ninja-build pkg-config libsqlite3-dev sqlite3 libuv1
       libbenchmark-dev clang-format libhowardhinnant-date-dev tzdata
       libnats-dev nats-server python3 openssl libcli11-dev
       libhttp-parser-dev prometheus python3-pytest mypy
-      python3-venv)
+      python3-venv binutils)
 if (($# > 0)); then PKGS=("$@"); fi
 missing=()
 for p in "${PKGS[@]}"; do
