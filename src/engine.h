@@ -253,7 +253,10 @@ struct WriteCtx {
   lease::CountDeltas counts = {};
   // Metrics of the transaction, added once it committed.
   int64_t events_submitted = 0, events_unmatched = 0, schedules_fired = 0;
+  std::vector<int64_t> schedule_lateness_us = {};  // one per firing
   void merge(const WriteCtx &o) {
+    schedule_lateness_us.insert(schedule_lateness_us.end(), o.schedule_lateness_us.begin(),
+                                o.schedule_lateness_us.end());
     events_submitted += o.events_submitted;
     events_unmatched += o.events_unmatched;
     schedules_fired += o.schedules_fired;
@@ -640,6 +643,7 @@ struct Engine {
     if (w.events_submitted) metrics.events_submitted.fetch_add(w.events_submitted);
     if (w.events_unmatched) metrics.events_unmatched.fetch_add(w.events_unmatched);
     if (w.schedules_fired) metrics.schedules_fired.fetch_add(w.schedules_fired);
+    for (int64_t us : w.schedule_lateness_us) metrics.schedule_lateness.observe(us);
   }
   // --- admin HTTP endpoint (admin.cpp), on the loop when admin_listen is set:
   // the socket is bound at open, served from the loop's start to its stop.

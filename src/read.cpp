@@ -130,6 +130,29 @@ void bind_opt(Stmt &st, int i, const std::optional<int64_t> &v) {
   if (v) st.bind(i, *v);
 }
 
+// Steps `st` (its LIMIT bound to limit + 1) into one page of a listing:
+// {list: [items], "next_cursor": the last item's cursor, or null on the last
+// page}. `row(cursor)` makes the current row's item and sets `cursor` to the
+// JSON array that resumes after it.
+template <class F>
+json page(Stmt &st, int64_t limit, const char *list, F &&row) {
+  json items = json::array();
+  json last;
+  bool more = false;
+  while (st.step()) {
+    if (static_cast<int64_t>(items.size()) == limit) {
+      more = true;
+      break;
+    }
+    items.push_back(row(last));
+  }
+  st.reset();
+  json out;
+  out[list] = std::move(items);
+  out["next_cursor"] = more ? json(last.dump()) : json(nullptr);
+  return out;
+}
+
 std::string job_state_name(int64_t state, int64_t run_at, int64_t now) {
   if (state == 1) return "running";
   return run_at > now ? "scheduled" : "ready";
@@ -237,7 +260,6 @@ std::string jobs_list(Engine &e, const char *filter_json) {
     if (*state == "pending") mode = 4;
   }
   return read_txn(e, [&](Db &db) {
-    json items = json::array();
     StmtRef st = db.prepare(
         dead ? "SELECT id, tenant, effect, key, payload, metadata, priority, attempts, failures, "
                "max_attempts, origin, created_at, reason, dead_at FROM wf_dead WHERE "
@@ -261,20 +283,10 @@ std::string jobs_list(Engine &e, const char *filter_json) {
     st->bind(6, after);
     if (!dead) st->bind(7, static_cast<int64_t>(mode)).bind(8, now);
     st->bind(9, limit + 1);
-    int64_t last = 0;
-    bool more = false;
-    while (st->step()) {
-      if (static_cast<int64_t>(items.size()) == limit) {
-        more = true;
-        break;
-      }
-      last = st->col_int(0);
-      items.push_back(dead ? dead_row(e, *st) : job_row(e, *st, now));
-    }
-    st->reset();
-    json out;
-    out["jobs"] = std::move(items);
-    out["next_cursor"] = more ? json(json::array({last}).dump()) : json(nullptr);
+    json out = page(*st, limit, "jobs", [&](json &cursor) {
+      cursor = json::array({st->col_int(0)});
+      return dead ? dead_row(e, *st) : job_row(e, *st, now);
+    });
     out["now"] = now;
     return out;
   });
@@ -379,14 +391,7 @@ std::string schedules_list(Engine &e, const char *filter_json) {
     bind_opt(*st, 4, due_before);
     if (!cur.is_null()) st->bind(5, cur[0].get<std::string>()).bind(6, cur[1].get<std::string>());
     st->bind(7, limit + 1);
-    json items = json::array();
-    json last;
-    bool more = false;
-    while (st->step()) {
-      if (static_cast<int64_t>(items.size()) == limit) {
-        more = true;
-        break;
-      }
+    json out = page(*st, limit, "schedules", [&](json &cursor) {
       json s;
       s["tenant"] = st->col_text(0);
       s["key"] = st->col_text(1);
@@ -405,13 +410,9 @@ std::string schedules_list(Engine &e, const char *filter_json) {
       s["status"] = st->col_null(13) ? "active" : "parked";
       s["parked_reason"] = text_or_null(*st, 13);
       s["parked_at"] = int_or_null(*st, 14);
-      last = json::array({st->col_text(0), st->col_text(1)});
-      items.push_back(std::move(s));
-    }
-    st->reset();
-    json out;
-    out["schedules"] = std::move(items);
-    out["next_cursor"] = more ? json(last.dump()) : json(nullptr);
+      cursor = json::array({st->col_text(0), st->col_text(1)});
+      return s;
+    });
     out["now"] = now;
     return out;
   });
@@ -462,14 +463,7 @@ std::string sagas_list(Engine &e, const char *filter_json) {
           .bind(6, cur[1].get<std::string>())
           .bind(7, cur[2].get<std::string>());
     st->bind(8, limit + 1);
-    json items = json::array();
-    json last;
-    bool more = false;
-    while (st->step()) {
-      if (static_cast<int64_t>(items.size()) == limit) {
-        more = true;
-        break;
-      }
+    return page(*st, limit, "sagas", [&](json &cursor) {
       json s;
       s["tenant"] = st->col_text(0);
       s["saga"] = st->col_text(1);
@@ -480,14 +474,9 @@ std::string sagas_list(Engine &e, const char *filter_json) {
       s["updated_at"] = int_or_null(*st, 6);
       s["pending"] = st->col_int(7);
       s["parked"] = st->col_int(8);
-      last = json::array({st->col_text(0), st->col_text(1), st->col_text(2)});
-      items.push_back(std::move(s));
-    }
-    st->reset();
-    json out;
-    out["sagas"] = std::move(items);
-    out["next_cursor"] = more ? json(last.dump()) : json(nullptr);
-    return out;
+      cursor = json::array({st->col_text(0), st->col_text(1), st->col_text(2)});
+      return s;
+    });
   });
 }
 
@@ -608,18 +597,12 @@ std::string events_list(Engine &e, const char *filter_json) {
     bind_opt(*st, 5, since);
     bind_opt(*st, 6, until);
     st->bind(7, after).bind(8, limit + 1);
-    json items = json::array();
-    int64_t last = 0;
-    bool more = false;
-    while (st->step()) {
-      if (static_cast<int64_t>(items.size()) == limit) {
-        more = true;
-        break;
-      }
+    return page(*st, limit, "events", [&](json &cursor) {
       json v;
-      last = st->col_int(0);
+      int64_t seq = st->col_int(0);
+      cursor = json::array({seq});
       int64_t routed = st->col_int(7), p = st->col_int(8), k = st->col_int(9);
-      v["seq"] = last;
+      v["seq"] = seq;
       v["tenant"] = st->col_text(1);
       v["event_id"] = st->col_text(2);
       v["type"] = st->col_text(3);
@@ -628,13 +611,8 @@ std::string events_list(Engine &e, const char *filter_json) {
       v["received_at"] = st->col_int(6);
       v["routed"] = routed;
       v["status"] = routed == 0 ? "unmatched" : k > 0 ? "parked" : p > 0 ? "pending" : "applied";
-      items.push_back(std::move(v));
-    }
-    st->reset();
-    json out;
-    out["events"] = std::move(items);
-    out["next_cursor"] = more ? json(json::array({last}).dump()) : json(nullptr);
-    return out;
+      return v;
+    });
   });
 }
 

@@ -363,9 +363,9 @@ void Engine::pump_schedules() {
           Firer f(*this, d.key, d.target, body, d.origin, w.now);
           for (int64_t at : plan.fires) {
             f.fire(sub, at);
-            // (Observed in the transaction: one that is rolled back and
-            // run again observes its firings again; rare, and harmless.)
-            metrics.schedule_lateness.observe(std::max<int64_t>(0, sat_sub(w.now, at)) * 1000);
+            // Observed once the transaction committed (note_commit), so a
+            // transaction rolled back and run again counts its firings once.
+            sub.schedule_lateness_us.push_back(std::max<int64_t>(0, sat_sub(w.now, at)) * 1000);
           }
           sub.schedules_fired += static_cast<int64_t>(plan.fires.size());
           if (log_enabled(WF_LOG_DEBUG))

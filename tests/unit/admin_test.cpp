@@ -169,7 +169,7 @@ TEST_F(AdminTest, RefusesBadRequests) {
 TEST_F(AdminTest, BoundsConnectionsAndIdleTime) {
   open(
       "{\"durability\":\"normal\",\"admin_listen\":\"127.0.0.1:0\",\"admin_max_connections\":2,"
-      "\"admin_idle_timeout_ms\":1000}",
+      "\"admin_idle_timeout_ms\":3000}",
       false);
   ASSERT_EQ(WF_OK, wf_start(e));
   int p = port();
