@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Runs clang-tidy with the checked-in .clang-tidy on src/*.cpp (and, through
-# HeaderFilterRegex, the src/ headers they include). Any finding fails.
+# Runs clang-tidy with the checked-in .clang-tidy on the library's and wfctl's
+# sources (and, through HeaderFilterRegex, the src/ headers they include). Any
+# finding fails.
 #
-# Usage: scripts/lint.sh [file.cpp...]   (default: every src/*.cpp)
+# Usage: scripts/lint.sh [file.cpp...]
+#        (default: src/*.cpp, src/providers/*.cpp, tools/wfctl/*.cpp)
 # Environment: LINT_BUILD_DIR (default build-lint) holds compile_commands.json;
 #              JOBS (default 2) parallel clang-tidy processes.
 set -euo pipefail
@@ -18,7 +20,7 @@ cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_EXPORT_COMPILE_COMMANDS=ON \
 if [ $# -gt 0 ]; then
   files=("$@")
 else
-  files=(src/*.cpp)
+  files=(src/*.cpp src/providers/*.cpp tools/wfctl/*.cpp)
 fi
 
 out=$(mktemp)
