@@ -392,20 +392,9 @@ func (e *Engine) Backup(ctx context.Context, path string) error {
 // withCursor returns filter (any document) as an object with "cursor" set.
 func withCursor(filter any, cursor string) (map[string]json.RawMessage, error) {
 	m := map[string]json.RawMessage{}
-	var b []byte
-	switch x := filter.(type) {
-	case nil:
-	case string:
-		b = []byte(x)
-	case []byte:
-		b = x
-	case json.RawMessage:
-		b = x
-	default:
-		var err error
-		if b, err = json.Marshal(x); err != nil {
-			return nil, fmt.Errorf("wfengine: marshal filter: %w", err)
-		}
+	b, err := docBytes(filter)
+	if err != nil {
+		return nil, err
 	}
 	if len(b) > 0 {
 		if err := json.Unmarshal(b, &m); err != nil {

@@ -190,25 +190,36 @@ func Version() (string, error) {
 	return C.GoString(C.wfgo_version()), nil
 }
 
-// doc turns a document argument into JSON text: string, []byte and
-// json.RawMessage are taken as JSON already; nil is "no document"; anything
-// else is marshalled with encoding/json.
-func doc(v any) (*C.char, error) {
-	var b []byte
+// docBytes turns a document argument into JSON text: string, []byte and
+// json.RawMessage are taken as JSON already; nil is "no document" (nil);
+// anything else is marshalled with encoding/json.
+func docBytes(v any) ([]byte, error) {
 	switch x := v.(type) {
 	case nil:
 		return nil, nil
 	case string:
-		b = []byte(x)
+		return []byte(x), nil
 	case []byte:
-		b = x
+		return x, nil
 	case json.RawMessage:
-		b = x
+		return x, nil
 	default:
-		var err error
-		if b, err = json.Marshal(v); err != nil {
+		b, err := json.Marshal(v)
+		if err != nil {
 			return nil, fmt.Errorf("wfengine: marshal document: %w", err)
 		}
+		return b, nil
+	}
+}
+
+// doc is docBytes as a C string (NULL for nil) the caller frees.
+func doc(v any) (*C.char, error) {
+	if v == nil {
+		return nil, nil
+	}
+	b, err := docBytes(v)
+	if err != nil {
+		return nil, err
 	}
 	return C.CString(string(b)), nil
 }
