@@ -123,6 +123,16 @@ json get_cursor(const json &doc, const char *what, size_t parts) {
   return v;
 }
 
+// A listing ordered by one integer (job id, event seq): the value to resume
+// after (0 without a cursor).
+int64_t get_seq_cursor(const json &doc, const char *what) {
+  json cur = get_cursor(doc, what, 1);
+  if (cur.is_null()) return 0;
+  if (!cur[0].is_number_integer())
+    fail(WF_EINVAL, std::string(what) + ": \"cursor\" is not a cursor of this listing");
+  return cur[0].get<int64_t>();
+}
+
 void bind_opt(Stmt &st, int i, const std::optional<std::string> &v) {
   if (v) st.bind(i, *v);
 }
@@ -243,13 +253,7 @@ std::string jobs_list(Engine &e, const char *filter_json) {
   auto since = opt_time(doc, "since", w);
   auto until = opt_time(doc, "until", w);
   int64_t limit = get_limit(doc, w);
-  json cur = get_cursor(doc, w, 1);
-  int64_t after = 0;
-  if (!cur.is_null()) {
-    if (!cur[0].is_number_integer())
-      fail(WF_EINVAL, std::string(w) + ": \"cursor\" is not a cursor of this listing");
-    after = cur[0].get<int64_t>();
-  }
+  int64_t after = get_seq_cursor(doc, w);
   int64_t now = e.now();
   bool dead = state && *state == "dead";
   int mode = 0;  // 0 any live, 1 ready, 2 scheduled, 3 running, 4 pending
@@ -571,13 +575,7 @@ std::string events_list(Engine &e, const char *filter_json) {
   auto since = opt_time(doc, "since", w);
   auto until = opt_time(doc, "until", w);
   int64_t limit = get_limit(doc, w);
-  json cur = get_cursor(doc, w, 1);
-  int64_t after = 0;
-  if (!cur.is_null()) {
-    if (!cur[0].is_number_integer())
-      fail(WF_EINVAL, std::string(w) + ": \"cursor\" is not a cursor of this listing");
-    after = cur[0].get<int64_t>();
-  }
+  int64_t after = get_seq_cursor(doc, w);
   return read_txn(e, [&](Db &db) {
     auto st = db.prepare(
         "SELECT * FROM (SELECT v.seq, v.tenant, v.event_id, v.type, v.correlation_id, "

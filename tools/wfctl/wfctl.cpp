@@ -260,6 +260,15 @@ void tenant_filter(const Global &g, json &f) {
   if (g.tenant_set) f["tenant"] = g.tenant;
 }
 
+// A job's or dead letter's attempt history (wf_job_get, wf_dead_list).
+void history_table(const json &history) {
+  Table t({"ATTEMPT", "STARTED_AT", "ENDED_AT", "OUTCOME", "ERROR"});
+  for (auto &h : history)
+    t.row({str(h["attempt"]), fmt_time(h["started_at"]), fmt_time(h["ended_at"]), str(h["outcome"]),
+           one_line(str(h["error"]))});
+  t.print(std::cout);
+}
+
 void print_more(const json &next) {
   if (!next.is_null())
     std::cout << "(more: --cursor '" << next.get<std::string>() << "' or --all)\n";
@@ -699,11 +708,7 @@ int main(int argc, char **argv) {
       }
       print_kv(j, {"history"});
       std::cout << "\n";
-      Table t({"ATTEMPT", "STARTED_AT", "ENDED_AT", "OUTCOME", "ERROR"});
-      for (auto &h : j["history"])
-        t.row({str(h["attempt"]), fmt_time(h["started_at"]), fmt_time(h["ended_at"]),
-               str(h["outcome"]), one_line(str(h["error"]))});
-      t.print(std::cout);
+      history_table(j["history"]);
       return kExitOk;
     }
     if (*dead_ls || *dead_show) {
@@ -722,11 +727,7 @@ int main(int argc, char **argv) {
         }
         print_kv(items[0], {"history"});
         std::cout << "\n";
-        Table t({"ATTEMPT", "STARTED_AT", "ENDED_AT", "OUTCOME", "ERROR"});
-        for (auto &h : items[0]["history"])
-          t.row({str(h["attempt"]), fmt_time(h["started_at"]), fmt_time(h["ended_at"]),
-                 str(h["outcome"]), one_line(str(h["error"]))});
-        t.print(std::cout);
+        history_table(items[0]["history"]);
         return kExitOk;
       }
       if (g.json_out)
