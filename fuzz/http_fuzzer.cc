@@ -28,7 +28,8 @@ std::optional<std::string> lookup(const std::string &name) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   std::string text(reinterpret_cast<const char *>(data), size);
   namespace h = wf::prov::http;
-  h::retry_after_ms(text.substr(0, 80), wffuzz::kNow, 86400000);
+  int64_t delay = h::retry_after_ms(text.substr(0, 80), wffuzz::kNow, 86400000);
+  if (delay != -1 && (delay < 0 || delay > 86400000)) abort();
   wf::Options opt = wffuzz::options();
   try {
     wf::json doc = wf::parse_json(text, opt.limits, "config", 1 << 16);

@@ -528,7 +528,12 @@ int64_t retry_after_ms(std::string_view value, int64_t now_ms, int64_t cap_ms) {
   } else {
     time_t t = curl_getdate(v.c_str(), nullptr);
     if (t == -1) return -1;
-    ms = static_cast<int64_t>(t) * 1000 - now_ms;
+    // curl_getdate accepts years far beyond any cap; bound the seconds before
+    // scaling so the product cannot overflow (found by fuzz/http).
+    int64_t secs = static_cast<int64_t>(t);
+    int64_t lo = now_ms / 1000 - 1, hi = now_ms / 1000 + cap_ms / 1000 + 1;
+    secs = std::clamp<int64_t>(secs, lo, hi);
+    ms = secs * 1000 - now_ms;
   }
   return std::clamp<int64_t>(ms, 0, cap_ms);
 }

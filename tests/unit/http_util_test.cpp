@@ -292,6 +292,11 @@ TEST(HttpResponse, RetryAfter) {
   EXPECT_EQ(-1, retry_after_ms("", now, 86400000));
   EXPECT_EQ(-1, retry_after_ms("soon", now, 86400000));
   EXPECT_EQ(-1, retry_after_ms("-5", now, 86400000));
+  // A date in a far-off year (fuzz/http found this one overflowing seconds * 1000):
+  // whatever curl_getdate makes of it, the delay stays within [0, cap] or is -1.
+  int64_t far = retry_after_ms("Wed, 21 Oct 2012015007:)6:00 GMT5007:)6:00 GMT", now, 86400000);
+  EXPECT_TRUE(far == -1 || (far >= 0 && far <= 86400000)) << far;
+  EXPECT_EQ(86400000, retry_after_ms("Wed, 21 Oct 9999 07:28:30 GMT", now, 86400000));
 }
 
 TEST(HttpResponse, HeadersAndResult) {
