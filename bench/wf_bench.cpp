@@ -7,7 +7,8 @@
 //   2. wf_enqueue from 1 and from N threads (jobs/s, per-call p50/p99);
 //   3. end to end: batched producer + relay + no-op effect (jobs/s), until the
 //      last callback and until wf_sync() confirms the outcomes are committed;
-//   4. enqueue-to-dispatch latency at a paced 1,000 jobs/s.
+//   4. wf_enqueue from 1 thread paced at 1,000 jobs/s, relay idle (call p99);
+//   5. enqueue-to-dispatch latency at a paced 1,000 jobs/s, relay running.
 //
 // Usage: wf_bench [--quick] [--json] [--verbose] [--limits-only] [--dir DIR] [--seconds S]
 //                 [--jobs N] [--batch N] [--threads N] [--lat-seconds S]
@@ -977,6 +978,52 @@ LatResult bench_latency(const Config &cfg, const std::string &path) {
   return r;
 }
 
+// ---------------------------------------------- paced synchronous enqueue
+
+// Issue 9's paced figure as it is worded: one thread calls wf_enqueue at
+// cfg.lat_rate jobs/s for cfg.lat_s seconds, open loop, on an engine whose
+// relay is not started (the engine's own background work, the checkpointer,
+// still runs). The latency phase below repeats the pacing with the relay
+// dispatching every job, for the dispatch latency.
+struct PacedResult {
+  int64_t jobs = 0;
+  double achieved_rate = 0;
+  int64_t late_starts = 0;
+  LatStats call;
+};
+
+PacedResult bench_paced_sync(const Config &cfg, const std::string &path) {
+  wf_engine *e = open_engine(path);
+  const int64_t n = std::max<int64_t>(1, int64_t(cfg.lat_s * cfg.lat_rate));
+  const int64_t period_ns = 1000000000LL / cfg.lat_rate;
+  std::vector<int64_t> call;
+  call.reserve(size_t(n));
+  PacedResult r;
+  r.jobs = n;
+  const auto t0 = Clock::now() + std::chrono::milliseconds(50);
+  int64_t first = 0, last = 0;
+  char doc[160];
+  for (int64_t i = 0; i < n; ++i) {
+    auto slot = t0 + std::chrono::nanoseconds(i * period_ns);
+    std::this_thread::sleep_until(slot);  // pacing, not synchronisation
+    if (Clock::now() - slot > std::chrono::milliseconds(1)) ++r.late_starts;
+    int64_t tb = now_ns();
+    std::snprintf(doc, sizeof doc, "{\"effect\":\"paced\",\"payload\":{\"i\":%lld}}",
+                  static_cast<long long>(i));
+    char *id = nullptr;
+    wf_check(wf_enqueue(e, doc, &id), "wf_enqueue");
+    int64_t ta = now_ns();
+    wf_free(id);
+    call.push_back(ta - tb);
+    if (i == 0) first = tb;
+    last = ta;
+  }
+  close_engine(e, path);
+  r.achieved_rate = n > 1 ? double(n) / secs_between(first, last) : 0;
+  r.call = summarize(std::move(call));
+  return r;
+}
+
 // ------------------------------------------------------------------ output
 
 std::string fmt_int(double v) {
@@ -1241,7 +1288,25 @@ int main(int argc, char **argv) {
                   {"completions_per_second", per_second},
                   {"cost", cost_json(e2e.cost)}});
 
-  // ---- 4. dispatch latency
+  // ---- 4. paced wf_enqueue, one thread, relay idle
+  PacedResult paced;
+  {
+    Step s("paced wf_enqueue", cfg.lat_s + 120);
+    paced = bench_paced_sync(cfg, g_tmpdir + "/paced.db");
+  }
+  label = strf("paced wf_enqueue @%s jobs/s, 1 thread", fmt_int(cfg.lat_rate).c_str());
+  std::fprintf(out, "  %-40s %12s jobs/s  %s  max %.3f ms  (%lld late slots; relay idle)\n",
+               label.c_str(), fmt_int(paced.achieved_rate).c_str(), fmt_lat(paced.call).c_str(),
+               paced.call.max_ms, static_cast<long long>(paced.late_starts));
+  std::fflush(out);
+  set_result(json::json_pointer("/engine/paced_enqueue_1_thread"),
+             json{{"rate_target_jobs_s", cfg.lat_rate},
+                  {"achieved_jobs_s", paced.achieved_rate},
+                  {"jobs", paced.jobs},
+                  {"late_slots", paced.late_starts},
+                  {"enqueue_call", lat_json(paced.call)}});
+
+  // ---- 5. dispatch latency
   LatResult lat;
   {
     Step s("dispatch latency", cfg.lat_s + 180);
@@ -1285,7 +1350,10 @@ int main(int argc, char **argv) {
   double lim8 = std::min(150000.0, 0.5 * sq100.rate), lim1 = std::min(100000.0, 0.5 * sq100.rate);
   bool t_as8 = asN.rate >= lim8, t_as1 = as1.rate >= lim1;
   bool t_sync1 = r1 >= 0.9, t_bat = bat.rate >= 0.6 * sq100.rate, t_e2e100 = e2e.rate >= 100000;
-  double p99_ratio = sq1.lat.p99_ms > 0 ? lat.enqueue_call.p99_ms / sq1.lat.p99_ms : 0;
+  // The paced target is the one-thread phase (relay idle); the same ratio with
+  // the relay dispatching every job and 8 pacing threads is shown beside it.
+  double p99_ratio = sq1.lat.p99_ms > 0 ? paced.call.p99_ms / sq1.lat.p99_ms : 0;
+  double p99_ratio_loaded = sq1.lat.p99_ms > 0 ? lat.enqueue_call.p99_ms / sq1.lat.p99_ms : 0;
   bool t_p99 = p99_ratio <= 2.0;
   std::fprintf(out, "  %-40s %12s jobs/s  >= %-11s %s\n",
                strf("wf_enqueue_async, %d threads", cfg.threads).c_str(), fmt_int(asN.rate).c_str(),
@@ -1296,6 +1364,8 @@ int main(int argc, char **argv) {
                "wf_enqueue 1 thread / single-row commit", r1, verdict(t_sync1));
   std::fprintf(out, "  %-40s %12.2fx        <= 2x          %s\n",
                "paced wf_enqueue p99 / bare commit p99", p99_ratio, verdict(t_p99));
+  std::fprintf(out, "  %-40s %12.2fx        (not a target)\n",
+               "  the same, relay dispatching, 8 pacers", p99_ratio_loaded);
   std::fprintf(out, "  %-40s %12.2fx        >= 0.6x        %s\n",
                "wf_enqueue_batch / 100-row tx rows", bat.rate / sq100.rate, verdict(t_bat));
   std::fprintf(out, "  %-40s %12s jobs/s  >= 100,000     %s\n", "end to end (issue 9)",
@@ -1319,6 +1389,8 @@ int main(int argc, char **argv) {
                                                          {"enqueue_1_thread_ratio", t_sync1},
                                                          {"paced_p99_ratio", t_p99},
                                                          {"paced_p99_ratio_value", p99_ratio},
+                                                         {"paced_p99_ratio_relay_dispatching",
+                                                          p99_ratio_loaded},
                                                          {"enqueue_batch_ratio", t_bat},
                                                          {"end_to_end_100k", t_e2e100}});
   set_result(json::json_pointer("/verdict"), json{{"enqueue_multi_thread", t_enq},
