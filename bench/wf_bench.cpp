@@ -1384,15 +1384,15 @@ int main(int argc, char **argv) {
                  warnings);
   }
   std::fflush(out);
-  set_result(json::json_pointer("/verdict_issue9"), json{{"enqueue_async_n_threads", t_as8},
-                                                         {"enqueue_async_1_thread", t_as1},
-                                                         {"enqueue_1_thread_ratio", t_sync1},
-                                                         {"paced_p99_ratio", t_p99},
-                                                         {"paced_p99_ratio_value", p99_ratio},
-                                                         {"paced_p99_ratio_relay_dispatching",
-                                                          p99_ratio_loaded},
-                                                         {"enqueue_batch_ratio", t_bat},
-                                                         {"end_to_end_100k", t_e2e100}});
+  set_result(json::json_pointer("/verdict_issue9"),
+             json{{"enqueue_async_n_threads", t_as8},
+                  {"enqueue_async_1_thread", t_as1},
+                  {"enqueue_1_thread_ratio", t_sync1},
+                  {"paced_p99_ratio", t_p99},
+                  {"paced_p99_ratio_value", p99_ratio},
+                  {"paced_p99_ratio_relay_dispatching", p99_ratio_loaded},
+                  {"enqueue_batch_ratio", t_bat},
+                  {"end_to_end_100k", t_e2e100}});
   set_result(json::json_pointer("/verdict"), json{{"enqueue_multi_thread", t_enq},
                                                   {"end_to_end", t_e2e},
                                                   {"dispatch_p99", t_lat},
