@@ -278,6 +278,7 @@ json options_info(const Options &o, bool encrypted) {
               {"drain_timeout_ms", o.drain_timeout_ms},
               {"group_commit_wait_us", o.group_commit_wait_us},
               {"checkpoint_pages", o.checkpoint_pages},
+              {"claim_on_insert", o.claim_on_insert},
               {"tx_timeout_ms", o.tx_timeout_ms},
               {"max_interruptions", o.max_interruptions},
               {"abandon_after_ms", o.abandon_after_ms},

@@ -72,7 +72,7 @@ Options parse_options(const char *options_json) {
               "retain_events_ms", "retain_sagas_ms", "retain_dead_ms", "retain_attempts_ms",
               "purge_interval_ms", "async_queue_max", "async_queue_bytes", "metrics_by_tenant",
               "admin_listen", "admin_allow_remote", "admin_max_connections",
-              "admin_idle_timeout_ms", "read_only"},
+              "admin_idle_timeout_ms", "read_only", "claim_on_insert"},
              w);
   // clang-format on
   std::string d = get_string(doc, "durability", w, false, "full");
@@ -116,6 +116,7 @@ Options parse_options(const char *options_json) {
     o.read_only = doc["read_only"].get<bool>();
   }
   o.metrics_by_tenant = get_flag(doc, "metrics_by_tenant", w, false);
+  o.claim_on_insert = get_flag(doc, "claim_on_insert", w, true);
   o.admin_listen = get_string(doc, "admin_listen", w, false, "");
   o.admin_allow_remote = get_flag(doc, "admin_allow_remote", w, false);
   o.admin_max_connections = static_cast<int>(get_int(doc, "admin_max_connections", w, 16, 1, 1024));
@@ -1001,6 +1002,7 @@ void Engine::run_batch(std::vector<WriteReq> &batch) {
   std::string batch_err;
   for (int pass = 1;; ++pass) {
     WriteCtx w{db, t};
+    w.may_claim = opt.claim_on_insert;
     batch_rc = WF_OK;
     batch_err.clear();
     size_t culprit = batch.size();  // a bare request that failed on its own
@@ -1044,6 +1046,7 @@ void Engine::run_batch(std::vector<WriteReq> &batch) {
         // for every request.
         db.prepare(kSqlSavepoint)->exec();
         WriteCtx sub{db, w.now};
+        sub.start_sub(w);
         try {
           r.fn(sub);
           db.prepare(kSqlRelease)->exec();
@@ -1082,6 +1085,7 @@ void Engine::run_batch(std::vector<WriteReq> &batch) {
       batch_err = e.what();
     }
     if (batch_rc == WF_OK) {
+      deliver_claims(w);
       post_hints(w);
       break;
     }

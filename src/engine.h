@@ -69,7 +69,10 @@ struct Options {
   int64_t poll_ms = 500;
   int64_t drain_timeout_ms = 10000;
   int64_t group_commit_wait_us = 200;
-  int64_t checkpoint_pages = 500;     // background checkpoint threshold; 0 = SQLite's own
+  int64_t checkpoint_pages = 500;  // background checkpoint threshold; 0 = SQLite's own
+  // A ready job of an idle effect is written already claimed by this engine
+  // (claim on insert, docs/options.md): one write less per job.
+  bool claim_on_insert = true;
   int64_t tx_timeout_ms = 30000;      // a host transaction open longer is rolled back
   int max_interruptions = 5;          // interrupted attempts before the job is dead (`interrupted`)
   int64_t abandon_after_ms = 300000;  // a next attempt waits this long for a held handle
@@ -235,10 +238,37 @@ struct JobCtx {
 void adopt_orphan(JobCtx *j);   // caller holds j->host_mu, j->host_ref set
 void forget_orphan(JobCtx *j);  // after the host's completion took host_ref
 
+struct EffectState;
+
 struct ClaimResult {
   std::vector<std::shared_ptr<JobCtx>> jobs;
   bool any_full = false;  // some effect got all it asked for: claim again
   int64_t at = 0;         // the claim's instant (WriteCtx::now)
+  // Effects whose claim found no more due jobs, with their unclaimed_gen
+  // at the claim (claim on insert: the backlog they may clear).
+  std::vector<std::pair<std::shared_ptr<EffectState>, int64_t>> drained;
+};
+
+// A job the writer inserted already claimed (claim on insert), with the
+// effect whose credit it took.
+// Move-only: one that is dropped before the loop took it (its transaction
+// rolled back, or the loop stopped) gives its credit back.
+struct InsertClaim {
+  std::shared_ptr<JobCtx> job;
+  std::shared_ptr<EffectState> eff;
+  InsertClaim(std::shared_ptr<JobCtx> j, std::shared_ptr<EffectState> e)
+      : job(std::move(j)), eff(std::move(e)) {}
+  InsertClaim(InsertClaim &&o) noexcept = default;
+  InsertClaim &operator=(InsertClaim &&o) noexcept {
+    give_back();
+    job = std::move(o.job);
+    eff = std::move(o.eff);
+    return *this;
+  }
+  InsertClaim(const InsertClaim &) = delete;
+  InsertClaim &operator=(const InsertClaim &) = delete;
+  ~InsertClaim() { give_back(); }
+  void give_back();  // relay.cpp
 };
 
 // Writer-side context of one transaction.
@@ -254,7 +284,31 @@ struct WriteCtx {
   // Metrics of the transaction, added once it committed.
   int64_t events_submitted = 0, events_unmatched = 0, schedules_fired = 0;
   std::vector<int64_t> schedule_lateness_us = {};  // one per firing
-  void merge(const WriteCtx &o) {
+  // Claim on insert: allowed in the writer's own transactions (not in a host
+  // transaction); the jobs claimed so far, delivered after the commit or
+  // their credit given back if it rolls back.
+  bool may_claim = false;
+  std::vector<InsertClaim> claimed = {};
+  // Effects of which this transaction inserted a ready job unclaimed: no
+  // later job of theirs is claimed on insert (in this transaction, and,
+  // once it committed, until a claim found none left: unclaimed_gen).
+  std::vector<std::shared_ptr<EffectState>> unclaimed = {};
+  bool has_unclaimed(const EffectState *e) const {
+    for (auto &u : unclaimed)
+      if (u.get() == e) return true;
+    return false;
+  }
+  // A savepoint's context starts from its transaction's.
+  void start_sub(const WriteCtx &parent) {
+    may_claim = parent.may_claim;
+    unclaimed = parent.unclaimed;
+  }
+  void merge(WriteCtx &o) {
+    claimed.insert(claimed.end(), std::make_move_iterator(o.claimed.begin()),
+                   std::make_move_iterator(o.claimed.end()));
+    o.claimed.clear();
+    for (auto &u : o.unclaimed)
+      if (!has_unclaimed(u.get())) unclaimed.push_back(u);
     schedule_lateness_us.insert(schedule_lateness_us.end(), o.schedule_lateness_us.begin(),
                                 o.schedule_lateness_us.end());
     events_submitted += o.events_submitted;
@@ -339,6 +393,19 @@ struct EffectState {
   std::deque<bool> window;  // recent outcomes, true = failure
   int64_t open_until = 0;
   bool probe_inflight = false;
+  // Claim on insert (relay.cpp, "claim on insert"). The loop grants slots of
+  // this effect to the writer, which fills them with ready jobs as it inserts
+  // them (written claimed; handed to the loop after the commit):
+  // insert_credit is what the writer may still take; granted (loop only)
+  // counts the credit plus the jobs taken and not yet delivered, and is kept
+  // out of the free slots of claims. Backlog: unclaimed_gen counts the
+  // committed transactions that inserted a ready job of this effect unclaimed
+  // (a host transaction's at once); a claim that found none left sets
+  // cleared_gen to the count it saw. While they differ, a ready job may be
+  // waiting and a newer one must not be claimed ahead of it.
+  std::atomic<int> insert_credit{0};
+  std::atomic<int64_t> unclaimed_gen{0}, cleared_gen{0};  // writer thread (atomic for the loop)
+  int granted = 0;
 };
 
 // Outcome of an attempt, produced by the host or the engine.
@@ -485,6 +552,8 @@ struct Engine {
     bool fire_failed = false;  // a firing transaction failed
     std::vector<std::shared_ptr<struct ClaimResult>> claimed;
     bool claim_failed = false;
+    std::vector<InsertClaim> insert_claimed;  // committed claims on insert
+    bool credit_returned = false;             // a transaction gave credit back
     std::vector<std::pair<std::shared_ptr<JobCtx>, Outcome>> outcomes;
     std::vector<std::pair<int64_t, int>> lost;    // (id, attempt) whose lease is gone
     std::vector<std::function<void()>> barriers;  // run after outcomes are queued
@@ -543,6 +612,17 @@ struct Engine {
   void dispatch(const std::shared_ptr<JobCtx> &j);
   void finish_attempt(const std::shared_ptr<JobCtx> &j, const Outcome &o);
   void on_claimed(const struct ClaimResult &r);
+  // Claim on insert: writer side (outbox.cpp) and loop side (relay.cpp).
+  std::shared_ptr<EffectState> take_insert_slot(WriteCtx &w, const std::string &effect);
+  void add_insert_claim(WriteCtx &w, std::shared_ptr<EffectState> eff, int64_t id, const NewJob &j);
+  // Binds (state, lease_owner, lease_until, attempts, started_at) from `pos`:
+  // claimed by this engine now, or ready.
+  void bind_claim(Stmt &st, int pos, bool claimed, int64_t now);
+  void deliver_claims(WriteCtx &w);  // after the commit
+  void on_insert_claimed(std::vector<InsertClaim> &claims);
+  void grant_credits();
+  void revoke_credits();
+  bool backlog_seen = true;  // loop: evidence of due jobs not claimed (revoke credits)
   void release_jobs(std::vector<std::shared_ptr<JobCtx>> jobs);
   void dead_letter_claimed(const std::shared_ptr<JobCtx> &j, const std::string &reason);
   // Lease no longer ours. `j` must not be a map entry (erased): pass a copy.
@@ -634,6 +714,7 @@ struct Engine {
   // (no-op on the notifier thread).
   void wait_async_delivered();
   std::atomic<int64_t> n_async_accepted{0}, n_async_waits{0}, n_caller_commits{0};
+  std::atomic<int64_t> n_insert_claims{0};  // jobs written claimed (claim on insert)
 
   // --- metrics (metrics.h): labelled counters and histograms
   Metrics metrics;

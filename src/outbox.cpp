@@ -18,6 +18,71 @@
 
 namespace wf {
 
+// Claim on insert, writer side: a ready job takes one of the slots the
+// loop granted its effect, unless a ready job of the effect was inserted
+// unclaimed since the last claim that found none left (it goes first). A
+// ready job that gets no slot marks that backlog. Not in a host transaction
+// (may_claim false): its jobs are delivered by claims as before.
+std::shared_ptr<EffectState> Engine::take_insert_slot(WriteCtx &w, const std::string &effect) {
+  auto eff = find_effect(effect);
+  if (!eff) return nullptr;
+  if (!w.may_claim) {
+    // A host transaction: counted at once (if it rolls back, the next claim
+    // that finds nothing clears it).
+    eff->unclaimed_gen.fetch_add(1);
+    return nullptr;
+  }
+  if (w.has_unclaimed(eff.get())) return nullptr;
+  if (eff->unclaimed_gen.load() == eff->cleared_gen.load()) {
+    int c = eff->insert_credit.load();
+    while (c > 0 && !eff->insert_credit.compare_exchange_weak(c, c - 1)) {
+    }
+    if (c > 0) return eff;
+  }
+  w.unclaimed.push_back(std::move(eff));  // counted once the transaction committed
+  return nullptr;
+}
+
+// The handle of a job just inserted claimed (as a claim would return it).
+void Engine::add_insert_claim(WriteCtx &w, std::shared_ptr<EffectState> eff, int64_t id,
+                              const NewJob &nj) {
+  auto j = std::make_shared<JobCtx>();
+  j->link = link;
+  j->id = id;
+  j->id_str = std::to_string(id);
+  j->tenant = nj.tenant;
+  j->effect = nj.effect;
+  j->key = nj.key ? *nj.key : std::string();
+  j->payload = nj.payload;
+  j->metadata = nj.metadata;
+  j->attempt = 1;
+  j->failures = 0;
+  j->interruptions = 0;
+  j->max_attempts = nj.max_attempts;
+  j->priority = static_cast<int>(nj.priority);
+  j->run_at = nj.run_at;
+  j->origin = nj.origin;
+  j->started_at = w.now;
+  j->deadline = INT64_MAX;
+  w.claimed.emplace_back(std::move(j), std::move(eff));
+}
+
+void Engine::bind_claim(Stmt &st, int pos, bool claimed, int64_t now) {
+  if (claimed) {
+    st.bind(pos, static_cast<int64_t>(JobState::kRunning))
+        .bind_static(pos + 1, boot_id)
+        .bind(pos + 2, sat_add(now, opt.lease_ms))
+        .bind(pos + 3, 1)
+        .bind(pos + 4, now);
+  } else {
+    st.bind(pos, static_cast<int64_t>(JobState::kReady))
+        .bind_null(pos + 1)
+        .bind_null(pos + 2)
+        .bind(pos + 3, 0)
+        .bind_null(pos + 4);
+  }
+}
+
 void Engine::insert_job(WriteCtx &w, const NewJob &j, std::string *id, bool *existing) {
   *existing = false;
   if (j.key) {
@@ -28,9 +93,20 @@ void Engine::insert_job(WriteCtx &w, const NewJob &j, std::string *id, bool *exi
       return;
     }
   }
+  std::shared_ptr<EffectState> claim_eff;
+  if (j.run_at <= w.now) claim_eff = take_insert_slot(w, j.effect);
+  // (A slot taken and not used, if the INSERT throws, goes back with the
+  // InsertClaim that is never made: give it back here.)
+  struct SlotGuard {
+    std::shared_ptr<EffectState> *eff;
+    ~SlotGuard() {
+      if (*eff) (*eff)->insert_credit.fetch_add(1);
+    }
+  } guard{&claim_eff};
   auto st = w.db.prepare(
       "INSERT INTO wf_jobs(tenant, effect, key, payload, metadata, priority, run_at, "
-      "max_attempts, created_at, origin) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)");
+      "max_attempts, created_at, origin, state, lease_owner, lease_until, attempts, started_at) "
+      "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)");
   // The job's strings outlive the statement's use (reset when `st` goes out
   // of scope): bound without copies.
   st->bind_static(1, j.tenant).bind_static(2, j.effect);
@@ -51,10 +127,17 @@ void Engine::insert_job(WriteCtx &w, const NewJob &j, std::string *id, bool *exi
     st->bind(10, j.origin);
   else
     st->bind_null(10);
+  bind_claim(*st, 11, claim_eff != nullptr, w.now);
   st->exec();
-  *id = std::to_string(w.db.last_rowid());
-  lease::count_add(w.counts, j.effect, j.tenant, 1, 0, 1);
+  int64_t rowid = w.db.last_rowid();
+  *id = std::to_string(rowid);
   n_enqueued.fetch_add(1, std::memory_order_relaxed);
+  if (claim_eff) {
+    lease::count_add(w.counts, j.effect, j.tenant, 0, 1, 1);
+    add_insert_claim(w, std::move(claim_eff), rowid, j);  // (claim_eff is empty now)
+    return;
+  }
+  lease::count_add(w.counts, j.effect, j.tenant, 1, 0, 1);
   if (j.run_at <= w.now)
     w.ready_now = true;
   else
@@ -66,20 +149,24 @@ namespace {
 // Eight jobs per INSERT (the batch path): the statement's fixed costs (its
 // statement journal, reset, the AUTOINCREMENT bookkeeping) are paid once per
 // eight rows. Ids are given explicitly, following the table's sequence.
+// (The last five columns: a job claimed on insert, see Engine::bind_claim.)
 const char *kInsertJobs8Sql =
     "INSERT INTO wf_jobs(id, tenant, effect, key, payload, metadata, priority, run_at, "
-    "max_attempts, created_at, origin) VALUES"
-    "(?,?,?,?,?,?,?,?,?,?,?),"
-    "(?,?,?,?,?,?,?,?,?,?,?),"
-    "(?,?,?,?,?,?,?,?,?,?,?),"
-    "(?,?,?,?,?,?,?,?,?,?,?),"
-    "(?,?,?,?,?,?,?,?,?,?,?),"
-    "(?,?,?,?,?,?,?,?,?,?,?),"
-    "(?,?,?,?,?,?,?,?,?,?,?),"
-    "(?,?,?,?,?,?,?,?,?,?,?)";
+    "max_attempts, created_at, origin, state, lease_owner, lease_until, attempts, started_at) "
+    "VALUES"
+    "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?),"
+    "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?),"
+    "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?),"
+    "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?),"
+    "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?),"
+    "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?),"
+    "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?),"
+    "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
 const char *kInsertJob1Sql =
     "INSERT INTO wf_jobs(id, tenant, effect, key, payload, metadata, priority, run_at, "
-    "max_attempts, created_at, origin) VALUES(?,?,?,?,?,?,?,?,?,?,?)";
+    "max_attempts, created_at, origin, state, lease_owner, lease_until, attempts, started_at) "
+    "VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
+constexpr int kInsertCols = 16;
 // The largest id ever given (AUTOINCREMENT keeps it in sqlite_sequence, also
 // for explicit ids, so that an id is never given twice).
 const char *kLastJobIdSql =
@@ -98,6 +185,12 @@ class BatchInsert {
       : e_(e), w_(w), out_(*out) {
     out_.assign(n, {0, false});
   }
+  ~BatchInsert() {
+    for (auto &s : slots_)
+      if (s) s->insert_credit.fetch_add(1);
+  }
+  BatchInsert(const BatchInsert &) = delete;
+  BatchInsert &operator=(const BatchInsert &) = delete;
   // Jobs [from, to) of `jobs`.
   void add(const std::vector<NewJob> &jobs, size_t from, size_t to) {
     for (size_t i = from; i < to; ++i) {
@@ -124,6 +217,9 @@ class BatchInsert {
         next_ = st->step() ? st->col_int(0) + 1 : 1;
       }
       out_[i] = {next_++, false};
+      // Claimed on insert when its effect has a slot (in order: the slots
+      // go to the first ready jobs of the batch).
+      slots_[npending_] = j.run_at <= w_.now ? e_.take_insert_slot(w_, j.effect) : nullptr;
       pending_[npending_++] = &j;
       if (npending_ == 8) flush8();
     }
@@ -134,6 +230,7 @@ class BatchInsert {
       auto st = w_.db.prepare(kInsertJob1Sql);
       bind_row(*st, 0, k);
       st->exec();
+      claimed(k);
     }
     e_.n_enqueued.fetch_add(fresh_ + static_cast<int64_t>(npending_), std::memory_order_relaxed);
     npending_ = 0;
@@ -142,10 +239,19 @@ class BatchInsert {
  private:
   void flush8() {
     auto st = w_.db.prepare(kInsertJobs8Sql);
-    for (size_t k = 0; k < 8; ++k) bind_row(*st, static_cast<int>(k) * 11, k);
+    for (size_t k = 0; k < 8; ++k) bind_row(*st, static_cast<int>(k) * kInsertCols, k);
     st->exec();
+    for (size_t k = 0; k < 8; ++k) claimed(k);
     fresh_ += 8;
     npending_ = 0;
+  }
+  // After the row's INSERT: a job claimed on insert goes to the loop with
+  // the commit.
+  void claimed(size_t k) {
+    if (!slots_[k]) return;
+    int64_t id = next_ - static_cast<int64_t>(npending_) + static_cast<int64_t>(k);
+    e_.add_insert_claim(w_, std::move(slots_[k]), id, *pending_[k]);
+    slots_[k].reset();
   }
   void bind_row(Stmt &st, int base, size_t k) {
     const NewJob &j = *pending_[k];
@@ -173,11 +279,17 @@ class BatchInsert {
       st.bind(base + 11, j.origin);
     else
       st.bind_null(base + 11);
-    lease::count_add(w_.counts, j.effect, j.tenant, 1, 0);
-    if (j.run_at <= w_.now)
-      w_.ready_now = true;
-    else
-      w_.next_due = std::min(w_.next_due, j.run_at);
+    bool claim = slots_[k] != nullptr;
+    e_.bind_claim(st, base + 12, claim, w_.now);
+    if (claim) {
+      lease::count_add(w_.counts, j.effect, j.tenant, 0, 1);
+    } else {
+      lease::count_add(w_.counts, j.effect, j.tenant, 1, 0);
+      if (j.run_at <= w_.now)
+        w_.ready_now = true;
+      else
+        w_.next_due = std::min(w_.next_due, j.run_at);
+    }
   }
 
   Engine &e_;
@@ -187,6 +299,9 @@ class BatchInsert {
   int64_t next_ = 0;  // next id to give; 0: not read yet
   const NewJob *pending_[8] = {};
   std::string sealed_[8];
+  // The slot each pending job took (claim on insert), or null. One not used
+  // (an INSERT failed) goes back when the BatchInsert is destroyed.
+  std::shared_ptr<EffectState> slots_[8];
   size_t npending_ = 0;
   int64_t fresh_ = 0;
 };
@@ -1059,6 +1174,7 @@ json stats(Engine &e, const char *filter_json, bool by_tenant) {
   eng["async_accepted"] = e.n_async_accepted.load();
   eng["async_waits"] = e.n_async_waits.load();
   eng["caller_commits"] = e.n_caller_commits.load();
+  eng["claimed_on_insert"] = e.n_insert_claims.load();
   {
     std::lock_guard<std::mutex> g(e.aq_mu);
     eng["async_pending"] = e.aq_count;
@@ -1073,7 +1189,7 @@ json stats(Engine &e, const char *filter_json, bool by_tenant) {
           json{{"inflight", eff->inflight.load()},     {"circuit", cs[eff->circuit_state.load()]},
                {"dispatched", eff->dispatched.load()}, {"completed", eff->completed.load()},
                {"retried", eff->retried.load()},       {"dead_lettered", eff->dead.load()},
-               {"timeouts", eff->timeouts.load()}};
+               {"timeouts", eff->timeouts.load()},     {"insert_slots", eff->insert_credit.load()}};
     }
   }
   eng["effects"] = std::move(effs);

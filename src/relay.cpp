@@ -45,6 +45,7 @@ struct ClaimSpec {
   int limit;
   int tenant_cap = 0;                               // tenant_concurrency, 0: none
   std::map<std::string, int> tenant_inflight = {};  // with tenant_cap: attempts in flight
+  std::shared_ptr<EffectState> eff = nullptr;
 };
 }  // namespace
 
@@ -166,12 +167,13 @@ void Engine::on_async_body(Inbox &in) {
     if (d != deferred.end() && d->second->attempt == attempt) deferred.erase(d);
   }
   for (auto &r : in.claimed) on_claimed(*r);
+  if (!in.insert_claimed.empty()) on_insert_claimed(in.insert_claimed);
   if (in.claim_failed) {
     claim_outstanding = false;
     maybe_ready = false;  // try again soon rather than spin on a failing database
     uv_timer_start(retry_timer, on_retry_cb, 100, 0);
   }
-  if (in.ready_now) maybe_ready = true;
+  if (in.ready_now) maybe_ready = backlog_seen = true;
   if (in.next_due < known_next_due) known_next_due = in.next_due;
   for (auto &k : in.steps_done) saga_busy.erase(k);
   if (in.saga_ready) saga_wake = true;
@@ -190,7 +192,7 @@ void Engine::on_async_body(Inbox &in) {
       refresh_next_sched();
   }
   if (in.wake) {
-    maybe_ready = true;
+    maybe_ready = true;  // (refresh_next_due says whether jobs are due)
     saga_wake = true;
     refresh_next_due();
     refresh_next_sched();
@@ -206,12 +208,12 @@ void Engine::on_async_body(Inbox &in) {
   int64_t jump = offset > wall_offset ? offset - wall_offset : wall_offset - offset;
   if (jump > std::max<int64_t>(1000, opt.lease_ms / 10)) {
     next_renew = m;
-    maybe_ready = true;
+    maybe_ready = backlog_seen = true;
   }
   wall_offset = offset;
   if (known_next_due <= t) {
     known_next_due = INT64_MAX;
-    maybe_ready = true;
+    maybe_ready = backlog_seen = true;
   }
   if (m >= next_renew) {
     renew_and_reclaim();
@@ -231,7 +233,7 @@ void Engine::on_async_body(Inbox &in) {
       read_failed(ex);
     }
     if (changed) {
-      maybe_ready = true;
+      maybe_ready = true;  // (refresh_next_due says whether jobs are due)
       saga_wake = true;
       refresh_next_due();
       if (!fire_outstanding) refresh_next_sched();
@@ -247,6 +249,7 @@ void Engine::on_async_body(Inbox &in) {
       }
   }
   if (draining) {
+    revoke_credits();
     if (!deferred.empty()) {
       std::vector<std::shared_ptr<JobCtx>> d;
       for (auto &kv : deferred) d.push_back(kv.second);
@@ -266,13 +269,23 @@ void Engine::on_async_body(Inbox &in) {
 
 void Engine::pump() {
   if (!maybe_ready || claim_outstanding || draining || stopping) return;
-  int global_free = opt.max_inflight - static_cast<int>(inflight.size());
-  if (global_free <= 0) return;  // an outcome frees a slot and pumps again
+  // Due jobs may be waiting (not only a slot freed): the slots granted for
+  // claims on insert come back, so that this claim can take them.
+  if (backlog_seen) {
+    revoke_credits();
+    backlog_seen = false;
+  }
   std::vector<std::shared_ptr<EffectState>> effs;
+  int reserved = 0;  // granted for claims on insert
   {
     std::lock_guard<std::mutex> g(reg_mu);
-    for (auto &kv : effects) effs.push_back(kv.second);
+    for (auto &kv : effects) {
+      effs.push_back(kv.second);
+      reserved += kv.second->granted;
+    }
   }
+  int global_free = opt.max_inflight - static_cast<int>(inflight.size()) - reserved;
+  if (global_free <= 0) return;  // an outcome frees a slot and pumps again
   std::vector<ClaimSpec> specs;
   size_t n = effs.size();
   for (size_t k = 0; k < n; ++k) {
@@ -280,11 +293,13 @@ void Engine::pump() {
     int cs = eff->circuit_state.load();
     if (cs == 1) continue;
     if (cs == 2 && eff->probe_inflight) continue;
-    int free =
-        eff->policy.concurrency > 0 ? eff->policy.concurrency - eff->inflight.load() : INT_MAX;
+    int free = eff->policy.concurrency > 0
+                   ? eff->policy.concurrency - eff->inflight.load() - eff->granted
+                   : INT_MAX;
     if (free <= 0) continue;
     if (cs == 2) free = 1;
     ClaimSpec s{eff->name, free};
+    s.eff = eff;
     if (eff->policy.tenant_concurrency > 0) {
       s.tenant_cap = eff->policy.tenant_concurrency;
       s.tenant_inflight.insert(eff->tenant_inflight.begin(), eff->tenant_inflight.end());
@@ -303,8 +318,12 @@ void Engine::pump() {
   r.fn = [this, specs = std::move(specs), result, lease](WriteCtx &w) {
     result->jobs.clear();  // re-runnable: the batch may run again (run_batch)
     result->any_full = false;
+    result->drained.clear();
     result->at = w.now;
     for (const auto &s : specs) {
+      // (Read before the claim: a job inserted unclaimed after it, in this
+      // same transaction, keeps the backlog.)
+      int64_t gen = s.eff->unclaimed_gen.load();
       auto rows =
           s.tenant_cap > 0
               ? lease::claim_capped(w.db, w.counts, boot_id, w.now, w.now + lease, s.effect,
@@ -331,10 +350,17 @@ void Engine::pump() {
         j->deadline = INT64_MAX;
         result->jobs.push_back(std::move(j));
       }
-      if (static_cast<int>(rows.size()) >= s.limit) result->any_full = true;
+      if (static_cast<int>(rows.size()) >= s.limit)
+        result->any_full = true;
+      else
+        result->drained.emplace_back(s.eff, gen);
     }
   };
   r.after = [this, result](int rc, const std::string &) {
+    // Committed: the effects whose claim found nothing more were drained as
+    // of their generation (writer thread, before any other transaction).
+    if (rc == WF_OK)
+      for (auto &[eff, gen] : result->drained) eff->cleared_gen.store(gen);
     notify_loop([&](Inbox &in) {
       if (rc == WF_OK)
         in.claimed.push_back(result);
@@ -388,7 +414,9 @@ void Engine::on_claimed(const ClaimResult &r) {
   if (!over.empty()) release_jobs(over);
   if (r.any_full) {
     maybe_ready = true;
+    backlog_seen = true;  // the slots go to that backlog first
   } else {
+    grant_credits();
     // Every effect got less than it asked for: what is due and not claimed
     // waits for a slot (tenant_concurrency, an unregistered effect), and a
     // commit that makes a job due tells the loop (post_hints). Asking
@@ -396,6 +424,91 @@ void Engine::on_claimed(const ClaimResult &r) {
     // their limit.
     // (From the claim's instant: a job that fell due since is seen.)
     refresh_next_due(false, r.at);
+  }
+}
+
+// ------------------------------------------------------------ claim on insert
+//
+// A claim costs a write per job (ready -> running, moving the row between
+// the claim and lease indexes). When an effect has free slots and no due job
+// waiting, the loop grants those slots to the writer (insert_credit); the
+// writer inserts ready jobs of the effect already claimed by this engine,
+// up to that many, and hands them to the loop after the commit
+// (deliver_claims -> on_insert_claimed), which dispatches them as a claim's.
+// Granted slots are kept out of claims' free slots until they are delivered
+// or revoked. The loop grants after a claim that found no more due jobs for
+// any effect, and revokes all grants when due jobs may be waiting (a commit
+// made jobs ready, a job fell due, another process wrote, a clock step, a
+// claim that got all it asked for) before claiming them. The writer never
+// claims a new job ahead of a ready one of the same effect it inserted
+// unclaimed (EffectState::unclaimed_gen). Not granted to an effect with
+// tenant_concurrency, a circuit that is not closed, or while draining.
+
+void InsertClaim::give_back() {
+  if (eff) {
+    eff->insert_credit.fetch_add(1);
+    eff.reset();
+  }
+}
+
+void Engine::deliver_claims(WriteCtx &w) {
+  for (auto &u : w.unclaimed) u->unclaimed_gen.fetch_add(1);
+  if (w.claimed.empty()) return;
+  n_insert_claims.fetch_add(static_cast<int64_t>(w.claimed.size()), std::memory_order_relaxed);
+  notify_loop([&](Inbox &in) {
+    for (auto &c : w.claimed) in.insert_claimed.push_back(std::move(c));
+  });
+  w.claimed.clear();
+}
+
+void Engine::on_insert_claimed(std::vector<InsertClaim> &claims) {
+  std::vector<std::shared_ptr<JobCtx>> release;
+  for (auto &c : claims) {
+    c.eff->granted--;
+    c.eff.reset();  // delivered: nothing to give back
+    std::shared_ptr<JobCtx> j = std::move(c.job);
+    auto eff = find_effect(j->effect);
+    // (A grant made before the effect's policy or circuit changed.)
+    bool room = eff && eff->circuit_state.load() == 0 && eff->policy.tenant_concurrency <= 0;
+    if (draining || stopping || !room)
+      release.push_back(std::move(j));
+    else
+      dispatch(j);
+  }
+  claims.clear();
+  if (!release.empty()) release_jobs(std::move(release));
+}
+
+void Engine::revoke_credits() {
+  std::lock_guard<std::mutex> g(reg_mu);
+  for (auto &kv : effects) kv.second->granted -= kv.second->insert_credit.exchange(0);
+}
+
+void Engine::grant_credits() {
+  if (!opt.claim_on_insert || draining || stopping) return;
+  std::vector<std::shared_ptr<EffectState>> effs;
+  int reserved = 0;
+  {
+    std::lock_guard<std::mutex> g(reg_mu);
+    for (auto &kv : effects) {
+      reserved += kv.second->granted;
+      auto &e = *kv.second;
+      if (e.policy.tenant_concurrency <= 0 && e.circuit_state.load() == 0 &&
+          e.unclaimed_gen.load() == e.cleared_gen.load())
+        effs.push_back(kv.second);
+    }
+  }
+  int global_free = opt.max_inflight - static_cast<int>(inflight.size()) - reserved;
+  if (effs.empty() || global_free <= 0) return;
+  int share = std::max(1, global_free / static_cast<int>(effs.size()));
+  for (auto &e : effs) {
+    int free = e->policy.concurrency > 0 ? e->policy.concurrency - e->inflight.load() - e->granted
+                                         : INT_MAX;
+    int g = std::min({free, share, global_free});
+    if (g <= 0) continue;
+    e->granted += g;
+    global_free -= g;
+    e->insert_credit.fetch_add(g);
   }
 }
 
@@ -606,6 +719,7 @@ void Engine::circuit_record(EffectState &eff, bool failure) {
   for (bool f : eff.window) fails += f;
   if (static_cast<double>(fails) / static_cast<double>(eff.window.size()) >= c.failure_ratio) {
     eff.circuit_state = 1;
+    eff.granted -= eff.insert_credit.exchange(0);  // no more claims on insert
     eff.open_until = now() + c.cooldown_ms;
     record_circuit(*this, eff.name, eff.open_until);
     log(WF_LOG_WARN, "circuit opened",
@@ -811,7 +925,7 @@ void Engine::refresh_next_due_unguarded(bool look_for_due, int64_t after) {
   }
   int64_t t = after >= 0 ? after : now();
   std::lock_guard<std::mutex> g(read_mu);
-  if (look_for_due && lease::any_due(*read_db, t, names)) maybe_ready = true;
+  if (look_for_due && lease::any_due(*read_db, t, names)) maybe_ready = backlog_seen = true;
   known_next_due = lease::next_due(*read_db, t, names);
 }
 

@@ -335,6 +335,7 @@ void Engine::pump_schedules() {
       // must not stop the others.
       w.db.exec("SAVEPOINT fire");
       WriteCtx sub{w.db, w.now};
+      sub.start_sub(w);
       try {
         std::string body = unseal(d.body, "wf_schedules.body");
         std::optional<Cron> c;

@@ -422,3 +422,143 @@ TEST_F(EngineTest, TwoEnginesShareOneDatabase) {
   EXPECT_EQ(600u, keys.size());
   ASSERT_EQ(WF_OK, wf_close(e2));
 }
+
+// ------------------------------------------------------------ claim on insert
+
+namespace {
+int64_t claimed_on_insert(wf_engine *e) {
+  char *out = nullptr;
+  EXPECT_EQ(WF_OK, wf_stats(e, nullptr, &out)) << wf_last_error();
+  json s = json::parse(out);
+  wf_free(out);
+  return s["engine"]["claimed_on_insert"].get<int64_t>();
+}
+// Waits (one wf_sync round trip through the loop and the writer at a time)
+// until the relay has granted `n` slots of `effect` for claims on insert.
+bool await_insert_slots(wf_engine *e, const char *effect, int n) {
+  for (int i = 0; i < 1000; ++i) {
+    char *out = nullptr;
+    EXPECT_EQ(WF_OK, wf_stats(e, nullptr, &out));
+    json s = json::parse(out);
+    wf_free(out);
+    if (s["engine"]["effects"][effect]["insert_slots"] == n) return true;
+    if (wf_sync(e) != WF_OK) return false;
+  }
+  return false;
+}
+}  // namespace
+
+// A ready job of an effect with free slots is written claimed and handed to
+// the relay after the commit; once the slots are taken, jobs wait as ready
+// ones and are claimed in claim order (priority first), never overtaken by a
+// newer job claimed on insert.
+TEST_F(EngineTest, ClaimOnInsertTakesFreeSlotsAndKeepsClaimOrder) {
+  open();
+  Sink s;
+  s.handler = [&](wf_job *j) { s.hold(j); };
+  ASSERT_EQ(WF_OK, wf_effect_register(e, "x", "{\"concurrency\":2}", Sink::cb, &s));
+  ASSERT_EQ(WF_OK, wf_start(e));
+  // The relay's first claim found nothing: it grants the two free slots.
+  ASSERT_TRUE(await_insert_slots(e, "x", 2));
+  std::string a = enqueue({{"effect", "x"}, {"payload", "a"}});
+  EXPECT_EQ(1, claimed_on_insert(e));
+  json st = stats();
+  EXPECT_EQ(0, st["outbox"]["ready"]);
+  EXPECT_EQ(1, st["outbox"]["running"]);  // running as soon as wf_enqueue returned
+  enqueue({{"effect", "x"}, {"payload", "b"}});
+  EXPECT_EQ(2, claimed_on_insert(e));
+  ASSERT_TRUE(s.wait([&] { return s.held.size() == 2; }));
+  EXPECT_EQ(a, s.seen[0]["id"]);
+  EXPECT_EQ(1, s.seen[0]["attempt"]);
+  EXPECT_EQ("a", s.seen[0]["payload"]);
+  // Both slots are taken: these two wait.
+  enqueue({{"effect", "x"}, {"payload", "c"}});
+  enqueue({{"effect", "x"}, {"payload", "d"}, {"priority", 10}});
+  EXPECT_EQ(2, claimed_on_insert(e));
+  EXPECT_EQ(2, stats()["outbox"]["ready"]);
+  ASSERT_EQ(WF_OK, wf_job_complete(s.held[0], nullptr));
+  ASSERT_TRUE(s.wait([&] { return s.held.size() == 3; }));
+  ASSERT_EQ(WF_OK, wf_job_complete(s.held[1], nullptr));
+  ASSERT_TRUE(s.wait([&] { return s.held.size() == 4; }));
+  EXPECT_EQ("d", s.seen[2]["payload"]);
+  EXPECT_EQ("c", s.seen[3]["payload"]);
+  EXPECT_EQ(2, claimed_on_insert(e));
+  ASSERT_EQ(WF_OK, wf_job_complete(s.held[2], nullptr));
+  ASSERT_EQ(WF_OK, wf_job_complete(s.held[3], nullptr));
+  // Drained again: the claim after the last completion found nothing, and
+  // granted the slots anew.
+  ASSERT_TRUE(await_insert_slots(e, "x", 2));
+  enqueue({{"effect", "x"}, {"payload", "e"}});
+  EXPECT_EQ(3, claimed_on_insert(e));
+  ASSERT_TRUE(s.wait([&] { return s.held.size() == 5; }));
+  ASSERT_EQ(WF_OK, wf_job_complete(s.held[4], nullptr));
+  sync();
+  EXPECT_EQ(0, pending());
+}
+
+// A job a host transaction inserted (never claimed on insert) is ahead of a
+// newer job: the newer one is not claimed on insert past it.
+TEST_F(EngineTest, ClaimOnInsertNeverOvertakesAReadyJob) {
+  open();
+  Sink s;
+  s.handler = [&](wf_job *j) { s.hold(j); };
+  ASSERT_EQ(WF_OK, wf_effect_register(e, "x", "{\"concurrency\":1}", Sink::cb, &s));
+  ASSERT_EQ(WF_OK, wf_start(e));
+  ASSERT_TRUE(await_insert_slots(e, "x", 1));
+  wf_tx *tx = nullptr;
+  ASSERT_EQ(WF_OK, wf_tx_begin(e, &tx));
+  ASSERT_EQ(WF_OK, wf_tx_enqueue(tx, R"({"effect":"x","payload":"t"})", nullptr))
+      << wf_last_error();
+  ASSERT_EQ(WF_OK, wf_tx_commit(tx));
+  enqueue({{"effect", "x"}, {"payload", "u"}});
+  ASSERT_TRUE(s.wait([&] { return s.held.size() == 1; }));
+  EXPECT_EQ("t", s.seen[0]["payload"]);
+  EXPECT_EQ(0, claimed_on_insert(e));
+  ASSERT_EQ(WF_OK, wf_job_complete(s.held[0], nullptr));
+  ASSERT_TRUE(s.wait([&] { return s.held.size() == 2; }));
+  EXPECT_EQ("u", s.seen[1]["payload"]);
+  ASSERT_EQ(WF_OK, wf_job_complete(s.held[1], nullptr));
+}
+
+// A transaction that rolls back gives its slots back: the batch below is
+// abandoned at its last job (after the writer inserted its first one,
+// claimed), and the next job still finds the slot.
+TEST_F(EngineTest, ClaimOnInsertRollbackGivesTheSlotBack) {
+  open();
+  Sink s;
+  s.handler = [&](wf_job *j) { s.hold(j); };
+  ASSERT_EQ(WF_OK, wf_effect_register(e, "x", "{\"concurrency\":1}", Sink::cb, &s));
+  ASSERT_EQ(WF_OK, wf_start(e));
+  ASSERT_TRUE(await_insert_slots(e, "x", 1));
+  json batch = json::array();
+  for (int i = 0; i < 300; ++i) batch.push_back({{"effect", "x"}, {"payload", i}});
+  batch.push_back({{"effect", "x"}, {"delay_ms", "soon"}});  // invalid
+  char *ids = nullptr;
+  EXPECT_EQ(WF_EINVAL, wf_enqueue_batch(e, batch.dump().c_str(), &ids));
+  EXPECT_EQ(nullptr, ids);
+  EXPECT_EQ(0, pending());
+  EXPECT_EQ(0, claimed_on_insert(e));
+  enqueue({{"effect", "x"}, {"payload", "after"}});
+  EXPECT_EQ(1, claimed_on_insert(e));
+  ASSERT_TRUE(s.wait([&] { return s.held.size() == 1; }));
+  EXPECT_EQ("after", s.seen[0]["payload"]);
+  ASSERT_EQ(WF_OK, wf_job_complete(s.held[0], nullptr));
+  sync();
+  EXPECT_EQ(1u, s.count());  // none of the abandoned batch ran
+}
+
+// The option turns it off; jobs are then claimed by the relay only.
+TEST_F(EngineTest, ClaimOnInsertCanBeTurnedOff) {
+  wf_engine *bad = nullptr;
+  EXPECT_EQ(WF_EINVAL, wf_open(path.c_str(), R"({"claim_on_insert":1})", &bad));
+  EXPECT_NE(std::string::npos, std::string(wf_last_error()).find("claim_on_insert"));
+  open(R"({"durability":"normal","claim_on_insert":false})");
+  Sink s;
+  ASSERT_EQ(WF_OK, wf_effect_register(e, "x", nullptr, Sink::cb, &s));
+  ASSERT_EQ(WF_OK, wf_start(e));
+  sync();
+  for (int i = 0; i < 5; ++i) enqueue({{"effect", "x"}, {"payload", i}});
+  ASSERT_TRUE(s.wait_count(5));
+  EXPECT_EQ(0, claimed_on_insert(e));
+  EXPECT_EQ(0, stats()["engine"]["effects"]["x"]["insert_slots"]);
+}
