@@ -255,7 +255,10 @@ WF_API int wf_job_fail(wf_job *j, const char *error);
  * "tracestate"?} (other top-level fields go into metadata; a malformed
  * traceparent / tracestate, there or in metadata, is WF_EINVAL). Returns after the
  * commit is durable. *id_out (may be NULL) receives the job id; with
- * WF_EEXIST it receives the id of the job that already holds the key. */
+ * WF_EEXIST it receives the id of the job that already holds the key. A
+ * ready job of an effect with free slots may be written already claimed by
+ * this engine and be running (attempt 1) when the call returns (option
+ * claim_on_insert, docs/semantics.md "Delivery"). */
 WF_API int wf_enqueue(wf_engine *e, const char *job_json, char **id_out);
 
 /* Enqueues a JSON array of jobs in one transaction: all or nothing. Jobs whose
