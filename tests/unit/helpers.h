@@ -151,6 +151,7 @@ struct Sink {
 
   static void cb(void *user, wf_job *j) {
     auto *s = static_cast<Sink *>(user);
+    s->entered.fetch_add(1);
     size_t len;
     const char *p = wf_job_payload(j, &len);
     json rec{{"id", wf_job_id(j)},
@@ -174,7 +175,15 @@ struct Sink {
     s->handled++;
     s->cv.notify_all();
   }
-  size_t handled = 0;  // callbacks that returned
+  size_t handled = 0;              // callbacks that returned
+  std::atomic<size_t> entered{0};  // callbacks that started
+  // A test's last step may observe a job (held, seen) while the loop thread is
+  // still in the tail of cb: a Sink on the test's stack must not go away
+  // before every callback that started has returned.
+  ~Sink() {
+    std::unique_lock<std::mutex> lk(mu);
+    cv.wait_for(lk, std::chrono::seconds(10), [&] { return handled >= entered.load(); });
+  }
   void hold(wf_job *j) {
     std::lock_guard<std::mutex> g(mu);
     held.push_back(j);

@@ -498,10 +498,7 @@ TEST_F(EngineTest, ClaimOnInsertTakesFreeSlotsAndKeepsClaimOrder) {
 
 // A job a host transaction inserted (never claimed on insert) is ahead of a
 // newer job: the newer one is not claimed on insert past it.
-// DISABLED: timed out once under TSan in a fresh-clone CI run (passes in 100
-// repeats in the plain build and under TSan alone); cause not found yet —
-// see the issue 9 note. Run with --gtest_also_run_disabled_tests.
-TEST_F(EngineTest, DISABLED_ClaimOnInsertNeverOvertakesAReadyJob) {
+TEST_F(EngineTest, ClaimOnInsertNeverOvertakesAReadyJob) {
   open();
   Sink s;
   s.handler = [&](wf_job *j) { s.hold(j); };
