@@ -52,6 +52,11 @@ void Engine::async_write(const std::shared_ptr<AsyncReq> &a) {
       a->id = a->event->event_id;
     }
   };
+  if (a->job) {
+    r.job = &*a->job;
+    r.job_rc = &a->rc;
+    r.job_id = &a->id;
+  }
   r.after = [a](int rc, const std::string &err) {
     if (rc != WF_OK) {
       a->rc = rc;

@@ -981,6 +981,13 @@ constexpr const char *kSqlRollbackTo = "ROLLBACK TO r";
 bool batch_wide(int code) {
   return code == WF_EIO || code == WF_EBUSY || code == WF_ENOMEM || code == WF_ECORRUPT;
 }
+// Requests the first pass runs in groups: 1 an asynchronous enqueue, 2 a
+// plain completion; 0 none.
+int group_kind(const WriteReq &r) {
+  if (r.savepoint) return 0;
+  if (r.job) return 1;
+  return r.done_id != 0 ? 2 : 0;
+}
 }  // namespace
 
 void Engine::run_batch(std::vector<WriteReq> &batch) {
@@ -1000,6 +1007,11 @@ void Engine::run_batch(std::vector<WriteReq> &batch) {
   const int64_t t = now();
   int batch_rc = WF_OK;
   std::string batch_err;
+  // Consecutive asynchronous enqueues are inserted together in the first
+  // pass (Engine::insert_job_group), consecutive plain completions deleted
+  // together (finish_done_group); when such a group fails, the next pass
+  // runs every request alone in its savepoint.
+  bool group_failed = false;
   for (int pass = 1;; ++pass) {
     WriteCtx w{db, t};
     w.may_claim = opt.claim_on_insert;
@@ -1018,6 +1030,27 @@ void Engine::run_batch(std::vector<WriteReq> &batch) {
         WriteReq &r = batch[i];
         rcs[i] = WF_OK;
         errs[i].clear();
+        const int kind = group_kind(r);
+        if (pass == 1 && kind != 0 && i + 1 < batch.size() && group_kind(batch[i + 1]) == kind) {
+          size_t end = i + 2;
+          while (end < batch.size() && group_kind(batch[end]) == kind) ++end;
+          try {
+            if (r.job)
+              insert_job_group(w, batch, i, end);
+            else
+              finish_done_group(w, batch, i, end);
+          } catch (const Error &e) {
+            if (!batch_wide(e.code())) group_failed = true;
+            throw;
+          } catch (const std::bad_alloc &) {
+            throw;
+          } catch (const std::exception &) {
+            group_failed = true;
+            throw;
+          }
+          i = end - 1;
+          continue;
+        }
         // From the second pass on every request runs in a savepoint: a
         // request that fails there fails alone, however many do. A request
         // alone in its batch needs none in the first pass (its failure rolls
@@ -1095,6 +1128,7 @@ void Engine::run_batch(std::vector<WriteReq> &batch) {
       } catch (...) {
       }
     }
+    if (group_failed && pass == 1 && !db.in_txn()) continue;  // each alone next
     if (culprit == batch.size() || pass >= kMaxPasses || db.in_txn()) break;
     dropped[culprit] = 1;
     log(WF_LOG_ERROR, "write request failed; the rest of its batch runs again without it",

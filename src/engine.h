@@ -332,6 +332,16 @@ struct WriteReq {
   bool savepoint = false;  // isolate failures of this request from the batch
   bool host_tx = false;    // hand the connection to a host transaction
   std::shared_ptr<struct HostTx> tx;
+  // An asynchronous enqueue (wf_enqueue_async): consecutive ones in a batch
+  // are inserted together, eight rows per statement (run_batch's first
+  // pass), writing the result where these point instead of running `fn`.
+  // All three point into the request that `fn` keeps alive.
+  const struct NewJob *job = nullptr;
+  int *job_rc = nullptr;
+  std::string *job_id = nullptr;
+  // A plain completion (first attempt, no key, no saga): consecutive ones
+  // are deleted together, eight rows per statement, instead of running `fn`.
+  int64_t done_id = 0;
 };
 
 // A host transaction owning the write connection. `mu` serialises every host
@@ -745,6 +755,11 @@ struct Engine {
   // in order; new jobs are inserted eight rows per statement.
   void insert_jobs(WriteCtx &w, const std::vector<NewJob> &jobs,
                    std::vector<std::pair<int64_t, bool>> *out);
+  // Consecutive asynchronous enqueues of one batch, [from, to), as
+  // insert_jobs inserts them; each result goes to its request.
+  void insert_job_group(WriteCtx &w, std::vector<WriteReq> &batch, size_t from, size_t to);
+  // Consecutive plain completions of one batch, [from, to) (relay.cpp).
+  void finish_done_group(WriteCtx &w, std::vector<WriteReq> &batch, size_t from, size_t to);
   // The id of the job holding (tenant, key), in the outbox or deduplicated; 0: none.
   int64_t existing_key(WriteCtx &w, const std::string &tenant, const std::string &key);
   // Inserts an event and routes it to sagas; false if (tenant, event_id) exists.

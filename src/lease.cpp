@@ -92,6 +92,10 @@ const char *kDeadClaimedSql =
 const char *kFinishDoneSql =
     "DELETE FROM wf_jobs WHERE id = ?1 AND state = 1 AND lease_owner = ?2 AND attempts = ?3 "
     "RETURNING effect, tenant";
+// The same for eight first attempts (finish_done8).
+const char *kFinishDone8Sql =
+    "DELETE FROM wf_jobs WHERE id IN (?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) AND state = 1 AND "
+    "lease_owner = ?1 AND attempts = 1 RETURNING effect, tenant";
 // The row of a job that just became a dead letter (its copy is in wf_dead).
 const char *kDeleteJobSql = "DELETE FROM wf_jobs WHERE id = ?1 RETURNING effect, tenant, state";
 const char *kFinishDeadSql =
@@ -199,6 +203,13 @@ void delete_dead_row(Db &db, CountDeltas &cd, int64_t id) {
   }
 }
 }  // namespace
+
+void finish_done8(Db &db, CountDeltas &cd, const std::string &boot, const int64_t *ids) {
+  auto st = db.prepare(kFinishDone8Sql);
+  st->bind(1, boot);
+  for (int k = 0; k < 8; ++k) st->bind(k + 2, ids[k]);
+  count_rows(*st, cd, 0, -1);
+}
 
 bool finish_done(Db &db, CountDeltas &cd, const std::string &boot, int64_t id, int attempt) {
   auto st = db.prepare(kFinishDoneSql);

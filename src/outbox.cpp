@@ -193,36 +193,37 @@ class BatchInsert {
   BatchInsert &operator=(const BatchInsert &) = delete;
   // Jobs [from, to) of `jobs`.
   void add(const std::vector<NewJob> &jobs, size_t from, size_t to) {
-    for (size_t i = from; i < to; ++i) {
-      const NewJob &j = jobs[i];
-      if (j.key) {
-        std::string k = j.tenant;
-        k += '\0';
-        k += *j.key;
-        auto [it, added] = keys_.emplace(std::move(k), i);
-        if (!added) {
-          // The first job of this key was given its id already (or is
-          // waiting in pending_, whose ids are allocated on entry).
-          out_[i] = {out_[it->second].first, true};
-          continue;
-        }
-        int64_t id = e_.existing_key(w_, j.tenant, *j.key);
-        if (id > 0) {
-          out_[i] = {id, true};
-          continue;
-        }
+    for (size_t i = from; i < to; ++i) add_one(jobs[i], i);
+  }
+  // Job `j`, the i-th of the batch (it outlives this object).
+  void add_one(const NewJob &j, size_t i) {
+    if (j.key) {
+      std::string k = j.tenant;
+      k += '\0';
+      k += *j.key;
+      auto [it, added] = keys_.emplace(std::move(k), i);
+      if (!added) {
+        // The first job of this key was given its id already (or is
+        // waiting in pending_, whose ids are allocated on entry).
+        out_[i] = {out_[it->second].first, true};
+        return;
       }
-      if (next_ == 0) {
-        auto st = w_.db.prepare(kLastJobIdSql);
-        next_ = st->step() ? st->col_int(0) + 1 : 1;
+      int64_t id = e_.existing_key(w_, j.tenant, *j.key);
+      if (id > 0) {
+        out_[i] = {id, true};
+        return;
       }
-      out_[i] = {next_++, false};
-      // Claimed on insert when its effect has a slot (in order: the slots
-      // go to the first ready jobs of the batch).
-      slots_[npending_] = j.run_at <= w_.now ? e_.take_insert_slot(w_, j.effect) : nullptr;
-      pending_[npending_++] = &j;
-      if (npending_ == 8) flush8();
     }
+    if (next_ == 0) {
+      auto st = w_.db.prepare(kLastJobIdSql);
+      next_ = st->step() ? st->col_int(0) + 1 : 1;
+    }
+    out_[i] = {next_++, false};
+    // Claimed on insert when its effect has a slot (in order: the slots
+    // go to the first ready jobs of the batch).
+    slots_[npending_] = j.run_at <= w_.now ? e_.take_insert_slot(w_, j.effect) : nullptr;
+    pending_[npending_++] = &j;
+    if (npending_ == 8) flush8();
   }
   // The jobs left over (fewer than eight), one statement each.
   void finish() {
@@ -282,9 +283,9 @@ class BatchInsert {
     bool claim = slots_[k] != nullptr;
     e_.bind_claim(st, base + 12, claim, w_.now);
     if (claim) {
-      lease::count_add(w_.counts, j.effect, j.tenant, 0, 1);
+      lease::count_add(w_.counts, j.effect, j.tenant, 0, 1, 1);
     } else {
-      lease::count_add(w_.counts, j.effect, j.tenant, 1, 0);
+      lease::count_add(w_.counts, j.effect, j.tenant, 1, 0, 1);
       if (j.run_at <= w_.now)
         w_.ready_now = true;
       else
@@ -311,6 +312,26 @@ void Engine::insert_jobs(WriteCtx &w, const std::vector<NewJob> &jobs,
   BatchInsert b(*this, w, out, jobs.size());
   b.add(jobs, 0, jobs.size());
   b.finish();
+}
+
+void Engine::insert_job_group(WriteCtx &w, std::vector<WriteReq> &batch, size_t from, size_t to) {
+  std::vector<std::pair<int64_t, bool>> ids;
+  {
+    BatchInsert b(*this, w, &ids, to - from);
+    const int64_t fail_priority = g_fail_async_priority.load(std::memory_order_relaxed);
+    for (size_t i = from; i < to; ++i) {
+      const NewJob &j = *batch[i].job;
+      if (fail_priority != 0 && j.priority == fail_priority)
+        fail(WF_EINTERNAL, "injected failure (test)");
+      b.add_one(j, i - from);
+    }
+    b.finish();
+  }
+  for (size_t i = from; i < to; ++i) {
+    const auto &[id, existing] = ids[i - from];
+    *batch[i].job_rc = existing ? WF_EEXIST : WF_OK;
+    *batch[i].job_id = std::to_string(id);
+  }
 }
 
 int64_t Engine::existing_key(WriteCtx &w, const std::string &tenant, const std::string &key) {

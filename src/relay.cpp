@@ -730,6 +730,17 @@ void Engine::circuit_record(EffectState &eff, bool failure) {
   }
 }
 
+void Engine::finish_done_group(WriteCtx &w, std::vector<WriteReq> &batch, size_t from, size_t to) {
+  WF_FAILPOINT("after_dispatch_before_completion_commit");
+  size_t i = from;
+  for (; i + 8 <= to; i += 8) {
+    int64_t ids[8];
+    for (size_t k = 0; k < 8; ++k) ids[k] = batch[i + k].done_id;
+    lease::finish_done8(w.db, w.counts, boot_id, ids);
+  }
+  for (; i < to; ++i) lease::finish_done(w.db, w.counts, boot_id, batch[i].done_id, 1);
+}
+
 void Engine::finish_attempt(const std::shared_ptr<JobCtx> &j, const Outcome &o) {
   drop_inflight(j);
   auto eff = find_effect(j->effect);
@@ -765,6 +776,7 @@ void Engine::finish_attempt(const std::shared_ptr<JobCtx> &j, const Outcome &o) 
         emit_outcome_event(w, j->origin, j->effect, j->id, j->key, true, result, j->attempt,
                            j->traceparent, j->tracestate);
     };
+    if (j->key.empty() && j->attempt == 1 && j->origin.empty()) r.done_id = j->id;
     submit(std::move(r));
     return;
   }

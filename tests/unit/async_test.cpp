@@ -180,6 +180,72 @@ TEST_F(AsyncTest, KeysAndFailuresInsideOneCommit) {
   EXPECT_LE(stats()["engine"]["commits"].get<int64_t>() - commits, 3);
 }
 
+// Consecutive async jobs of one commit are inserted together (eight rows per
+// statement): ids follow submission order, a key already stored or given
+// earlier in the group names that job, an async event in between splits the
+// group, a synchronous job of the same commit keeps its own id, and the
+// enqueued metric counts each new job (and each job of wf_enqueue_batch).
+TEST_F(AsyncTest, JobsOfOneCommitAreInsertedTogether) {
+  open();
+  enqueue(job(-1, "old"));
+  wf_tx *t = nullptr;
+  ASSERT_EQ(WF_OK, wf_tx_begin(e, &t));
+  Acks a;
+  std::thread producer([&] {
+    for (int i = 0; i < 21; ++i) {
+      const char *key = i == 3 ? "old" : (i == 5 || i == 17) ? "k" : nullptr;
+      if (i == 10) {
+        json ev{{"event_id", "ev"}, {"type", "t"}};
+        ASSERT_EQ(WF_OK, wf_submit_async(e, ev.dump().c_str(), Acks::cb, &a));
+      }
+      ASSERT_EQ(WF_OK, wf_enqueue_async(e, job(i, key).dump().c_str(), Acks::cb, &a));
+    }
+  });
+  producer.join();
+  ASSERT_EQ(WF_OK, wf_tx_commit(t));
+  ASSERT_TRUE(a.wait(22));
+  ASSERT_EQ(WF_OK, wf_sync(e));
+  std::lock_guard<std::mutex> g(a.mu);
+  int64_t last = 1;  // the job "old"
+  std::string k_id;
+  for (size_t n = 0; n < a.got.size(); ++n) {
+    auto &k = a.got[n];
+    int i = static_cast<int>(n > 10 ? n - 1 : n);
+    if (n == 10) {
+      EXPECT_EQ(WF_OK, k.rc);
+      EXPECT_EQ("ev", k.id);
+      continue;
+    }
+    if (i == 3) {
+      EXPECT_EQ(WF_EEXIST, k.rc);
+      EXPECT_EQ("1", k.id);
+      continue;
+    }
+    if (i == 17) {
+      EXPECT_EQ(WF_EEXIST, k.rc);
+      EXPECT_EQ(k_id, k.id);
+      continue;
+    }
+    ASSERT_EQ(WF_OK, k.rc) << i << " " << k.err;
+    int64_t id = std::stoll(k.id);
+    EXPECT_EQ(last + 1, id) << i;
+    last = id;
+    if (i == 5) k_id = k.id;
+  }
+  EXPECT_EQ(20, jobs_in_db());  // "old" and 19 of the 21
+  std::string after = enqueue(job(99));
+  EXPECT_EQ(std::to_string(last + 1), after);
+  char *ids = nullptr;
+  ASSERT_EQ(WF_OK, wf_enqueue_batch(e, json::array({job(100), job(101)}).dump().c_str(), &ids));
+  wf_free(ids);
+  char *m = nullptr;
+  ASSERT_EQ(WF_OK, wf_metrics(e, &m));
+  std::string text = m;
+  wf_free(m);
+  EXPECT_NE(std::string::npos, text.find("wfengine_jobs_enqueued_total{effect=\"x\"} 23\n"))
+      << text;
+}
+
 // Events: WF_OK with the event id, then WF_EEXIST for the same id.
 TEST_F(AsyncTest, SubmitAsyncDeduplicates) {
   open();

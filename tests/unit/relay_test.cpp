@@ -520,6 +520,51 @@ TEST_F(EngineTest, ClaimOnInsertNeverOvertakesAReadyJob) {
   ASSERT_EQ(WF_OK, wf_job_complete(s.held[1], nullptr));
 }
 
+// Completions that reach the writer together are deleted together (eight
+// rows per statement): a keyed job and a retry between them run on their
+// own, the counts stay equal to the rows, and a completed key stays
+// deduplicated.
+TEST_F(EngineTest, CompletionsOfOneCommitAreDeletedTogether) {
+  open();
+  Sink s;
+  s.handler = [&](wf_job *j) { s.hold(j); };
+  ASSERT_EQ(WF_OK, wf_effect_register(e, "x", "{\"concurrency\":30}", Sink::cb, &s));
+  json batch = json::array();
+  for (int i = 0; i < 21; ++i) {
+    json j{{"effect", "x"}, {"payload", i}};
+    if (i == 7) j["key"] = "k7";
+    batch.push_back(j);
+  }
+  char *ids = nullptr;
+  ASSERT_EQ(WF_OK, wf_enqueue_batch(e, batch.dump().c_str(), &ids)) << wf_last_error();
+  wf_free(ids);
+  ASSERT_EQ(WF_OK, wf_start(e));
+  ASSERT_TRUE(s.wait([&] { return s.held.size() == 21; }));
+  // Hold the writer so that every outcome below lands in one batch.
+  wf_tx *tx = nullptr;
+  ASSERT_EQ(WF_OK, wf_tx_begin(e, &tx));
+  for (size_t i = 0; i < 21; ++i) {
+    if (s.seen[i]["payload"] == 12)
+      ASSERT_EQ(WF_OK, wf_job_retry(s.held[i], "later", 60000));
+    else
+      ASSERT_EQ(WF_OK, wf_job_complete(s.held[i], nullptr));
+  }
+  ASSERT_EQ(WF_OK, wf_tx_commit(tx));
+  sync();
+  EXPECT_EQ(1, pending());  // the retried job, waiting for its backoff
+  json st = stats();
+  EXPECT_EQ(20, st["engine"]["completed"]);
+  EXPECT_EQ(0, st["outbox"]["running"]);
+  char *out = nullptr;
+  ASSERT_EQ(WF_OK, wf_check(e, nullptr, &out));
+  json chk = json::parse(out);
+  wf_free(out);
+  EXPECT_TRUE(chk["ok"].get<bool>()) << chk.dump();
+  char *id = nullptr;
+  EXPECT_EQ(WF_EEXIST, wf_enqueue(e, R"({"effect":"x","key":"k7"})", &id));
+  wf_free(id);
+}
+
 // A transaction that rolls back gives its slots back: the batch below is
 // abandoned at its last job (after the writer inserted its first one,
 // claimed), and the next job still finds the slot.
