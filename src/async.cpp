@@ -32,6 +32,11 @@ struct Engine::AsyncReq {
   std::string id, err;
 };
 
+void fail_if_injected(const NewJob &j) {
+  int64_t p = g_fail_async_priority.load(std::memory_order_relaxed);
+  if (p != 0 && j.priority == p) fail(WF_EINTERNAL, "injected failure (test)");
+}
+
 void Engine::async_write(const std::shared_ptr<AsyncReq> &a) {
   WriteReq r;
   // Bare (no savepoint): a request that fails on its own data is dropped and
@@ -42,8 +47,7 @@ void Engine::async_write(const std::shared_ptr<AsyncReq> &a) {
     a->id.clear();
     a->rc = WF_OK;
     if (a->job) {
-      int64_t p = g_fail_async_priority.load(std::memory_order_relaxed);
-      if (p != 0 && a->job->priority == p) fail(WF_EINTERNAL, "injected failure (test)");
+      fail_if_injected(*a->job);
       bool existing = false;
       a->engine->insert_job(w, *a->job, &a->id, &existing);
       a->rc = existing ? WF_EEXIST : WF_OK;

@@ -318,12 +318,9 @@ void Engine::insert_job_group(WriteCtx &w, std::vector<WriteReq> &batch, size_t 
   std::vector<std::pair<int64_t, bool>> ids;
   {
     BatchInsert b(*this, w, &ids, to - from);
-    const int64_t fail_priority = g_fail_async_priority.load(std::memory_order_relaxed);
     for (size_t i = from; i < to; ++i) {
-      const NewJob &j = *batch[i].job;
-      if (fail_priority != 0 && j.priority == fail_priority)
-        fail(WF_EINTERNAL, "injected failure (test)");
-      b.add_one(j, i - from);
+      fail_if_injected(*batch[i].job);
+      b.add_one(*batch[i].job, i - from);
     }
     b.finish();
   }

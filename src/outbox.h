@@ -17,6 +17,8 @@ void enqueue_async(Engine &e, const char *job_json, wf_done_fn cb, void *user);
 void submit_event_async(Engine &e, const char *event_json, wf_done_fn cb, void *user);
 // Test hook: an async job with this priority (non-zero) fails in the writer.
 extern std::atomic<int64_t> g_fail_async_priority;
+// Throws the injected failure when `j` has that priority (writer side).
+void fail_if_injected(const NewJob &j);
 
 HostTx *tx_begin(Engine &e);
 std::string tx_exec(HostTx *tx, const char *sql, const char *params_json, bool want_rows);
