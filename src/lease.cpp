@@ -119,18 +119,26 @@ const char *kNextDueSql =
     "SELECT run_at FROM wf_jobs INDEXED BY wf_jobs_due WHERE state = 0 AND effect = ?2 AND "
     "run_at > ?1 AND run_at > created_at ORDER BY run_at LIMIT 1";
 
-const char *kCountUpsertSql =
-    "INSERT INTO wf_job_counts(effect, tenant, pending, running) VALUES(?1, ?2, ?3, ?4) "
-    "ON CONFLICT(effect, tenant) DO UPDATE SET pending = pending + excluded.pending, "
-    "running = running + excluded.running RETURNING pending, running";
-const char *kCountDeleteSql =
-    "DELETE FROM wf_job_counts WHERE effect = ?1 AND tenant = ?2 AND pending = 0 AND running = 0";
-const char *kTenantCountUpsertSql =
-    "INSERT INTO wf_tenant_counts(tenant, pending, running) VALUES(?1, ?2, ?3) "
-    "ON CONFLICT(tenant) DO UPDATE SET pending = pending + excluded.pending, "
-    "running = running + excluded.running RETURNING pending, running";
-const char *kTenantCountDeleteSql =
-    "DELETE FROM wf_tenant_counts WHERE tenant = ?1 AND pending = 0 AND running = 0";
+// The counts are read, then written by a statement of one row without
+// RETURNING: an upsert with RETURNING (or any statement SQLite treats as
+// writing several rows) opens a statement journal, whose first write
+// allocates a 64 KiB in-memory chunk that is freed at the statement's end. On
+// the caller-runs path that malloc/free pair grew and trimmed the heap twice
+// per commit (brk and a TLB shootdown each time: 40% of the CPU of a
+// synchronous wf_enqueue, docs/performance.md).
+const char *kCountGetSql =
+    "SELECT pending, running FROM wf_job_counts WHERE effect = ?1 AND tenant = ?2";
+const char *kCountInsertSql =
+    "INSERT INTO wf_job_counts(effect, tenant, pending, running) VALUES(?1, ?2, ?3, ?4)";
+const char *kCountSetSql =
+    "UPDATE wf_job_counts SET pending = ?3, running = ?4 WHERE effect = ?1 AND tenant = ?2";
+const char *kCountDeleteSql = "DELETE FROM wf_job_counts WHERE effect = ?1 AND tenant = ?2";
+const char *kTenantCountGetSql = "SELECT pending, running FROM wf_tenant_counts WHERE tenant = ?1";
+const char *kTenantCountInsertSql =
+    "INSERT INTO wf_tenant_counts(tenant, pending, running) VALUES(?1, ?2, ?3)";
+const char *kTenantCountSetSql =
+    "UPDATE wf_tenant_counts SET pending = ?2, running = ?3 WHERE tenant = ?1";
+const char *kTenantCountDeleteSql = "DELETE FROM wf_tenant_counts WHERE tenant = ?1";
 
 // Steps a statement whose RETURNING gives (effect, tenant) and adds
 // (pending, running) to their counts for each row; returns the rows.
@@ -158,35 +166,57 @@ void count_merge(CountDeltas &into, const CountDeltas &from) {
   }
 }
 
+// Each counts row is read, then inserted, set or (at zero) deleted.
 void flush_counts(Db &db, CountDeltas &d) {
   std::map<std::string, CountDelta> tenants;  // the same summed per tenant
-  for (const auto &[k, v] : d) {
+  for (const auto &[key, v] : d) {
     if (v.pending == 0 && v.running == 0) continue;
-    auto &tc = tenants[k.second];
+    const std::string &effect = key.first, &tenant = key.second;
+    auto &tc = tenants[tenant];
     tc.pending += v.pending;
     tc.running += v.running;
-    bool zero = false;
+    int64_t pending = v.pending, running = v.running;
+    bool found = false;
     {
-      auto st = db.prepare(kCountUpsertSql);
-      st->bind(1, k.first).bind(2, k.second).bind(3, v.pending).bind(4, v.running);
-      if (st->step()) zero = st->col_int(0) == 0 && st->col_int(1) == 0;
+      auto st = db.prepare(kCountGetSql);
+      st->bind(1, effect).bind(2, tenant);
+      if ((found = st->step())) {
+        pending += st->col_int(0);
+        running += st->col_int(1);
+      }
     }
-    if (zero) {
+    if (!found) {
+      auto st = db.prepare(kCountInsertSql);
+      st->bind(1, effect).bind(2, tenant).bind(3, pending).bind(4, running).exec();
+    } else if (pending == 0 && running == 0) {
       auto st = db.prepare(kCountDeleteSql);
-      st->bind(1, k.first).bind(2, k.second).exec();
+      st->bind(1, effect).bind(2, tenant).exec();
+    } else {
+      auto st = db.prepare(kCountSetSql);
+      st->bind(1, effect).bind(2, tenant).bind(3, pending).bind(4, running).exec();
     }
   }
-  for (const auto &[t, v] : tenants) {
+  for (const auto &[tenant, v] : tenants) {
     if (v.pending == 0 && v.running == 0) continue;
-    bool zero = false;
+    int64_t pending = v.pending, running = v.running;
+    bool found = false;
     {
-      auto st = db.prepare(kTenantCountUpsertSql);
-      st->bind(1, t).bind(2, v.pending).bind(3, v.running);
-      if (st->step()) zero = st->col_int(0) == 0 && st->col_int(1) == 0;
+      auto st = db.prepare(kTenantCountGetSql);
+      st->bind(1, tenant);
+      if ((found = st->step())) {
+        pending += st->col_int(0);
+        running += st->col_int(1);
+      }
     }
-    if (zero) {
+    if (!found) {
+      auto st = db.prepare(kTenantCountInsertSql);
+      st->bind(1, tenant).bind(2, pending).bind(3, running).exec();
+    } else if (pending == 0 && running == 0) {
       auto st = db.prepare(kTenantCountDeleteSql);
-      st->bind(1, t).exec();
+      st->bind(1, tenant).exec();
+    } else {
+      auto st = db.prepare(kTenantCountSetSql);
+      st->bind(1, tenant).bind(2, pending).bind(3, running).exec();
     }
   }
   d.clear();
