@@ -155,9 +155,7 @@ void build(const Config &c, const std::string &path, int64_t n) {
   sql(db,
       "BEGIN; DELETE FROM wf_job_counts; INSERT INTO wf_job_counts(effect, tenant, pending, "
       "running) SELECT effect, tenant, sum(state = 0), sum(state = 1) FROM wf_jobs GROUP BY "
-      "effect, tenant; DELETE FROM wf_tenant_counts; INSERT INTO wf_tenant_counts(tenant, "
-      "pending, running) SELECT tenant, sum(pending), sum(running) FROM wf_job_counts GROUP BY "
-      "tenant; COMMIT");
+      "effect, tenant; COMMIT");
   sql(db, "PRAGMA wal_checkpoint(TRUNCATE)");
   sqlite3_close(db);
 }

@@ -523,7 +523,7 @@ WF_API int wf_engines_list(wf_engine *e, char **json_out);
 
 /* Integrity and consistency check on one snapshot: SQLite's integrity_check
  * (quick_check with options {"quick": true}), the schema version, the
- * maintained counts (wf_job_counts, wf_tenant_counts) against the rows,
+ * maintained counts (wf_job_counts) against the rows,
  * leases against job states, dead letters not also pending, saga inbox rows
  * pointing at existing events. Output {"ok": bool, "checks": [names],
  * "problems": [{"check", "detail"}]}; WF_OK whether or not problems were

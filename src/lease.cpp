@@ -133,12 +133,6 @@ const char *kCountInsertSql =
 const char *kCountSetSql =
     "UPDATE wf_job_counts SET pending = ?3, running = ?4 WHERE effect = ?1 AND tenant = ?2";
 const char *kCountDeleteSql = "DELETE FROM wf_job_counts WHERE effect = ?1 AND tenant = ?2";
-const char *kTenantCountGetSql = "SELECT pending, running FROM wf_tenant_counts WHERE tenant = ?1";
-const char *kTenantCountInsertSql =
-    "INSERT INTO wf_tenant_counts(tenant, pending, running) VALUES(?1, ?2, ?3)";
-const char *kTenantCountSetSql =
-    "UPDATE wf_tenant_counts SET pending = ?2, running = ?3 WHERE tenant = ?1";
-const char *kTenantCountDeleteSql = "DELETE FROM wf_tenant_counts WHERE tenant = ?1";
 
 // Steps a statement whose RETURNING gives (effect, tenant) and adds
 // (pending, running) to their counts for each row; returns the rows.
@@ -168,13 +162,9 @@ void count_merge(CountDeltas &into, const CountDeltas &from) {
 
 // Each counts row is read, then inserted, set or (at zero) deleted.
 void flush_counts(Db &db, CountDeltas &d) {
-  std::map<std::string, CountDelta> tenants;  // the same summed per tenant
   for (const auto &[key, v] : d) {
     if (v.pending == 0 && v.running == 0) continue;
     const std::string &effect = key.first, &tenant = key.second;
-    auto &tc = tenants[tenant];
-    tc.pending += v.pending;
-    tc.running += v.running;
     int64_t pending = v.pending, running = v.running;
     bool found = false;
     {
@@ -194,29 +184,6 @@ void flush_counts(Db &db, CountDeltas &d) {
     } else {
       auto st = db.prepare(kCountSetSql);
       st->bind(1, effect).bind(2, tenant).bind(3, pending).bind(4, running).exec();
-    }
-  }
-  for (const auto &[tenant, v] : tenants) {
-    if (v.pending == 0 && v.running == 0) continue;
-    int64_t pending = v.pending, running = v.running;
-    bool found = false;
-    {
-      auto st = db.prepare(kTenantCountGetSql);
-      st->bind(1, tenant);
-      if ((found = st->step())) {
-        pending += st->col_int(0);
-        running += st->col_int(1);
-      }
-    }
-    if (!found) {
-      auto st = db.prepare(kTenantCountInsertSql);
-      st->bind(1, tenant).bind(2, pending).bind(3, running).exec();
-    } else if (pending == 0 && running == 0) {
-      auto st = db.prepare(kTenantCountDeleteSql);
-      st->bind(1, tenant).exec();
-    } else {
-      auto st = db.prepare(kTenantCountSetSql);
-      st->bind(1, tenant).bind(2, pending).bind(3, running).exec();
     }
   }
   d.clear();

@@ -55,9 +55,8 @@ inline void count_add(CountDeltas &d, const std::string &effect, const std::stri
   c.interrupted += interrupted;
 }
 void count_merge(CountDeltas &into, const CountDeltas &from);
-// Writes the deltas into wf_job_counts and, summed per tenant, into
-// wf_tenant_counts (in the caller's transaction) and clears them; rows that
-// reach zero are deleted.
+// Writes the deltas into wf_job_counts (in the caller's transaction) and
+// clears them; rows that reach zero are deleted.
 void flush_counts(Db &db, CountDeltas &d);
 
 // One claimed row, as RETURNING gives it.

@@ -1123,12 +1123,10 @@ json stats(Engine &e, const char *filter_json, bool by_tenant) {
       }
       if (by_tenant) {
         json &tens = outbox["by_tenant"];
-        // Without an effect filter, the per-tenant totals (one row a tenant).
-        auto st = db.prepare(f.effect ? "SELECT tenant, sum(pending), sum(running) FROM "
-                                        "wf_job_counts WHERE (?1 IS NULL OR tenant = ?1) AND "
-                                        "effect = ?2 GROUP BY tenant"
-                                      : "SELECT tenant, pending, running FROM wf_tenant_counts "
-                                        "WHERE (?1 IS NULL OR tenant = ?1)");
+        // Summed over effects by SQLite, as by_effect sums over tenants.
+        auto st = db.prepare(
+            "SELECT tenant, sum(pending), sum(running) FROM wf_job_counts WHERE (?1 IS NULL OR "
+            "tenant = ?1) AND (?2 IS NULL OR effect = ?2) GROUP BY tenant");
         if (f.tenant) st->bind(1, *f.tenant);
         if (f.effect) st->bind(2, *f.effect);
         while (st->step()) {

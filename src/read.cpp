@@ -723,23 +723,6 @@ std::string check(Engine &e, const char *options_json) {
                                   " running, wf_job_counts says " + std::to_string(st->col_int(4)) +
                                   " and " + std::to_string(st->col_int(5)));
     }
-    checks.push_back("tenant_counts");
-    {
-      auto st = db.prepare(
-          "WITH s AS (SELECT tenant, sum(pending) AS p, sum(running) AS r FROM wf_job_counts "
-          "GROUP BY tenant), keys AS (SELECT tenant FROM s UNION SELECT tenant FROM "
-          "wf_tenant_counts) SELECT k.tenant, coalesce(s.p, 0), coalesce(s.r, 0), "
-          "coalesce(t.pending, 0), coalesce(t.running, 0) FROM keys k LEFT JOIN s ON "
-          "s.tenant = k.tenant LEFT JOIN wf_tenant_counts t ON t.tenant = k.tenant WHERE "
-          "coalesce(s.p, 0) <> coalesce(t.pending, 0) OR coalesce(s.r, 0) <> "
-          "coalesce(t.running, 0)");
-      while (st->step())
-        problem("tenant_counts",
-                "tenant \"" + st->col_text(0) + "\": wf_job_counts sums to " +
-                    std::to_string(st->col_int(1)) + " pending and " +
-                    std::to_string(st->col_int(2)) + " running, wf_tenant_counts says " +
-                    std::to_string(st->col_int(3)) + " and " + std::to_string(st->col_int(4)));
-    }
     checks.push_back("leases");
     {
       auto st = db.prepare(

@@ -524,6 +524,14 @@ ALTER TABLE wf_boot_effects ADD COLUMN circuit_until INTEGER;
 )sql";
 // ---- end of version 9
 
+// Version 10: no per-tenant totals table. Every commit that changed counts
+// wrote its row too, one more WAL page per commit (a synchronous wf_enqueue
+// wrote six); wf_stats sums wf_job_counts per tenant instead, as it already
+// sums it per effect.
+static const char *kSchemaV10 = R"sql(
+DROP TABLE wf_tenant_counts;
+)sql";
+
 namespace {
 
 // The migration steps: step N brings a file from version N - 1 to N. To add
@@ -558,6 +566,9 @@ void apply_migration(Db &db, int to) {
       return;
     case 9:
       db.exec(kSchemaV9);
+      return;
+    case 10:
+      db.exec(kSchemaV10);
       return;
     default:
       fail(WF_EINTERNAL, "no migration step to schema version " + std::to_string(to));
@@ -609,6 +620,8 @@ const char *migration_sql(int to) {
       return kSchemaV8;
     case 9:
       return kSchemaV9;
+    case 10:
+      return kSchemaV10;
     default:
       return nullptr;
   }
