@@ -517,6 +517,18 @@ struct EnqueueResult {
   PhaseCost cost;
 };
 
+// One wf_enqueue of a small no-op job (payload {"i": i, "t": thread}); dies
+// on an error or a missing id.
+void enqueue_noop(wf_engine *e, int64_t i, int thread) {
+  char doc[128];
+  std::snprintf(doc, sizeof doc, "{\"effect\":\"noop\",\"payload\":{\"i\":%lld,\"t\":%d}}",
+                static_cast<long long>(i), thread);
+  char *id = nullptr;
+  wf_check(wf_enqueue(e, doc, &id), "wf_enqueue");
+  if (!id || !*id) die("wf_enqueue returned WF_OK without an id");
+  wf_free(id);
+}
+
 EnqueueResult bench_enqueue(wf_engine *e, int threads, double seconds) {
   struct PerThread {
     std::vector<int64_t> lat;
@@ -529,15 +541,7 @@ EnqueueResult bench_enqueue(wf_engine *e, int threads, double seconds) {
     ts.emplace_back([&, k] {
       PerThread &me = per[size_t(k)];
       me.lat.reserve(1 << 17);
-      char doc[128];
-      auto enqueue = [&](int64_t i) {
-        std::snprintf(doc, sizeof doc, "{\"effect\":\"noop\",\"payload\":{\"i\":%lld,\"t\":%d}}",
-                      static_cast<long long>(i), k);
-        char *id = nullptr;
-        wf_check(wf_enqueue(e, doc, &id), "wf_enqueue");
-        if (!id || !*id) die("wf_enqueue returned WF_OK without an id");
-        wf_free(id);
-      };
+      auto enqueue = [&](int64_t i) { enqueue_noop(e, i, k); };
       for (int w = 0; w < 20; ++w) enqueue(-1 - w);  // warm-up, not measured
       warmed.arrive_and_wait();
       go.arrive_and_wait();
@@ -587,16 +591,8 @@ struct InterleavedResult {
 InterleavedResult bench_interleaved(wf_engine *e, const std::string &bare_path, double seconds) {
   constexpr int kSlice = 50;
   BareDb bare(bare_path);
-  char doc[128];
   int64_t seq = 0;
-  auto enqueue = [&] {
-    std::snprintf(doc, sizeof doc, "{\"effect\":\"noop\",\"payload\":{\"i\":%lld,\"t\":0}}",
-                  static_cast<long long>(seq++));
-    char *id = nullptr;
-    wf_check(wf_enqueue(e, doc, &id), "wf_enqueue");
-    if (!id || !*id) die("wf_enqueue returned WF_OK without an id");
-    wf_free(id);
-  };
+  auto enqueue = [&] { enqueue_noop(e, seq++, 0); };
   {
     // The engine's WAL in its steady state too: 600 jobs of 4 KB grow it past
     // the point where the writer starts it over (4 x checkpoint_pages).
@@ -614,25 +610,23 @@ InterleavedResult bench_interleaved(wf_engine *e, const std::string &bare_path, 
   std::vector<int64_t> bare_lat, enq_lat;
   bare_lat.reserve(1 << 16);
   enq_lat.reserve(1 << 16);
+  // kSlice calls of `op`, each timed into `lat`; returns the slice's time.
+  auto slice = [](auto &&op, std::vector<int64_t> &lat) {
+    int64_t t0 = now_ns(), t = t0;
+    for (int k = 0; k < kSlice; ++k) {
+      op();
+      int64_t t2 = now_ns();
+      lat.push_back(t2 - t);
+      t = t2;
+    }
+    return t - t0;
+  };
   Probe before = probe(e);
   int64_t bare_ns = 0, enq_ns = 0;
   int64_t deadline = now_ns() + int64_t(seconds * 1e9);
   while (now_ns() < deadline) {
-    int64_t t = now_ns();
-    for (int k = 0; k < kSlice; ++k) {
-      bare.commit(1);
-      int64_t t2 = now_ns();
-      bare_lat.push_back(t2 - t);
-      bare_ns += t2 - t;
-      t = t2;
-    }
-    for (int k = 0; k < kSlice; ++k) {
-      enqueue();
-      int64_t t2 = now_ns();
-      enq_lat.push_back(t2 - t);
-      enq_ns += t2 - t;
-      t = t2;
-    }
+    bare_ns += slice([&] { bare.commit(1); }, bare_lat);
+    enq_ns += slice(enqueue, enq_lat);
   }
   Probe after = probe(e);
   InterleavedResult r;
