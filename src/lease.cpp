@@ -133,6 +133,12 @@ const char *kCountInsertSql =
 const char *kCountSetSql =
     "UPDATE wf_job_counts SET pending = ?3, running = ?4 WHERE effect = ?1 AND tenant = ?2";
 const char *kCountDeleteSql = "DELETE FROM wf_job_counts WHERE effect = ?1 AND tenant = ?2";
+// The id floor (schema version 11): never below an id that was deleted.
+const char *kRaiseIdFloorSql =
+    "UPDATE wf_meta SET v = ?1 WHERE k = 'job_id_floor' AND CAST(v AS INTEGER) < ?1";
+const char *kNextJobIdSql =
+    "SELECT max(coalesce((SELECT max(id) FROM wf_jobs), 0), "
+    "coalesce((SELECT CAST(v AS INTEGER) FROM wf_meta WHERE k = 'job_id_floor'), 0)) + 1";
 
 // Steps a statement whose RETURNING gives (effect, tenant) and adds
 // (pending, running) to their counts for each row; returns the rows.
@@ -151,8 +157,9 @@ int64_t count_rows(Stmt &st, lease::CountDeltas &cd, int64_t pending, int64_t ru
 namespace lease {
 
 void count_merge(CountDeltas &into, const CountDeltas &from) {
-  for (const auto &[k, v] : from) {
-    auto &c = into[k];
+  into.deleted_max = std::max(into.deleted_max, from.deleted_max);
+  for (const auto &[k, v] : from.rows) {
+    auto &c = into.rows[k];
     c.pending += v.pending;
     c.running += v.running;
     c.enqueued += v.enqueued;
@@ -162,7 +169,11 @@ void count_merge(CountDeltas &into, const CountDeltas &from) {
 
 // Each counts row is read, then inserted, set or (at zero) deleted.
 void flush_counts(Db &db, CountDeltas &d) {
-  for (const auto &[key, v] : d) {
+  if (d.deleted_max > 0) {
+    auto st = db.prepare(kRaiseIdFloorSql);
+    st->bind(1, d.deleted_max).exec();
+  }
+  for (const auto &[key, v] : d.rows) {
     if (v.pending == 0 && v.running == 0) continue;
     const std::string &effect = key.first, &tenant = key.second;
     int64_t pending = v.pending, running = v.running;
@@ -189,9 +200,18 @@ void flush_counts(Db &db, CountDeltas &d) {
   d.clear();
 }
 
+int64_t next_job_id(Db &db) {
+  auto st = db.prepare(kNextJobIdSql);
+  int64_t next = st->step() ? st->col_int(0) : 1;
+  // A row deleted earlier in this transaction (a completion in the same
+  // batch as this insert) is not in the floor until flush_counts.
+  return std::max(next, db.deleted_job_id_max + 1);
+}
+
 namespace {
 // Deletes the row of a job whose copy is now in wf_dead.
 void delete_dead_row(Db &db, CountDeltas &cd, int64_t id) {
+  note_deleted(db, cd, id);
   auto d = db.prepare(kDeleteJobSql);
   d->bind(1, id);
   while (d->step()) {
@@ -204,11 +224,15 @@ void delete_dead_row(Db &db, CountDeltas &cd, int64_t id) {
 void finish_done8(Db &db, CountDeltas &cd, const std::string &boot, const int64_t *ids) {
   auto st = db.prepare(kFinishDone8Sql);
   st->bind(1, boot);
-  for (int k = 0; k < 8; ++k) st->bind(k + 2, ids[k]);
+  for (int k = 0; k < 8; ++k) {
+    st->bind(k + 2, ids[k]);
+    note_deleted(db, cd, ids[k]);
+  }
   count_rows(*st, cd, 0, -1);
 }
 
 bool finish_done(Db &db, CountDeltas &cd, const std::string &boot, int64_t id, int attempt) {
+  note_deleted(db, cd, id);
   auto st = db.prepare(kFinishDoneSql);
   st->bind(1, id).bind(2, boot).bind(3, attempt);
   return count_rows(*st, cd, 0, -1) == 1;
@@ -353,7 +377,7 @@ std::vector<Claimed> claim_capped(Db &db, CountDeltas &cd, const std::string &bo
     while (st->step()) tenants.insert(st->col_text(0));
   }
   // Tenants whose first jobs this transaction inserted (counts not flushed).
-  for (const auto &[k, v] : cd)
+  for (const auto &[k, v] : cd.rows)
     if (k.first == effect && v.pending > 0) tenants.insert(k.second);
   std::vector<Candidate> more;
   for (const auto &t : tenants) {

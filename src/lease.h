@@ -5,6 +5,7 @@
 // leases" and "Rules for hosts".
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <map>
@@ -44,11 +45,28 @@ struct CountDelta {
   // Not stored: for the metrics (jobs inserted, attempts interrupted).
   int64_t enqueued = 0, interrupted = 0;
 };
-using CountDeltas = std::map<std::pair<std::string, std::string>, CountDelta>;  // (effect, tenant)
+struct CountDeltas {
+  std::map<std::pair<std::string, std::string>, CountDelta> rows;  // (effect, tenant)
+  // The largest id of a wf_jobs row the transaction deleted (0: none).
+  // flush_counts raises the id floor to it (wf_meta 'job_id_floor'): new ids
+  // are max(max(id), floor) + 1, so that an id is never given twice although
+  // wf_jobs has no AUTOINCREMENT (schema version 11, next_job_id).
+  int64_t deleted_max = 0;
+  bool empty() const { return rows.empty() && deleted_max == 0; }
+  void clear() {
+    rows.clear();
+    deleted_max = 0;
+  }
+};
+// Every DELETE FROM wf_jobs calls this with the ids it deletes (or may).
+inline void note_deleted(Db &db, CountDeltas &d, int64_t id) {
+  d.deleted_max = std::max(d.deleted_max, id);
+  db.deleted_job_id_max = std::max(db.deleted_job_id_max, id);
+}
 inline void count_add(CountDeltas &d, const std::string &effect, const std::string &tenant,
                       int64_t pending, int64_t running, int64_t enqueued = 0,
                       int64_t interrupted = 0) {
-  auto &c = d[{effect, tenant}];
+  auto &c = d.rows[{effect, tenant}];
   c.pending += pending;
   c.running += running;
   c.enqueued += enqueued;
@@ -56,8 +74,14 @@ inline void count_add(CountDeltas &d, const std::string &effect, const std::stri
 }
 void count_merge(CountDeltas &into, const CountDeltas &from);
 // Writes the deltas into wf_job_counts (in the caller's transaction) and
-// clears them; rows that reach zero are deleted.
+// clears them; rows that reach zero are deleted. Raises the id floor to the
+// largest deleted id.
 void flush_counts(Db &db, CountDeltas &d);
+// The id for the next wf_jobs row, inside a write transaction: one more than
+// the largest id in the table or ever deleted from it (the floor). Ids are
+// given explicitly by every INSERT INTO wf_jobs (a row with its own id, as a
+// requeued dead letter, keeps it).
+int64_t next_job_id(Db &db);
 
 // One claimed row, as RETURNING gives it.
 struct Claimed {

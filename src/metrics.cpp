@@ -73,7 +73,7 @@ Histogram &Metrics::saga_step(const std::string &saga) {
 
 std::vector<Metrics::Tally> Metrics::tally(const lease::CountDeltas &d) {
   std::vector<Tally> t;
-  for (const auto &[k, v] : d)
+  for (const auto &[k, v] : d.rows)
     if (v.enqueued || v.interrupted)
       t.push_back(Tally{&job(k.first, k.second), v.enqueued, v.interrupted});
   return t;

@@ -103,10 +103,11 @@ void Engine::insert_job(WriteCtx &w, const NewJob &j, std::string *id, bool *exi
       if (*eff) (*eff)->insert_credit.fetch_add(1);
     }
   } guard{&claim_eff};
+  const int64_t rowid = lease::next_job_id(w.db);
   auto st = w.db.prepare(
       "INSERT INTO wf_jobs(tenant, effect, key, payload, metadata, priority, run_at, "
-      "max_attempts, created_at, origin, state, lease_owner, lease_until, attempts, started_at) "
-      "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)");
+      "max_attempts, created_at, origin, state, lease_owner, lease_until, attempts, started_at, "
+      "id) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)");
   // The job's strings outlive the statement's use (reset when `st` goes out
   // of scope): bound without copies.
   st->bind_static(1, j.tenant).bind_static(2, j.effect);
@@ -128,8 +129,7 @@ void Engine::insert_job(WriteCtx &w, const NewJob &j, std::string *id, bool *exi
   else
     st->bind_null(10);
   bind_claim(*st, 11, claim_eff != nullptr, w.now);
-  st->exec();
-  int64_t rowid = w.db.last_rowid();
+  st->bind(16, rowid).exec();
   *id = std::to_string(rowid);
   n_enqueued.fetch_add(1, std::memory_order_relaxed);
   if (claim_eff) {
@@ -147,8 +147,8 @@ void Engine::insert_job(WriteCtx &w, const NewJob &j, std::string *id, bool *exi
 namespace {
 
 // Eight jobs per INSERT (the batch path): the statement's fixed costs (its
-// statement journal, reset, the AUTOINCREMENT bookkeeping) are paid once per
-// eight rows. Ids are given explicitly, following the table's sequence.
+// statement journal, reset) are paid once per eight rows. Ids are given
+// explicitly from lease::next_job_id.
 // (The last five columns: a job claimed on insert, see Engine::bind_claim.)
 const char *kInsertJobs8Sql =
     "INSERT INTO wf_jobs(id, tenant, effect, key, payload, metadata, priority, run_at, "
@@ -167,18 +167,13 @@ const char *kInsertJob1Sql =
     "max_attempts, created_at, origin, state, lease_owner, lease_until, attempts, started_at) "
     "VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
 constexpr int kInsertCols = 16;
-// The largest id ever given (AUTOINCREMENT keeps it in sqlite_sequence, also
-// for explicit ids, so that an id is never given twice).
-const char *kLastJobIdSql =
-    "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'wf_jobs'), 0), "
-    "coalesce((SELECT max(id) FROM wf_jobs), 0))";
 
 }  // namespace
 
 // Inserts the jobs of one batch as they come (BatchInsert::add), in order:
 // keys first (a key already in the outbox or still deduplicated names the
 // existing job; a key twice in the batch, its first job), then new jobs eight
-// rows per statement with ids following the table's sequence.
+// rows per statement with ids from lease::next_job_id.
 class BatchInsert {
  public:
   BatchInsert(Engine &e, WriteCtx &w, std::vector<std::pair<int64_t, bool>> *out, size_t n)
@@ -214,10 +209,7 @@ class BatchInsert {
         return;
       }
     }
-    if (next_ == 0) {
-      auto st = w_.db.prepare(kLastJobIdSql);
-      next_ = st->step() ? st->col_int(0) + 1 : 1;
-    }
+    if (next_ == 0) next_ = lease::next_job_id(w_.db);
     out_[i] = {next_++, false};
     // Claimed on insert when its effect has a slot (in order: the slots
     // go to the first ready jobs of the batch).
@@ -614,6 +606,7 @@ void cancel(Engine &e, const char *tenant, const char *id_or_key) {
     auto d =
         w.db.prepare("DELETE FROM wf_jobs WHERE id = ?1 AND state = 0 RETURNING effect, tenant");
     d->bind(1, id);
+    lease::note_deleted(w.db, w.counts, id);
     while (d->step()) lease::count_add(w.counts, d->col_text(0), d->col_text(1), -1, 0);
     auto a = w.db.prepare("DELETE FROM wf_attempts WHERE job_id = ?1");
     a->bind(1, id).exec();

@@ -733,12 +733,12 @@ void Engine::pump_sagas() {
           origin["kind"] = "saga_event";
           origin["inbox_seq"] = a.seq;
           json meta{{"saga", saga}, {"correlation_id", corr}};
+          const int64_t id = lease::next_job_id(w.db);
           auto ins = w.db.prepare(
-              "INSERT INTO wf_jobs(tenant, effect, payload, metadata, run_at, state, created_at, "
-              "origin) VALUES(?1, ?2, ?3, ?4, ?5, 1, ?5, ?6)");
+              "INSERT INTO wf_jobs(id, tenant, effect, payload, metadata, run_at, state, "
+              "created_at, origin) VALUES(?7, ?1, ?2, ?3, ?4, ?5, 1, ?5, ?6)");
           ins->bind(1, tenant).bind(2, "saga:" + saga).bind(3, a.envelope).bind(4, meta.dump());
-          ins->bind(5, w.now).bind(6, origin.dump()).exec();
-          int64_t id = w.db.last_rowid();
+          ins->bind(5, w.now).bind(6, origin.dump()).bind(7, id).exec();
           auto dead = w.db.prepare(
               "INSERT OR REPLACE INTO wf_dead(id, tenant, effect, key, payload, metadata, "
               "priority, attempts, failures, max_attempts, origin, created_at, reason, dead_at) "
@@ -747,6 +747,7 @@ void Engine::pump_sagas() {
           dead->bind(1, id).bind(2, "saga reducer: " + a.error).bind(3, w.now).exec();
           auto del = w.db.prepare("DELETE FROM wf_jobs WHERE id = ?1");
           del->bind(1, id).exec();
+          lease::note_deleted(w.db, w.counts, id);
           break;
         }
         // Consuming the event proves it was still queued (state 0): another

@@ -532,6 +532,61 @@ static const char *kSchemaV10 = R"sql(
 DROP TABLE wf_tenant_counts;
 )sql";
 
+// Version 11: job ids without AUTOINCREMENT. Its bookkeeping row in
+// sqlite_sequence was one more WAL page in every commit that inserted a job
+// (a synchronous wf_enqueue wrote five). Every INSERT INTO wf_jobs now gives
+// the id itself (lease::next_job_id): one more than the largest id in the
+// table or in the floor below, which every transaction that deletes job rows
+// raises to the largest id it deleted (lease::flush_counts), so that an id is
+// never given twice (dead letters, done keys, attempts and handles refer to
+// ids). The floor starts at the sequence AUTOINCREMENT kept. The table itself
+// is rebuilt without AUTOINCREMENT when it is empty (kJobsRebuildSql, at any
+// open): at once for a new file; a file with pending jobs keeps AUTOINCREMENT
+// (ids stay correct, the page stays) until an open finds it drained.
+static const char *kSchemaV11 = R"sql(
+INSERT OR REPLACE INTO wf_meta(k, v) SELECT 'job_id_floor',
+  CAST(max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'wf_jobs'), 0),
+           coalesce((SELECT max(id) FROM wf_jobs), 0),
+           coalesce((SELECT max(id) FROM wf_dead), 0)) AS TEXT);
+)sql";
+// ---- end of version 11
+
+// wf_jobs as the migrations up to version 11 leave it, without AUTOINCREMENT
+// (the 12-step table change of SQLite's ALTER TABLE documentation, on an
+// empty table: nothing is copied). Columns and indexes must follow any later
+// change of wf_jobs (StoreTest.JobsRebuildKeepsTheSchema compares them).
+static const char *kJobsRebuildSql = R"sql(
+CREATE TABLE wf_jobs_new(
+  id INTEGER PRIMARY KEY,
+  tenant TEXT NOT NULL,
+  effect TEXT NOT NULL,
+  key TEXT,
+  payload TEXT NOT NULL,
+  metadata TEXT NOT NULL,
+  priority INTEGER NOT NULL DEFAULT 0,
+  run_at INTEGER NOT NULL,
+  state INTEGER NOT NULL DEFAULT 0,      -- 0 ready, 1 running
+  attempts INTEGER NOT NULL DEFAULT 0,   -- deliveries so far
+  failures INTEGER NOT NULL DEFAULT 0,   -- counted against max_attempts
+  max_attempts INTEGER,                  -- NULL: effect policy / engine default
+  lease_owner TEXT,
+  lease_until INTEGER,
+  started_at INTEGER,
+  last_error TEXT,
+  origin TEXT,
+  created_at INTEGER NOT NULL,
+  interruptions INTEGER NOT NULL DEFAULT 0
+);
+DROP TABLE wf_jobs;
+ALTER TABLE wf_jobs_new RENAME TO wf_jobs;
+CREATE INDEX wf_jobs_claim ON wf_jobs(effect, priority DESC, run_at, id) WHERE state = 0;
+CREATE INDEX wf_jobs_lease ON wf_jobs(lease_until) WHERE state = 1;
+CREATE UNIQUE INDEX wf_jobs_key ON wf_jobs(tenant, key) WHERE key IS NOT NULL;
+CREATE INDEX wf_jobs_tenant ON wf_jobs(effect, tenant, priority DESC, run_at, id) WHERE state = 0;
+CREATE INDEX wf_jobs_due ON wf_jobs(effect, run_at) WHERE state = 0 AND run_at > created_at;
+DELETE FROM sqlite_sequence WHERE name = 'wf_jobs';
+)sql";
+
 namespace {
 
 // The migration steps: step N brings a file from version N - 1 to N. To add
@@ -569,6 +624,9 @@ void apply_migration(Db &db, int to) {
       return;
     case 10:
       db.exec(kSchemaV10);
+      return;
+    case 11:
+      db.exec(kSchemaV11);
       return;
     default:
       fail(WF_EINTERNAL, "no migration step to schema version " + std::to_string(to));
@@ -622,6 +680,8 @@ const char *migration_sql(int to) {
       return kSchemaV9;
     case 10:
       return kSchemaV10;
+    case 11:
+      return kSchemaV11;
     default:
       return nullptr;
   }
@@ -681,6 +741,13 @@ SchemaState inspect_schema(Db &db, const std::string &path) {
                         "engine's tables");
 }
 
+static bool jobs_autoincrement(Db &db) {
+  auto st = db.prepare(
+      "SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'wf_jobs' AND "
+      "sql LIKE '%AUTOINCREMENT%'");
+  return st->step();
+}
+
 void migrate(Db &db, const std::string &path) {
   db.exec("BEGIN IMMEDIATE");
   try {
@@ -697,6 +764,12 @@ void migrate(Db &db, const std::string &path) {
       if (s.legacy) db.exec("PRAGMA user_version = 0");
       auto st = db.prepare("INSERT OR REPLACE INTO wf_meta(k, v) VALUES('schema_version', ?1)");
       st->bind(1, std::to_string(kSchemaVersion)).exec();
+    }
+    if (jobs_autoincrement(db)) {
+      auto any = db.prepare("SELECT 1 FROM wf_jobs LIMIT 1");
+      bool empty = !any->step();
+      any->reset();
+      if (empty) db.exec(kJobsRebuildSql);
     }
     db.exec("COMMIT");
   } catch (...) {

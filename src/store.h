@@ -101,6 +101,11 @@ class Db {
   // it is now in the database. Throws Error on failure.
   void checkpoint_passive(int *wal_frames, int *done_frames);
   sqlite3 *raw() const { return db_; }
+  // The largest wf_jobs id this connection deleted (lease::note_deleted):
+  // ids given after it are larger even before the transaction that deleted
+  // it wrote the id floor (lease::next_job_id). Only ever a lower bound for
+  // new ids, so a rolled-back delete merely skips ids.
+  int64_t deleted_job_id_max = 0;
 
   // Throws Error with a status mapped from the SQLite result code.
   [[noreturn]] void raise(int rc, const char *what) const;
@@ -116,7 +121,7 @@ int map_sqlite_error(int rc);
 // The engine's schema version, kept in wf_meta (k = 'schema_version'); the
 // host's PRAGMA user_version is never read or written for it (a file of a
 // release before version 3 has it reset to 0 once, when it is migrated).
-constexpr int kSchemaVersion = 10;
+constexpr int kSchemaVersion = 11;
 
 // Refuses paths that cannot be the engine's database file (":memory:", "",
 // URI filenames) before anything is created. Throws Error(WF_EINVAL).

@@ -15,6 +15,7 @@
 #include "cron.h"
 #include "engine.h"
 #include "helpers.h"
+#include "lease.h"
 #include "outbox.h"
 #include "store.h"
 
@@ -213,6 +214,185 @@ TEST_F(SchemaTest, FilesOfEarlierReleasesAreMigrated) {
     EXPECT_EQ(WF_OK, wf_close(h));
     EXPECT_EQ(5, user_version(p));
   }
+}
+
+namespace {
+bool jobs_autoincrement(const std::string &p) {
+  wf::Db db(p, true, 1000);
+  auto st = db.prepare(
+      "SELECT 1 FROM sqlite_schema WHERE name = 'wf_jobs' AND sql LIKE '%AUTOINCREMENT%'");
+  return st->step();
+}
+int64_t as_id(const std::string &s) { return std::stoll(s); }
+}  // namespace
+
+// Schema version 11: wf_jobs has no AUTOINCREMENT (one WAL page less per
+// commit); the engine gives ids itself and never gives one twice, even when
+// the newest job was cancelled, completed or dead-lettered, across batches
+// and reopens.
+TEST_F(SchemaTest, JobIdsAreNeverGivenTwiceWithoutAutoincrement) {
+  open();
+  EXPECT_FALSE(jobs_autoincrement(path));
+  int64_t a = as_id(enqueue({{"effect", "x"}}));
+  int64_t b = as_id(enqueue({{"effect", "x"}, {"key", "k"}}));
+  ASSERT_GT(b, a);
+  ASSERT_EQ(WF_OK, wf_cancel(e, nullptr, "k")) << wf_last_error();  // the newest row
+  int64_t c = as_id(enqueue({{"effect", "x"}, {"key", "k2"}}));
+  EXPECT_GT(c, b);
+  ASSERT_EQ(WF_OK, wf_cancel(e, nullptr, "k2")) << wf_last_error();
+  char *ids = nullptr;
+  ASSERT_EQ(WF_OK, wf_enqueue_batch(e, R"([{"effect":"x"},{"effect":"x","key":"k3"}])", &ids))
+      << wf_last_error();
+  json bj = json::parse(ids);
+  wf_free(ids);
+  int64_t d = as_id(bj[0]["id"].get<std::string>()), d2 = as_id(bj[1]["id"].get<std::string>());
+  EXPECT_GT(d, c);
+  EXPECT_EQ(d + 1, d2);
+  ASSERT_EQ(WF_OK, wf_cancel(e, nullptr, "k3")) << wf_last_error();
+  // Across a reopen (the floor is in the file).
+  ASSERT_EQ(WF_OK, wf_close(e));
+  e = nullptr;
+  open();
+  int64_t f = as_id(enqueue({{"effect", "y"}}));
+  EXPECT_GT(f, d2);
+  // The newest job dead-lettered: its dead letter is never replaced by a new
+  // job of the same id, and a requeue gives it back its own id.
+  Sink sink;
+  sink.handler = [](wf_job *j) { EXPECT_EQ(WF_OK, wf_job_fail(j, "no")); };
+  ASSERT_EQ(WF_OK, wf_effect_register(e, "y", nullptr, Sink::cb, &sink)) << wf_last_error();
+  ASSERT_EQ(WF_OK, wf_start(e));
+  ASSERT_TRUE(sink.wait_count(1));
+  sync();
+  ASSERT_EQ(1u, dead().size()) << dead().dump();
+  int64_t g = as_id(enqueue({{"effect", "x"}}));
+  EXPECT_GT(g, f);
+  json dl = dead();
+  ASSERT_EQ(1u, dl.size());
+  EXPECT_EQ(std::to_string(f), dl[0]["id"].get<std::string>()) << dl.dump();
+  EXPECT_EQ("y", dl[0]["effect"].get<std::string>());
+  ASSERT_EQ(WF_OK, wf_close(e));  // not started again: the requeued job stays
+  e = nullptr;
+  open();
+  int64_t n = 0;
+  ASSERT_EQ(WF_OK, wf_dead_requeue(e, nullptr, &n)) << wf_last_error();
+  ASSERT_EQ(1, n);
+  char *job = nullptr;
+  ASSERT_EQ(WF_OK, wf_job_get(e, nullptr, std::to_string(f).c_str(), &job)) << wf_last_error();
+  EXPECT_EQ("y", json::parse(job)["effect"].get<std::string>());
+  wf_free(job);
+  EXPECT_GT(as_id(enqueue({{"effect", "x"}})), g);
+}
+
+// A job row deleted earlier in the same transaction (a completion in the
+// batch that also inserts) is above the stored floor until the transaction
+// flushes its counts: the next id still passes it.
+TEST_F(SchemaTest, IdDeletedEarlierInTheTransactionIsNotGivenAgain) {
+  open();
+  ASSERT_EQ(WF_OK, wf_close(e));
+  e = nullptr;
+  wf::Db db(path, false, 1000);
+  auto insert_running = [&](int64_t id) {
+    auto st = db.prepare(
+        "INSERT INTO wf_jobs(id, tenant, effect, payload, metadata, run_at, created_at, state, "
+        "lease_owner, attempts) VALUES(?1, '', 'x', '{}', '{}', 0, 0, 1, 'b', 1)");
+    st->bind(1, id).exec();
+  };
+  db.exec("BEGIN IMMEDIATE");
+  int64_t a = wf::lease::next_job_id(db);
+  insert_running(a);
+  int64_t b = wf::lease::next_job_id(db);
+  EXPECT_EQ(a + 1, b);
+  insert_running(b);
+  wf::lease::CountDeltas cd;
+  ASSERT_TRUE(wf::lease::finish_done(db, cd, "b", b, 1));
+  EXPECT_EQ(b, cd.deleted_max);
+  EXPECT_GT(wf::lease::next_job_id(db), b);  // before the floor is written
+  wf::lease::flush_counts(db, cd);
+  db.exec("COMMIT");
+  wf::Db other(path, false, 1000);  // another connection: from the floor
+  other.exec("BEGIN IMMEDIATE");
+  EXPECT_EQ(b + 1, wf::lease::next_job_id(other));
+  other.exec("ROLLBACK");
+}
+
+// A file upgraded with jobs in it keeps AUTOINCREMENT (rebuilding a large
+// table at open would stall it): its ids continue past the old sequence,
+// also past a newest job completed before the upgrade. Once an open finds
+// the table empty, it is rebuilt without AUTOINCREMENT, ids still rising.
+TEST_F(SchemaTest, UpgradedFileKeepsItsSequenceUntilDrained) {
+  {
+    wf::Db db(path, false, 1000);
+    db.exec("PRAGMA journal_mode=WAL");
+    db.exec("BEGIN");
+    for (int v = 1; v < 11; ++v) db.exec(wf::migration_sql(v));
+    db.exec("INSERT INTO wf_meta(k, v) VALUES('schema_version', '10')");
+    db.exec(
+        "INSERT INTO wf_jobs(tenant, effect, key, payload, metadata, run_at, created_at) VALUES"
+        "('', 'x', 'old', '{}', '{}', 0, 0)");
+    // A newer job that was completed (only the sequence remembers its id).
+    db.exec(
+        "INSERT INTO wf_jobs(id, tenant, effect, payload, metadata, run_at, created_at) VALUES"
+        "(500, '', 'x', '{}', '{}', 0, 0)");
+    db.exec("DELETE FROM wf_jobs WHERE id = 500");
+    db.exec("INSERT INTO wf_job_counts(effect, tenant, pending, running) VALUES('x', '', 1, 0)");
+    db.exec("COMMIT");
+  }
+  ASSERT_TRUE(jobs_autoincrement(path));
+  open();
+  EXPECT_TRUE(jobs_autoincrement(path));  // not empty: kept
+  EXPECT_EQ(std::to_string(wf::kSchemaVersion), meta_version(path));
+  int64_t a = as_id(enqueue({{"effect", "x"}}));
+  EXPECT_EQ(501, a);
+  ASSERT_EQ(WF_OK, wf_cancel(e, nullptr, std::to_string(a).c_str())) << wf_last_error();
+  ASSERT_EQ(WF_OK, wf_cancel(e, nullptr, "old")) << wf_last_error();
+  EXPECT_EQ(0, pending());
+  ASSERT_EQ(WF_OK, wf_close(e));
+  e = nullptr;
+  open();
+  EXPECT_FALSE(jobs_autoincrement(path));  // drained: rebuilt
+  int64_t b = as_id(enqueue({{"effect", "x"}, {"key", "new"}}));
+  EXPECT_EQ(502, b);
+  json s = stats();
+  EXPECT_EQ(1, s["outbox"]["ready"]);
+  char *out = nullptr;
+  ASSERT_EQ(WF_OK, wf_check(e, nullptr, &out)) << wf_last_error();
+  json ok = json::parse(out);
+  wf_free(out);
+  EXPECT_TRUE(ok["ok"].get<bool>()) << ok.dump();
+}
+
+// The rebuild gives wf_jobs exactly the columns and indexes the migrations
+// give it (kJobsRebuildSql must follow any later change of wf_jobs).
+TEST_F(SchemaTest, JobsRebuildKeepsTheSchema) {
+  auto shape = [](const std::string &p) {
+    wf::Db db(p, true, 1000);
+    std::string out;
+    auto c = db.prepare(
+        "SELECT name, type, \"notnull\", coalesce(dflt_value, ''), pk FROM "
+        "pragma_table_info('wf_jobs') ORDER BY cid");
+    while (c->step())
+      out += c->col_text(0) + " " + c->col_text(1) + " " + c->col_text(2) + " " + c->col_text(3) +
+             " " + c->col_text(4) + "\n";
+    auto i = db.prepare(
+        "SELECT name, replace(replace(sql, '\"wf_jobs\"', 'wf_jobs'), 'wf_jobs_new', 'wf_jobs') "
+        "FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'wf_jobs' AND sql IS NOT NULL "
+        "ORDER BY name");
+    while (i->step()) out += i->col_text(0) + ": " + i->col_text(1) + "\n";
+    return out;
+  };
+  std::string migrated = dir + "/migrated.db";
+  {
+    wf::Db db(migrated, false, 1000);
+    db.exec("BEGIN");
+    for (int v = 1; v <= wf::kSchemaVersion; ++v) db.exec(wf::migration_sql(v));
+    db.exec("COMMIT");
+  }
+  open();
+  ASSERT_FALSE(jobs_autoincrement(path));
+  ASSERT_TRUE(jobs_autoincrement(migrated));
+  std::string want = shape(migrated);
+  EXPECT_NE(std::string::npos, want.find("interruptions")) << want;
+  EXPECT_EQ(want, shape(path));
 }
 
 // ------------------------------------------------------------ item 10
