@@ -161,7 +161,7 @@ void check_effect_name(const Engine &e, const char *effect, const char *what) {
 
 void install_effect(Engine &e, const std::shared_ptr<EffectState> &st, const char *what) {
   {
-    std::lock_guard<std::mutex> g(e.reg_mu);
+    std::lock_guard<std::shared_mutex> g(e.reg_mu);
     if (e.effects.count(st->name))
       fail(WF_EEXIST, std::string(what) + ": effect \"" + st->name + "\" is already registered");
     e.effects[st->name] = st;
