@@ -876,16 +876,19 @@ TEST_F(SecurityTest, HostSqlCannotReachEngineTables) {
   enqueue({{"effect", "x"}, {"key", "k"}}, WF_EEXIST);
 }
 
-// The host must not be able to rewind the engine's AUTOINCREMENT counters:
-// job ids (and the "job:<id>:completed" event ids derived from them) would be
-// reused.
+// The host must not be able to rewind the engine's id counters (the job id
+// floor in wf_meta, schema 11; sqlite_sequence for the saga tables and for
+// files that keep AUTOINCREMENT): job ids (and the "job:<id>:completed" event
+// ids derived from them) would be reused.
 TEST_F(SecurityTest, HostSqlCannotRewindEngineIdCounters) {
   open();
   enqueue({{"effect", "x"}});
   wf_tx *tx = nullptr;
   ASSERT_EQ(WF_OK, wf_tx_begin(e, &tx));
   for (const char *sql : {"UPDATE sqlite_sequence SET seq = 0 WHERE name = 'wf_jobs'",
-                          "DELETE FROM sqlite_sequence WHERE name = 'wf_jobs'"})
+                          "DELETE FROM sqlite_sequence WHERE name = 'wf_jobs'",
+                          "UPDATE wf_meta SET v = '0' WHERE k = 'job_id_floor'",
+                          "DELETE FROM wf_meta WHERE k = 'job_id_floor'"})
     EXPECT_EQ(WF_EINVAL, wf_tx_exec(tx, sql, nullptr, nullptr)) << sql;
   // Host tables with AUTOINCREMENT still work.
   EXPECT_EQ(WF_OK, wf_tx_exec(tx, "CREATE TABLE host_s(id INTEGER PRIMARY KEY AUTOINCREMENT, v)",
