@@ -301,7 +301,7 @@ json options_info(const Options &o, bool encrypted) {
 std::string info(Engine &e) {
   json effects = json::array(), sagas = json::array();
   {
-    std::lock_guard<std::shared_mutex> g(e.reg_mu);
+    std::shared_lock<std::shared_mutex> g(e.reg_mu);
     for (auto &[name, eff] : e.effects)
       effects.push_back(json{{"name", name},
                              {"builtin", eff->builtin != nullptr},

@@ -43,7 +43,7 @@ void builtin_dispatch(void *user, wf_job *job) {
 
 std::vector<std::shared_ptr<BuiltinSlot>> slots(Engine &e) {
   std::vector<std::shared_ptr<BuiltinSlot>> v;
-  std::lock_guard<std::shared_mutex> g(e.reg_mu);
+  std::shared_lock<std::shared_mutex> g(e.reg_mu);
   for (auto &kv : e.effects)
     if (kv.second->builtin) v.push_back(kv.second->builtin);
   return v;

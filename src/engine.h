@@ -537,7 +537,8 @@ struct Engine {
   // (find_effect, by the writer and the loop at once): a shared lock, so
   // that those lookups never put each other to sleep (an exclusive mutex
   // was contended there: futex waits were 5% of the writer's samples end to
-  // end). Registration takes it exclusively.
+  // end). Readers that only look (lookups, copies of the maps, stats) take it
+  // shared; registration and the credit and circuit updates exclusively.
   std::shared_mutex reg_mu;
   std::map<std::string, std::shared_ptr<EffectState>> effects;  // GUARDED_BY(reg_mu)
   std::map<std::string, std::shared_ptr<SagaDef>> sagas;        // GUARDED_BY(reg_mu)

@@ -1190,7 +1190,7 @@ json stats(Engine &e, const char *filter_json, bool by_tenant) {
   }
   json effs = json::object();
   {
-    std::lock_guard<std::shared_mutex> g(e.reg_mu);
+    std::shared_lock<std::shared_mutex> g(e.reg_mu);
     for (auto &[name, eff] : e.effects) {
       if (f.effect && name != *f.effect) continue;
       static const char *cs[] = {"closed", "open", "half_open"};

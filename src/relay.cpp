@@ -278,7 +278,7 @@ void Engine::pump() {
   std::vector<std::shared_ptr<EffectState>> effs;
   int reserved = 0;  // granted for claims on insert
   {
-    std::lock_guard<std::shared_mutex> g(reg_mu);
+    std::shared_lock<std::shared_mutex> g(reg_mu);
     for (auto &kv : effects) {
       effs.push_back(kv.second);
       reserved += kv.second->granted;
@@ -489,7 +489,7 @@ void Engine::grant_credits() {
   std::vector<std::shared_ptr<EffectState>> effs;
   int reserved = 0;
   {
-    std::lock_guard<std::shared_mutex> g(reg_mu);
+    std::shared_lock<std::shared_mutex> g(reg_mu);
     for (auto &kv : effects) {
       reserved += kv.second->granted;
       auto &e = *kv.second;
@@ -928,7 +928,7 @@ void Engine::refresh_next_due(bool look_for_due, int64_t after) {
 void Engine::refresh_next_due_unguarded(bool look_for_due, int64_t after) {
   std::vector<std::string> names;
   {
-    std::lock_guard<std::shared_mutex> g(reg_mu);
+    std::shared_lock<std::shared_mutex> g(reg_mu);
     for (auto &kv : effects) names.push_back(kv.first);
   }
   if (names.empty()) {
@@ -950,7 +950,7 @@ void Engine::arm_timer() {
   // A held firing waits for the retry timer, not for its (past) due time.
   if (!fire_outstanding && !sched_hold) wall = std::min(wall, known_next_sched);
   {
-    std::lock_guard<std::shared_mutex> g(reg_mu);
+    std::shared_lock<std::shared_mutex> g(reg_mu);
     for (auto &kv : effects)
       if (kv.second->circuit_state.load() == 1) wall = std::min(wall, kv.second->open_until);
   }

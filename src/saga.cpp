@@ -102,7 +102,7 @@ bool Engine::insert_event(WriteCtx &w, const NewEvent &ev) {
   int64_t seq = w.db.last_rowid();
   std::vector<std::shared_ptr<SagaDef>> defs;
   {
-    std::lock_guard<std::shared_mutex> g(reg_mu);
+    std::shared_lock<std::shared_mutex> g(reg_mu);
     for (auto &kv : sagas) defs.push_back(kv.second);
   }
   int64_t routed = 0;
@@ -477,7 +477,7 @@ void Engine::pump_sagas() {
   saga_wake = false;
   std::map<std::string, std::shared_ptr<SagaDef>> defs;
   {
-    std::lock_guard<std::shared_mutex> g(reg_mu);
+    std::shared_lock<std::shared_mutex> g(reg_mu);
     defs = sagas;
   }
   if (defs.empty()) return;
@@ -847,7 +847,7 @@ std::string saga_replay(Engine &e, const char *tenant, const char *saga, const c
   }
   std::shared_ptr<SagaDef> def;
   {
-    std::lock_guard<std::shared_mutex> g(e.reg_mu);
+    std::shared_lock<std::shared_mutex> g(e.reg_mu);
     auto it = e.sagas.find(saga);
     if (it == e.sagas.end())
       fail(WF_ENOTFOUND, std::string("wf_saga_replay: saga \"") + saga + "\" is not registered");
