@@ -102,6 +102,13 @@ void sql(sqlite3 *db, const char *s) {
 void build(const Config &c, const std::string &path, int64_t n) {
   wf_engine *e = nullptr;
   wf_check(wf_open(path.c_str(), "{\"durability\":\"normal\"}", &e), "wf_open");
+  // e0 runs under tenant_concurrency (child): as when its jobs were enqueued
+  // by an engine that had registered it so, they go in wf_jobs_tenant.
+  // (Not started here: the callback is never called.)
+  wf_check(wf_effect_register(
+               e, "e0", "{\"tenant_concurrency\":1}", [](void *, wf_job *) {}, nullptr),
+           "reg");
+  wf_check(wf_sync(e), "wf_sync");
   if (n > 0 && c.fill == "api") {
     int64_t done = 0;
     while (done < n) {
@@ -133,8 +140,9 @@ void build(const Config &c, const std::string &path, int64_t n) {
   if (sqlite3_prepare_v2(
           db,
           "WITH RECURSIVE c(i) AS (SELECT ?1 UNION ALL SELECT i + 1 FROM c WHERE i + 1 < ?2) "
-          "INSERT INTO wf_jobs(tenant, effect, payload, metadata, run_at, created_at) "
-          "SELECT 't' || ((i / ?3) % ?4), 'e' || (i % ?3), '{}', '{}', ?5 + i, ?5 + i FROM c",
+          "INSERT INTO wf_jobs(tenant, effect, payload, metadata, run_at, created_at, capped) "
+          "SELECT 't' || ((i / ?3) % ?4), 'e' || (i % ?3), '{}', '{}', ?5 + i, ?5 + i, "
+          "CASE WHEN i % ?3 = 0 THEN 1 END FROM c",
           -1, &st, nullptr) != SQLITE_OK)
     die(strf("prepare: %s", sqlite3_errmsg(db)));
   for (int64_t from = 0; from < n; from += chunk) {

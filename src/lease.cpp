@@ -38,8 +38,18 @@ const char *kPendingTenantsSql =
     "SELECT tenant FROM wf_job_counts WHERE effect = ?1 AND pending > 0";
 const char *kTenantCandidatesSql =
     "SELECT id, tenant, priority, run_at FROM wf_jobs INDEXED BY wf_jobs_tenant WHERE state = 0 "
-    "AND effect = ?1 AND tenant = ?2 AND run_at <= ?3 ORDER BY priority DESC, run_at, id "
+    "AND capped = 1 AND effect = ?1 AND tenant = ?2 AND run_at <= ?3 ORDER BY priority DESC, "
+    "run_at, id "
     "LIMIT ?4";
+// Schema 12: the effects whose jobs are in wf_jobs_tenant (capped = 1).
+const char *kIsCappedSql = "SELECT 1 FROM wf_capped_effects WHERE effect = ?1";
+const char *kMarkCappedSql = "INSERT OR IGNORE INTO wf_capped_effects(effect) VALUES(?1)";
+// The jobs an effect had when it was marked: its ready jobs on its range of
+// wf_jobs_claim, its running ones on wf_jobs_lease (the leases held).
+const char *kCapReadySql =
+    "UPDATE wf_jobs INDEXED BY wf_jobs_claim SET capped = 1 WHERE state = 0 AND effect = ?1";
+const char *kCapRunningSql =
+    "UPDATE wf_jobs INDEXED BY wf_jobs_lease SET capped = 1 WHERE state = 1 AND effect = ?1";
 const char *kClaimIdsSql =
     "UPDATE wf_jobs SET state = 1, lease_owner = ?1, lease_until = ?2, attempts = attempts + 1, "
     "started_at = ?3 WHERE id IN (SELECT value FROM json_each(?4)) AND state = 0 "
@@ -200,6 +210,29 @@ void flush_counts(Db &db, CountDeltas &d) {
   d.clear();
 }
 
+bool is_capped(Db &db, const std::string &effect) {
+  auto st = db.prepare(kIsCappedSql);
+  st->bind(1, effect);
+  return st->step();
+}
+
+bool mark_capped(Db &db, const std::string &effect) {
+  if (is_capped(db, effect)) return false;
+  {
+    auto st = db.prepare(kMarkCappedSql);
+    st->bind(1, effect).exec();
+  }
+  {
+    auto st = db.prepare(kCapReadySql);
+    st->bind(1, effect).exec();
+  }
+  {
+    auto st = db.prepare(kCapRunningSql);
+    st->bind(1, effect).exec();
+  }
+  return true;
+}
+
 int64_t next_job_id(Db &db) {
   auto st = db.prepare(kNextJobIdSql);
   int64_t next = st->step() ? st->col_int(0) : 1;
@@ -338,6 +371,9 @@ std::vector<Claimed> claim_capped(Db &db, CountDeltas &cd, const std::string &bo
                                   int cap, const std::map<std::string, int> &inflight) {
   std::vector<Claimed> out;
   if (limit <= 0 || cap <= 0) return out;
+  // Phase 2 reads wf_jobs_tenant, which holds the effect's jobs once it is
+  // marked (registration marks it too; this covers a claim that comes first).
+  mark_capped(db, effect);
   std::map<std::string, int> taken;  // this claim's picks per tenant
   auto room = [&](const std::string &t) {
     auto i = inflight.find(t);

@@ -83,6 +83,17 @@ void flush_counts(Db &db, CountDeltas &d);
 // requeued dead letter, keeps it).
 int64_t next_job_id(Db &db);
 
+// Schema 12: only the jobs of effects marked in wf_capped_effects (those
+// registered with a tenant_concurrency, ever) have capped = 1 and are in
+// wf_jobs_tenant. Whether `effect` is marked (as the caller's transaction
+// sees it): every INSERT INTO wf_jobs sets capped from this.
+bool is_capped(Db &db, const std::string &effect);
+// Marks `effect` and sets capped on the jobs it has, in the caller's write
+// transaction; returns whether it was not marked before. The first time this
+// reads the effect's ready jobs (once per file and effect); later calls read
+// one row.
+bool mark_capped(Db &db, const std::string &effect);
+
 // One claimed row, as RETURNING gives it.
 struct Claimed {
   int64_t id = 0;

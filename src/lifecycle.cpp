@@ -166,7 +166,7 @@ void install_effect(Engine &e, const std::shared_ptr<EffectState> &st, const cha
       fail(WF_EEXIST, std::string(what) + ": effect \"" + st->name + "\" is already registered");
     e.effects[st->name] = st;
   }
-  record_effect(e, st->name);
+  record_effect(e, st->name, st->policy.tenant_concurrency > 0);
   bool builtin = st->builtin != nullptr;
   e.notify_loop([builtin](Engine::Inbox &in) {
     in.wake = true;
@@ -174,12 +174,15 @@ void install_effect(Engine &e, const std::shared_ptr<EffectState> &st, const cha
   });
 }
 
-void record_effect(Engine &e, const std::string &effect) {
+void record_effect(Engine &e, const std::string &effect, bool capped) {
   if (e.opt.read_only) return;
-  // Not awaited: the row is for other processes' diagnostics (wfctl stuck).
+  // Not awaited: the row is for other processes' diagnostics (wfctl stuck);
+  // the mark is there before the effect's first claim (the writer takes
+  // requests in order, and claim_capped marks it too).
   WriteReq r;
   std::string boot = e.boot_id;
-  r.fn = [boot, effect](WriteCtx &w) {
+  r.fn = [boot, effect, capped](WriteCtx &w) {
+    if (capped) lease::mark_capped(w.db, effect);
     auto st = w.db.prepare(
         "INSERT OR REPLACE INTO wf_boot_effects(boot_id, effect, registered_at) "
         "VALUES(?1, ?2, ?3)");

@@ -107,7 +107,8 @@ void Engine::insert_job(WriteCtx &w, const NewJob &j, std::string *id, bool *exi
   auto st = w.db.prepare(
       "INSERT INTO wf_jobs(tenant, effect, key, payload, metadata, priority, run_at, "
       "max_attempts, created_at, origin, state, lease_owner, lease_until, attempts, started_at, "
-      "id) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)");
+      "id, capped) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, "
+      "(SELECT 1 FROM wf_capped_effects WHERE effect = ?2))");
   // The job's strings outlive the statement's use (reset when `st` goes out
   // of scope): bound without copies.
   st->bind_static(1, j.tenant).bind_static(2, j.effect);
@@ -152,21 +153,21 @@ namespace {
 // (The last five columns: a job claimed on insert, see Engine::bind_claim.)
 const char *kInsertJobs8Sql =
     "INSERT INTO wf_jobs(id, tenant, effect, key, payload, metadata, priority, run_at, "
-    "max_attempts, created_at, origin, state, lease_owner, lease_until, attempts, started_at) "
-    "VALUES"
-    "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?),"
-    "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?),"
-    "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?),"
-    "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?),"
-    "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?),"
-    "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?),"
-    "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?),"
-    "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
+    "max_attempts, created_at, origin, state, lease_owner, lease_until, attempts, started_at, "
+    "capped) VALUES"
+    "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?),"
+    "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?),"
+    "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?),"
+    "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?),"
+    "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?),"
+    "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?),"
+    "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?),"
+    "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
 const char *kInsertJob1Sql =
     "INSERT INTO wf_jobs(id, tenant, effect, key, payload, metadata, priority, run_at, "
-    "max_attempts, created_at, origin, state, lease_owner, lease_until, attempts, started_at) "
-    "VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
-constexpr int kInsertCols = 16;
+    "max_attempts, created_at, origin, state, lease_owner, lease_until, attempts, started_at, "
+    "capped) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
+constexpr int kInsertCols = 17;
 
 }  // namespace
 
@@ -274,6 +275,10 @@ class BatchInsert {
       st.bind_null(base + 11);
     bool claim = slots_[k] != nullptr;
     e_.bind_claim(st, base + 12, claim, w_.now);
+    if (capped(j.effect))
+      st.bind(base + 17, 1);
+    else
+      st.bind_null(base + 17);
     if (claim) {
       lease::count_add(w_.counts, j.effect, j.tenant, 0, 1, 1);
     } else {
@@ -285,9 +290,18 @@ class BatchInsert {
     }
   }
 
+  // Whether the effect's jobs go in wf_jobs_tenant (lease::is_capped), read
+  // once per effect and batch.
+  bool capped(const std::string &effect) {
+    auto it = capped_.find(effect);
+    if (it == capped_.end()) it = capped_.emplace(effect, lease::is_capped(w_.db, effect)).first;
+    return it->second;
+  }
+
   Engine &e_;
   WriteCtx &w_;
   std::vector<std::pair<int64_t, bool>> &out_;
+  std::unordered_map<std::string, bool> capped_;
   std::unordered_map<std::string, size_t> keys_;
   int64_t next_ = 0;  // next id to give; 0: not read yet
   const NewJob *pending_[8] = {};
@@ -345,6 +359,7 @@ int64_t oldest_ready(Db &db, const std::string &effect, const std::optional<std:
                      int64_t now) {
   int64_t oldest = INT64_MAX;
   int64_t below = INT64_MAX;  // priorities < below are left
+  const bool capped = tenant && lease::is_capped(db, effect);
   for (;;) {
     auto pr = db.prepare(
         "SELECT priority FROM wf_jobs INDEXED BY wf_jobs_claim WHERE state = 0 AND effect = ?1 "
@@ -352,14 +367,20 @@ int64_t oldest_ready(Db &db, const std::string &effect, const std::optional<std:
     pr->bind(1, effect).bind(2, below);
     if (!pr->step()) return oldest;
     int64_t p = pr->col_int(0);
-    auto od = tenant ? db.prepare(
-                           "SELECT run_at FROM wf_jobs INDEXED BY wf_jobs_tenant WHERE "
-                           "state = 0 AND effect = ?1 AND tenant = ?4 AND priority = ?2 AND "
-                           "run_at <= ?3 ORDER BY run_at LIMIT 1")
-                     : db.prepare(
-                           "SELECT run_at FROM wf_jobs INDEXED BY wf_jobs_claim WHERE "
-                           "state = 0 AND effect = ?1 AND priority = ?2 AND run_at <= ?3 "
-                           "ORDER BY run_at LIMIT 1");
+    // (wf_jobs_tenant holds only capped effects' jobs; another effect's
+    // are read on its claim range until one of the tenant's is found.)
+    auto od = tenant && capped ? db.prepare(
+                                     "SELECT run_at FROM wf_jobs INDEXED BY wf_jobs_tenant WHERE "
+                                     "state = 0 AND capped = 1 AND effect = ?1 AND tenant = ?4 "
+                                     "AND priority = ?2 AND run_at <= ?3 ORDER BY run_at LIMIT 1")
+              : tenant ? db.prepare(
+                             "SELECT run_at FROM wf_jobs INDEXED BY wf_jobs_claim WHERE "
+                             "state = 0 AND effect = ?1 AND priority = ?2 AND run_at <= ?3 AND "
+                             "tenant = ?4 ORDER BY run_at LIMIT 1")
+                       : db.prepare(
+                             "SELECT run_at FROM wf_jobs INDEXED BY wf_jobs_claim WHERE "
+                             "state = 0 AND effect = ?1 AND priority = ?2 AND run_at <= ?3 "
+                             "ORDER BY run_at LIMIT 1");
     od->bind(1, effect).bind(2, p).bind(3, now);
     if (tenant) od->bind(4, *tenant);
     if (od->step()) oldest = std::min(oldest, od->col_int(0));
@@ -994,9 +1015,10 @@ int64_t dead_requeue(Engine &e, const char *filter_json) {
       if (c->step()) continue;
       auto ins = w.db.prepare(
           "INSERT INTO wf_jobs(id, tenant, effect, key, payload, metadata, priority, run_at, "
-          "state, attempts, failures, max_attempts, origin, created_at) "
+          "state, attempts, failures, max_attempts, origin, created_at, capped) "
           "SELECT id, tenant, effect, key, payload, metadata, priority, ?2, 0, attempts, 0, "
-          "max_attempts, origin, created_at FROM wf_dead WHERE id = ?1 RETURNING effect, tenant");
+          "max_attempts, origin, created_at, (SELECT 1 FROM wf_capped_effects c WHERE c.effect = "
+          "wf_dead.effect) FROM wf_dead WHERE id = ?1 RETURNING effect, tenant");
       ins->bind(1, id).bind(2, w.now);
       while (ins->step()) lease::count_add(w.counts, ins->col_text(0), ins->col_text(1), 1, 0);
       auto del = w.db.prepare("DELETE FROM wf_dead WHERE id = ?1");

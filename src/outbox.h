@@ -78,8 +78,9 @@ void install_effect(Engine &e, const std::shared_ptr<EffectState> &st, const cha
 void register_effect(Engine &e, const char *effect, const char *policy_json, wf_effect_fn fn,
                      void *user);
 // Records `effect` as served by this boot (wf_boot_effects, for wfctl stuck)
-// and removes the rows of boots no longer in wf_boots.
-void record_effect(Engine &e, const std::string &effect);
+// and removes the rows of boots no longer in wf_boots. With `capped` (it has
+// a tenant_concurrency), marks it in wf_capped_effects (lease::mark_capped).
+void record_effect(Engine &e, const std::string &effect, bool capped);
 // Records the circuit breaker of `effect` on this boot's wf_boot_effects row:
 // open until `open_until` (ms), or closed when `open_until` is 0. Not awaited.
 void record_circuit(Engine &e, const std::string &effect, int64_t open_until);

@@ -551,7 +551,25 @@ INSERT OR REPLACE INTO wf_meta(k, v) SELECT 'job_id_floor',
 )sql";
 // ---- end of version 11
 
-// wf_jobs as the migrations up to version 11 leave it, without AUTOINCREMENT
+// Version 12: wf_jobs_tenant holds only the ready jobs of effects that have
+// a tenant_concurrency (the only claims that read it). For every other
+// effect it was one more index change in each insert and each claim, and one
+// more WAL page in each synchronous wf_enqueue. An effect is marked in
+// wf_capped_effects the first time it is registered with tenant_concurrency
+// (lease::mark_capped, which sets `capped` on the jobs it already has); every
+// INSERT INTO wf_jobs sets `capped` when its effect is marked. Marks are
+// never removed. The index starts empty here: each capped effect is marked
+// again when the engine registers it.
+static const char *kSchemaV12 = R"sql(
+ALTER TABLE wf_jobs ADD COLUMN capped INTEGER;
+CREATE TABLE wf_capped_effects(effect TEXT PRIMARY KEY) WITHOUT ROWID;
+DROP INDEX wf_jobs_tenant;
+CREATE INDEX wf_jobs_tenant ON wf_jobs(effect, tenant, priority DESC, run_at, id)
+  WHERE state = 0 AND capped = 1;
+)sql";
+// ---- end of version 12
+
+// wf_jobs as the migrations up to version 12 leave it, without AUTOINCREMENT
 // (the 12-step table change of SQLite's ALTER TABLE documentation, on an
 // empty table: nothing is copied). Columns and indexes must follow any later
 // change of wf_jobs (StoreTest.JobsRebuildKeepsTheSchema compares them).
@@ -575,14 +593,16 @@ CREATE TABLE wf_jobs_new(
   last_error TEXT,
   origin TEXT,
   created_at INTEGER NOT NULL,
-  interruptions INTEGER NOT NULL DEFAULT 0
+  interruptions INTEGER NOT NULL DEFAULT 0,
+  capped INTEGER
 );
 DROP TABLE wf_jobs;
 ALTER TABLE wf_jobs_new RENAME TO wf_jobs;
 CREATE INDEX wf_jobs_claim ON wf_jobs(effect, priority DESC, run_at, id) WHERE state = 0;
 CREATE INDEX wf_jobs_lease ON wf_jobs(lease_until) WHERE state = 1;
 CREATE UNIQUE INDEX wf_jobs_key ON wf_jobs(tenant, key) WHERE key IS NOT NULL;
-CREATE INDEX wf_jobs_tenant ON wf_jobs(effect, tenant, priority DESC, run_at, id) WHERE state = 0;
+CREATE INDEX wf_jobs_tenant ON wf_jobs(effect, tenant, priority DESC, run_at, id)
+  WHERE state = 0 AND capped = 1;
 CREATE INDEX wf_jobs_due ON wf_jobs(effect, run_at) WHERE state = 0 AND run_at > created_at;
 DELETE FROM sqlite_sequence WHERE name = 'wf_jobs';
 )sql";
@@ -627,6 +647,9 @@ void apply_migration(Db &db, int to) {
       return;
     case 11:
       db.exec(kSchemaV11);
+      return;
+    case 12:
+      db.exec(kSchemaV12);
       return;
     default:
       fail(WF_EINTERNAL, "no migration step to schema version " + std::to_string(to));
@@ -682,6 +705,8 @@ const char *migration_sql(int to) {
       return kSchemaV10;
     case 11:
       return kSchemaV11;
+    case 12:
+      return kSchemaV12;
     default:
       return nullptr;
   }

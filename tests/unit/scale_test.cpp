@@ -60,15 +60,17 @@ std::string dump(const Counts &c) {
 
 // Fills `path` (an engine file, closed) with `n` ready jobs of `effect`
 // spread over `tenants` tenants, directly in SQL (fast), and rebuilds the
-// maintained counts as the migration does.
+// maintained counts as the migration does. As the engine's inserts do, the
+// jobs of an effect marked in wf_capped_effects get capped = 1.
 void fill(const std::string &path, const std::string &effect, int64_t n, int tenants,
           int64_t run_at, const std::string &prefix = "t") {
   wf::Db db(path, false, 5000);
   db.exec("BEGIN");
   auto st = db.prepare(
       "WITH RECURSIVE c(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM c WHERE i + 1 < ?1) "
-      "INSERT INTO wf_jobs(tenant, effect, payload, metadata, run_at, created_at) "
-      "SELECT ?5 || (i % ?2), ?3, '{}', '{}', ?4 + i % 1000, ?4 FROM c");
+      "INSERT INTO wf_jobs(tenant, effect, payload, metadata, run_at, created_at, capped) "
+      "SELECT ?5 || (i % ?2), ?3, '{}', '{}', ?4 + i % 1000, ?4, "
+      "(SELECT 1 FROM wf_capped_effects WHERE effect = ?3) FROM c");
   st->bind(1, n).bind(2, tenants).bind(3, effect).bind(4, run_at).bind(5, prefix).exec();
   db.exec("DELETE FROM wf_job_counts");
   db.exec(
@@ -78,6 +80,28 @@ void fill(const std::string &path, const std::string &effect, int64_t n, int ten
 }
 
 int64_t steps() { return wf::thread_stmt_work().vm_steps; }
+
+// Jobs whose `capped` does not say whether their effect is marked in
+// wf_capped_effects (schema 12: only a marked effect's jobs are in
+// wf_jobs_tenant, and every one of them is).
+int64_t miscapped(const std::string &path) {
+  wf::Db db(path, true, 5000);
+  auto st = db.prepare(
+      "SELECT count(*) FROM wf_jobs WHERE (capped IS 1) != "
+      "(effect IN (SELECT effect FROM wf_capped_effects))");
+  st->step();
+  return st->col_int(0);
+}
+
+// Ready jobs in wf_jobs_tenant.
+int64_t tenant_index_rows(const std::string &path) {
+  wf::Db db(path, true, 5000);
+  auto st = db.prepare(
+      "SELECT count(*) FROM wf_jobs INDEXED BY wf_jobs_tenant WHERE state = 0 AND capped = 1 "
+      "AND effect > ''");
+  st->step();
+  return st->col_int(0);
+}
 
 }  // namespace
 
@@ -174,6 +198,7 @@ TEST_F(ScaleTest, CountsStayExactUnderMixedWorkload) {
   int64_t purged = 0;
   ASSERT_EQ(WF_OK, wf_dead_purge(e, "{\"tenant\":\"t2\"}", &purged));
   EXPECT_EQ(real_counts(path), kept_counts(path)) << dump(kept_counts(path));
+  EXPECT_EQ(0, miscapped(path));
 
   // Jobs held by the provider when the engine closes go back to ready.
   sink.handler = [&](wf_job *j) { sink.hold(j); };
@@ -206,6 +231,48 @@ TEST_F(ScaleTest, CountsStayExactUnderMixedWorkload) {
   EXPECT_EQ(tenant_counts(path, true), tenant_counts(path, false));
   EXPECT_EQ(0, (kept_counts(path)[{"x", "h"}].second));
   EXPECT_EQ(4, (kept_counts(path)[{"x", "h"}].first));
+}
+
+// wf_jobs_tenant holds the ready jobs of effects with a tenant_concurrency
+// only. Jobs enqueued before their effect was first registered so are marked
+// at its registration; later ones as they are inserted; a tenant's oldest
+// ready job is found either way.
+TEST_F(ScaleTest, TenantIndexHoldsOnlyCappedEffects) {
+  open();
+  for (int i = 0; i < 30; ++i) {
+    enqueue({{"effect", "y"}, {"tenant", i < 20 ? "hot" : "cold"}, {"payload", i}});
+    enqueue({{"effect", "x"}, {"tenant", i < 20 ? "hot" : "cold"}, {"payload", i}});
+    clock.now += 10;
+  }
+  sync();
+  EXPECT_EQ(0, tenant_index_rows(path));  // nothing is capped yet
+  json s = stats("{\"tenant\":\"cold\",\"effect\":\"x\"}");
+  EXPECT_EQ(100, s["outbox"]["oldest_ready_age_ms"]);  // on wf_jobs_claim
+  Sink sink;
+  ASSERT_EQ(WF_OK, wf_effect_register(e, "x", nullptr, Sink::cb, &sink));
+  ASSERT_EQ(WF_OK, wf_effect_register(e, "y", "{\"tenant_concurrency\":1}", Sink::cb, &sink));
+  sync();
+  EXPECT_EQ(30, tenant_index_rows(path));
+  EXPECT_EQ(0, miscapped(path));
+  s = stats("{\"tenant\":\"cold\",\"effect\":\"y\"}");
+  EXPECT_EQ(100, s["outbox"]["oldest_ready_age_ms"]);  // on wf_jobs_tenant
+  // Later inserts, one by one and in a batch.
+  enqueue({{"effect", "y"}, {"tenant", "cold"}});
+  enqueue({{"effect", "x"}, {"tenant", "cold"}});
+  json batch = json::array();
+  for (int i = 0; i < 20; ++i) batch.push_back({{"effect", i % 2 ? "x" : "y"}, {"tenant", "b"}});
+  char *ids = nullptr;
+  ASSERT_EQ(WF_OK, wf_enqueue_batch(e, batch.dump().c_str(), &ids)) << wf_last_error();
+  wf_free(ids);
+  sync();
+  EXPECT_EQ(41, tenant_index_rows(path));
+  EXPECT_EQ(0, miscapped(path));
+  // The engine drains both (claim_capped reads y's tenants on the index).
+  ASSERT_EQ(WF_OK, wf_start(e));
+  ASSERT_TRUE(sink.wait([&] { return sink.handled >= 82; })) << sink.handled;
+  sync();
+  EXPECT_EQ(0, tenant_index_rows(path));
+  EXPECT_EQ(real_counts(path), kept_counts(path));
 }
 
 // Filters narrow the counted outbox as documented (docs/operations.md), and
@@ -376,6 +443,13 @@ TEST_F(ScaleTest, CappedClaimSkipsSaturatedTenantsBacklog) {
   e = nullptr;
   const int64_t big = kSanitizer ? 20000 : 200000;
   int64_t t = clock.now.load();
+  {
+    // As registering "e" with a tenant_concurrency does.
+    wf::Db db(path, false, 5000);
+    db.exec("BEGIN IMMEDIATE");
+    EXPECT_TRUE(wf::lease::mark_capped(db, "e"));
+    db.exec("COMMIT");
+  }
   fill(path, "e", 100, 20, t - 5000, "cold");  // due after the hot ones
   std::vector<int64_t> work;
   for (int64_t n : {int64_t(1000), big - 1000}) {
