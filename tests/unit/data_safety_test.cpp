@@ -361,6 +361,58 @@ TEST_F(SchemaTest, UpgradedFileKeepsItsSequenceUntilDrained) {
   EXPECT_TRUE(ok["ok"].get<bool>()) << ok.dump();
 }
 
+// Schema 12 on a file with pending jobs: the migration leaves the per-tenant
+// index empty (no effect is marked yet); registering an effect with a
+// tenant_concurrency marks the jobs it already has, and only those; the
+// engine then drains both effects and the file checks clean.
+TEST_F(SchemaTest, UpgradedFileMarksCappedEffectsWhenRegistered) {
+  {
+    wf::Db db(path, false, 1000);
+    db.exec("PRAGMA journal_mode=WAL");
+    db.exec("BEGIN");
+    for (int v = 1; v < 12; ++v) db.exec(wf::migration_sql(v));
+    db.exec("INSERT INTO wf_meta(k, v) VALUES('schema_version', '11')");
+    db.exec(
+        "INSERT INTO wf_jobs(id, tenant, effect, payload, metadata, run_at, created_at) VALUES"
+        "(1, 'a', 'y', '{}', '{}', 0, 0), (2, 'a', 'y', '{}', '{}', 0, 0), "
+        "(3, 'b', 'y', '{}', '{}', 0, 0), (4, 'a', 'x', '{}', '{}', 0, 0), "
+        "(5, 'b', 'x', '{}', '{}', 0, 0)");
+    db.exec(
+        "INSERT INTO wf_job_counts(effect, tenant, pending, running) VALUES('y', 'a', 2, 0), "
+        "('y', 'b', 1, 0), ('x', 'a', 1, 0), ('x', 'b', 1, 0)");
+    db.exec("COMMIT");
+  }
+  auto count = [&](const char *sql) {
+    wf::Db db(path, true, 1000);
+    auto st = db.prepare(sql);
+    EXPECT_TRUE(st->step());
+    return st->col_int(0);
+  };
+  const char *in_index =
+      "SELECT count(*) FROM wf_jobs INDEXED BY wf_jobs_tenant WHERE state = 0 AND capped = 1 "
+      "AND effect > ''";
+  open();
+  EXPECT_EQ(std::to_string(wf::kSchemaVersion), meta_version(path));
+  EXPECT_EQ(0, count(in_index));
+  Sink sink;
+  ASSERT_EQ(WF_OK, wf_effect_register(e, "x", nullptr, Sink::cb, &sink));
+  ASSERT_EQ(WF_OK, wf_effect_register(e, "y", "{\"tenant_concurrency\":1}", Sink::cb, &sink));
+  sync();
+  EXPECT_EQ(3, count(in_index));
+  EXPECT_EQ(3, count("SELECT count(*) FROM wf_jobs WHERE capped = 1 AND effect = 'y'"));
+  EXPECT_EQ(0, count("SELECT count(*) FROM wf_jobs WHERE capped IS NOT NULL AND effect = 'x'"));
+  EXPECT_EQ(1, count("SELECT count(*) FROM wf_capped_effects"));
+  ASSERT_EQ(WF_OK, wf_start(e));
+  ASSERT_TRUE(sink.wait_count(5));
+  sync();
+  EXPECT_EQ(0, pending());
+  char *out = nullptr;
+  ASSERT_EQ(WF_OK, wf_check(e, nullptr, &out)) << wf_last_error();
+  json ok = json::parse(out);
+  wf_free(out);
+  EXPECT_TRUE(ok["ok"].get<bool>()) << ok.dump();
+}
+
 // The rebuild gives wf_jobs exactly the columns and indexes the migrations
 // give it (kJobsRebuildSql must follow any later change of wf_jobs).
 TEST_F(SchemaTest, JobsRebuildKeepsTheSchema) {

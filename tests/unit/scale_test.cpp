@@ -238,7 +238,7 @@ TEST_F(ScaleTest, CountsStayExactUnderMixedWorkload) {
 // at its registration; later ones as they are inserted; a tenant's oldest
 // ready job is found either way.
 TEST_F(ScaleTest, TenantIndexHoldsOnlyCappedEffects) {
-  open();
+  open("{\"durability\":\"normal\",\"poll_ms\":5}");
   for (int i = 0; i < 30; ++i) {
     enqueue({{"effect", "y"}, {"tenant", i < 20 ? "hot" : "cold"}, {"payload", i}});
     enqueue({{"effect", "x"}, {"tenant", i < 20 ? "hot" : "cold"}, {"payload", i}});
@@ -273,6 +273,29 @@ TEST_F(ScaleTest, TenantIndexHoldsOnlyCappedEffects) {
   sync();
   EXPECT_EQ(0, tenant_index_rows(path));
   EXPECT_EQ(real_counts(path), kept_counts(path));
+}
+
+// The mark is in the file, not in the registering engine: another engine on
+// the same file that never registered the effect inserts its jobs marked.
+TEST_F(ScaleTest, AnotherEngineOnTheFileInsertsMarkedJobs) {
+  open();
+  Sink sink;
+  ASSERT_EQ(WF_OK, wf_effect_register(e, "y", "{\"tenant_concurrency\":1}", Sink::cb, &sink));
+  sync();
+  wf_engine *e2 = nullptr;
+  ASSERT_EQ(WF_OK, wf_open(path.c_str(), "{\"durability\":\"normal\"}", &e2)) << wf_last_error();
+  ASSERT_EQ(WF_OK, wf_enqueue(e2, R"({"effect":"y","tenant":"a"})", nullptr)) << wf_last_error();
+  ASSERT_EQ(WF_OK, wf_enqueue(e2, R"({"effect":"x","tenant":"a"})", nullptr)) << wf_last_error();
+  char *ids = nullptr;
+  ASSERT_EQ(WF_OK, wf_enqueue_batch(e2,
+                                    R"([{"effect":"y","tenant":"b"},{"effect":"x","tenant":"b"},)"
+                                    R"({"effect":"y","tenant":"c"}])",
+                                    &ids))
+      << wf_last_error();
+  wf_free(ids);
+  ASSERT_EQ(WF_OK, wf_close(e2));
+  EXPECT_EQ(3, tenant_index_rows(path));
+  EXPECT_EQ(0, miscapped(path));
 }
 
 // Filters narrow the counted outbox as documented (docs/operations.md), and
