@@ -285,6 +285,15 @@ void Engine::pump() {
     }
   }
   int global_free = opt.max_inflight - static_cast<int>(inflight.size()) - reserved;
+  if (global_free <= 0 && reserved > 0) {
+    // Slots granted for claims on insert never hold back a claim: an effect
+    // that gets no grants (tenant_concurrency, a circuit not closed) may
+    // have due jobs waiting for a slot its neighbours' grants took.
+    revoke_credits();
+    reserved = 0;
+    for (auto &eff : effs) reserved += eff->granted;
+    global_free = opt.max_inflight - static_cast<int>(inflight.size()) - reserved;
+  }
   if (global_free <= 0) return;  // an outcome frees a slot and pumps again
   std::vector<ClaimSpec> specs;
   size_t n = effs.size();

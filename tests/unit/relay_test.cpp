@@ -268,6 +268,30 @@ TEST_F(EngineTest, ConcurrencyLimitPerTenant) {
   ASSERT_TRUE(s.wait_count(6));
 }
 
+// Slots granted to an idle effect for claims on insert never hold back a
+// tenant_concurrency effect whose due jobs wait for a tenant's slot. (They
+// did: every claim that found less than it asked for granted the free slots
+// to the plain effect, until none was left for the next claim, and the jobs
+// waited for a poll. With poll_ms 0 nothing else wakes the relay.)
+TEST_F(EngineTest, GrantedSlotsDoNotStarveTenantLimitedEffect) {
+  open("{\"durability\":\"normal\",\"poll_ms\":0,\"max_inflight\":64}", false);
+  Sink s;
+  ASSERT_EQ(WF_OK, wf_effect_register(e, "x", nullptr, Sink::cb, &s));
+  ASSERT_EQ(WF_OK, wf_effect_register(e, "y", "{\"tenant_concurrency\":1}", Sink::cb, &s));
+  json batch = json::array();
+  for (int i = 0; i < 40; ++i) {
+    batch.push_back({{"effect", "y"}, {"tenant", i < 30 ? "hot" : "cold"}, {"payload", i}});
+    batch.push_back({{"effect", "x"}, {"tenant", "hot"}, {"payload", i}});
+  }
+  char *ids = nullptr;
+  ASSERT_EQ(WF_OK, wf_enqueue_batch(e, batch.dump().c_str(), &ids)) << wf_last_error();
+  wf_free(ids);
+  ASSERT_EQ(WF_OK, wf_start(e));
+  ASSERT_TRUE(s.wait_count(80)) << s.count() << " of 80 handled";
+  sync();
+  EXPECT_EQ(0, pending());
+}
+
 TEST_F(EngineTest, CircuitBreakerOpensJobsWaitThenProbeCloses) {
   open();
   Sink s;
