@@ -238,7 +238,7 @@ TEST_F(ScaleTest, CountsStayExactUnderMixedWorkload) {
 // at its registration; later ones as they are inserted; a tenant's oldest
 // ready job is found either way.
 TEST_F(ScaleTest, TenantIndexHoldsOnlyCappedEffects) {
-  open("{\"durability\":\"normal\",\"poll_ms\":5}");
+  open();
   for (int i = 0; i < 30; ++i) {
     enqueue({{"effect", "y"}, {"tenant", i < 20 ? "hot" : "cold"}, {"payload", i}});
     enqueue({{"effect", "x"}, {"tenant", i < 20 ? "hot" : "cold"}, {"payload", i}});
