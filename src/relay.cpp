@@ -276,23 +276,23 @@ void Engine::pump() {
     backlog_seen = false;
   }
   std::vector<std::shared_ptr<EffectState>> effs;
-  int reserved = 0;  // granted for claims on insert
   {
     std::shared_lock<std::shared_mutex> g(reg_mu);
-    for (auto &kv : effects) {
-      effs.push_back(kv.second);
-      reserved += kv.second->granted;
-    }
+    for (auto &kv : effects) effs.push_back(kv.second);
   }
-  int global_free = opt.max_inflight - static_cast<int>(inflight.size()) - reserved;
-  if (global_free <= 0 && reserved > 0) {
+  auto reserved = [&] {  // slots granted for claims on insert (loop only)
+    int n = 0;
+    for (auto &eff : effs) n += eff->granted;
+    return n;
+  };
+  const int idle = opt.max_inflight - static_cast<int>(inflight.size());
+  int global_free = idle - reserved();
+  if (global_free <= 0 && idle > 0) {
     // Slots granted for claims on insert never hold back a claim: an effect
     // that gets no grants (tenant_concurrency, a circuit not closed) may
     // have due jobs waiting for a slot its neighbours' grants took.
     revoke_credits();
-    reserved = 0;
-    for (auto &eff : effs) reserved += eff->granted;
-    global_free = opt.max_inflight - static_cast<int>(inflight.size()) - reserved;
+    global_free = idle - reserved();
   }
   if (global_free <= 0) return;  // an outcome frees a slot and pumps again
   std::vector<ClaimSpec> specs;

@@ -382,12 +382,7 @@ TEST_F(SchemaTest, UpgradedFileMarksCappedEffectsWhenRegistered) {
         "('y', 'b', 1, 0), ('x', 'a', 1, 0), ('x', 'b', 1, 0)");
     db.exec("COMMIT");
   }
-  auto count = [&](const char *sql) {
-    wf::Db db(path, true, 1000);
-    auto st = db.prepare(sql);
-    EXPECT_TRUE(st->step());
-    return st->col_int(0);
-  };
+  auto count = [&](const char *sql) { return count_rows(path, sql); };
   const char *in_index =
       "SELECT count(*) FROM wf_jobs INDEXED BY wf_jobs_tenant WHERE state = 0 AND capped = 1 "
       "AND effect > ''";

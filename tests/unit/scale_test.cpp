@@ -85,22 +85,16 @@ int64_t steps() { return wf::thread_stmt_work().vm_steps; }
 // wf_capped_effects (schema 12: only a marked effect's jobs are in
 // wf_jobs_tenant, and every one of them is).
 int64_t miscapped(const std::string &path) {
-  wf::Db db(path, true, 5000);
-  auto st = db.prepare(
-      "SELECT count(*) FROM wf_jobs WHERE (capped IS 1) != "
-      "(effect IN (SELECT effect FROM wf_capped_effects))");
-  st->step();
-  return st->col_int(0);
+  return count_rows(path,
+                    "SELECT count(*) FROM wf_jobs WHERE (capped IS 1) != "
+                    "(effect IN (SELECT effect FROM wf_capped_effects))");
 }
 
 // Ready jobs in wf_jobs_tenant.
 int64_t tenant_index_rows(const std::string &path) {
-  wf::Db db(path, true, 5000);
-  auto st = db.prepare(
-      "SELECT count(*) FROM wf_jobs INDEXED BY wf_jobs_tenant WHERE state = 0 AND capped = 1 "
-      "AND effect > ''");
-  st->step();
-  return st->col_int(0);
+  return count_rows(path,
+                    "SELECT count(*) FROM wf_jobs INDEXED BY wf_jobs_tenant WHERE state = 0 AND "
+                    "capped = 1 AND effect > ''");
 }
 
 }  // namespace
