@@ -163,7 +163,8 @@ void build(const Config &c, const std::string &path, int64_t n) {
   sql(db,
       "BEGIN; DELETE FROM wf_job_counts; INSERT INTO wf_job_counts(effect, tenant, pending, "
       "running) SELECT effect, tenant, sum(state = 0), sum(state = 1) FROM wf_jobs GROUP BY "
-      "effect, tenant; COMMIT");
+      "effect, tenant; UPDATE wf_meta SET v = (SELECT max(id) FROM wf_jobs) WHERE k = "
+      "'counts_through' AND CAST(v AS INTEGER) < (SELECT max(id) FROM wf_jobs); COMMIT");
   sql(db, "PRAGMA wal_checkpoint(TRUNCATE)");
   sqlite3_close(db);
 }

@@ -800,6 +800,7 @@ void Engine::recover_on_open() {
     }
     int64_t reclaimed = 0;
     lease::CountDeltas counts;
+    lease::count_catch_up(db, counts);
     for (const auto &b : gone) {
       std::string why = "engine " + b + " stopped during the attempt";
       reclaimed += lease::interrupt_owner(db, counts, b, t, why.c_str());
@@ -873,7 +874,7 @@ struct Waiter {
 };
 }  // namespace
 
-int Engine::submit_wait(std::function<void(WriteCtx &)> fn, bool savepoint) {
+int Engine::submit_wait(std::function<void(WriteCtx &)> fn, bool savepoint, bool inserts_only) {
   if (opt.read_only) {
     set_last_error(kReadOnlyRefusal);
     return WF_ESTATE;
@@ -883,6 +884,7 @@ int Engine::submit_wait(std::function<void(WriteCtx &)> fn, bool savepoint) {
   r.fn = std::move(fn);
   r.durable = true;
   r.savepoint = savepoint;
+  r.inserts_only = inserts_only;
   r.after = [&w](int rc, const std::string &err) {
     std::lock_guard<std::mutex> g(w.mu);
     w.rc = rc;
@@ -1014,6 +1016,9 @@ void Engine::run_batch(std::vector<WriteReq> &batch) {
   // together (finish_done_group); when such a group fails, the next pass
   // runs every request alone in its savepoint.
   bool group_failed = false;
+  bool inserts_only = true;
+  for (auto &r : batch)
+    if (!r.inserts_only && !r.job) inserts_only = false;
   for (int pass = 1;; ++pass) {
     WriteCtx w{db, t};
     w.may_claim = opt.claim_on_insert;
@@ -1029,6 +1034,10 @@ void Engine::run_batch(std::vector<WriteReq> &batch) {
       // Cached statements: sqlite3_exec parses the text on every call (3%
       // of a synchronous wf_enqueue's CPU for the two).
       db.prepare(kSqlBegin)->exec();
+      // A batch that may change existing jobs counts the rows above the
+      // counts watermark first (lease.h); one that only inserts may leave
+      // its own rows uncounted (flush_counts below).
+      if (!inserts_only) lease::count_catch_up(db, w.counts);
       for (size_t i = 0; i < batch.size(); ++i) {
         if (dropped[i]) continue;
         WriteReq &r = batch[i];
@@ -1106,7 +1115,7 @@ void Engine::run_batch(std::vector<WriteReq> &batch) {
         }
       }
       auto tally = metrics.tally(w.counts);
-      lease::flush_counts(db, w.counts);
+      lease::flush_counts(db, w.counts, inserts_only);
       int64_t c0 = mono_us();
       db.prepare(kSqlCommit)->exec();
       metrics.commit_latency.observe(mono_us() - c0);
@@ -1168,6 +1177,20 @@ void Engine::run_host_tx(WriteReq &req) {
     err = e.what();
   }
   std::unique_lock<std::mutex> lk(tx->mu);
+  if (rc == WF_OK) {
+    // The host's wf_tx_* calls may change jobs: count the rows above the
+    // counts watermark first (lease.h).
+    try {
+      lease::count_catch_up(db, tx->counts);
+    } catch (const Error &e) {
+      rc = e.code();
+      err = e.what();
+      try {
+        db.exec("ROLLBACK");
+      } catch (...) {
+      }
+    }
+  }
   if (rc == WF_OK) {
     std::lock_guard<std::mutex> g(htx_mu);
     open_tx = tx.get();

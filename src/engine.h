@@ -331,6 +331,10 @@ struct WriteReq {
   bool durable = false;    // needs a durable commit before `after`
   bool savepoint = false;  // isolate failures of this request from the batch
   bool host_tx = false;    // hand the connection to a host transaction
+  // Only inserts new jobs (wf_enqueue, wf_enqueue_batch; an asynchronous
+  // enqueue, `job`, is one too): a batch of such requests alone may leave
+  // the counts to a later transaction (lease::flush_counts, may_defer).
+  bool inserts_only = false;
   std::shared_ptr<struct HostTx> tx;
   // An asynchronous enqueue (wf_enqueue_async): consecutive ones in a batch
   // are inserted together, eight rows per statement (run_batch's first
@@ -490,8 +494,10 @@ struct Engine {
   void run_host_tx(WriteReq &req);
   // Queues a request; returns at once.
   void submit(WriteReq req);
-  // Queues a request and waits for its durable commit.
-  int submit_wait(std::function<void(WriteCtx &)> fn, bool savepoint = true);
+  // Queues a request and waits for its durable commit. `inserts_only`: see
+  // WriteReq.
+  int submit_wait(std::function<void(WriteCtx &)> fn, bool savepoint = true,
+                  bool inserts_only = false);
 
   // --- background checkpointer: the writer never checkpoints (its commits
   // would wait for the database fsyncs); a hook on write_db wakes this thread

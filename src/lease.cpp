@@ -146,9 +146,15 @@ const char *kCountDeleteSql = "DELETE FROM wf_job_counts WHERE effect = ?1 AND t
 // The id floor (schema version 11): never below an id that was deleted.
 const char *kRaiseIdFloorSql =
     "UPDATE wf_meta SET v = ?1 WHERE k = 'job_id_floor' AND CAST(v AS INTEGER) < ?1";
+// The counts watermark (schema version 13, lease.h).
+const char *kCountsThroughSql = "SELECT CAST(v AS INTEGER) FROM wf_meta WHERE k = 'counts_through'";
+const char *kSetCountsThroughSql = "UPDATE wf_meta SET v = ?1 WHERE k = 'counts_through'";
+const char *kTailSql = "SELECT effect, tenant, state FROM wf_jobs WHERE id > ?1";
+const char *kTailBeforeSql = "SELECT effect, tenant, state FROM wf_jobs WHERE id > ?1 AND id < ?2";
 const char *kNextJobIdSql =
     "SELECT max(coalesce((SELECT max(id) FROM wf_jobs), 0), "
-    "coalesce((SELECT CAST(v AS INTEGER) FROM wf_meta WHERE k = 'job_id_floor'), 0)) + 1";
+    "coalesce((SELECT CAST(v AS INTEGER) FROM wf_meta WHERE k = 'job_id_floor'), 0)) + 1, "
+    "(SELECT CAST(v AS INTEGER) FROM wf_meta WHERE k = 'counts_through')";
 
 // Steps a statement whose RETURNING gives (effect, tenant) and adds
 // (pending, running) to their counts for each row; returns the rows.
@@ -168,6 +174,12 @@ namespace lease {
 
 void count_merge(CountDeltas &into, const CountDeltas &from) {
   into.deleted_max = std::max(into.deleted_max, from.deleted_max);
+  if (from.first_new != 0 && (into.first_new == 0 || from.first_new < into.first_new))
+    into.first_new = from.first_new;
+  if (!into.through_known && from.through_known) {
+    into.through_known = true;
+    into.through = from.through;
+  }
   for (const auto &[k, v] : from.rows) {
     auto &c = into.rows[k];
     c.pending += v.pending;
@@ -177,11 +189,77 @@ void count_merge(CountDeltas &into, const CountDeltas &from) {
   }
 }
 
+int64_t counts_through(Db &db) {
+  auto st = db.prepare(kCountsThroughSql);
+  return st->step() ? st->col_int(0) : INT64_MAX;
+}
+
+namespace {
+// Adds each row of `st` (effect, tenant, state) to `d` as counted.
+void add_rows(Stmt &st, CountDeltas &d) {
+  while (st.step()) {
+    const bool running = st.col_int(2) == static_cast<int>(JobState::kRunning);
+    count_add(d, st.col_text(0), st.col_text(1), running ? 0 : 1, running ? 1 : 0);
+  }
+}
+}  // namespace
+
+void count_catch_up(Db &db, CountDeltas &d) {
+  d.through = counts_through(db);
+  d.through_known = true;
+  d.caught_up = true;
+  if (d.through == INT64_MAX) return;
+  auto st = db.prepare(kTailSql);
+  st->bind(1, d.through);
+  add_rows(*st, d);
+}
+
+void count_tail(Db &db,
+                const std::function<void(const std::string &, const std::string &, int)> &fn) {
+  const int64_t w = counts_through(db);
+  if (w == INT64_MAX) return;
+  auto st = db.prepare(kTailSql);
+  st->bind(1, w);
+  while (st->step()) fn(st->col_text(0), st->col_text(1), static_cast<int>(st->col_int(2)));
+}
+
 // Each counts row is read, then inserted, set or (at zero) deleted.
-void flush_counts(Db &db, CountDeltas &d) {
+void flush_counts(Db &db, CountDeltas &d, bool may_defer) {
   if (d.deleted_max > 0) {
     auto st = db.prepare(kRaiseIdFloorSql);
     st->bind(1, d.deleted_max).exec();
+  }
+  const int64_t w = d.through_known ? d.through : counts_through(db);
+  if (w == INT64_MAX) {
+    // No watermark in the file (cannot be written: every open migrates it).
+    fail(WF_ECORRUPT, "wf_meta has no counts_through (schema version 13)");
+  }
+  if (!d.caught_up) {
+    // Only inserts since BEGIN: the rows above W are the earlier
+    // transactions' (from W to first_new) and this one's.
+    if (d.rows.empty() && d.first_new == 0 && d.deleted_max == 0) {
+      d.clear();
+      return;
+    }
+    if (may_defer && d.deleted_max == 0 && d.first_new != 0) {
+      // Rows above W after the commit: the earlier tail (ids from W to
+      // first_new) and the transaction's own.
+      int64_t own = 0;
+      for (const auto &[k, v] : d.rows) own += v.enqueued;
+      if (d.first_new - 1 - w + own <= kCountTailMax) {
+        d.clear();
+        return;
+      }
+    }
+    if (d.first_new != 0) {
+      auto st = db.prepare(kTailBeforeSql);
+      st->bind(1, w).bind(2, d.first_new);
+      add_rows(*st, d);
+    } else {
+      auto st = db.prepare(kTailSql);
+      st->bind(1, w);
+      add_rows(*st, d);
+    }
   }
   for (const auto &[key, v] : d.rows) {
     if (v.pending == 0 && v.running == 0) continue;
@@ -206,6 +284,13 @@ void flush_counts(Db &db, CountDeltas &d) {
       auto st = db.prepare(kCountSetSql);
       st->bind(1, effect).bind(2, tenant).bind(3, pending).bind(4, running).exec();
     }
+  }
+  // Every row is counted now: W moves past the largest id given so far
+  // (rows rolled back included: an id is never given twice).
+  const int64_t through = next_job_id(db) - 1;
+  if (through > w) {
+    auto st = db.prepare(kSetCountsThroughSql);
+    st->bind(1, through).exec();
   }
   d.clear();
 }
@@ -233,12 +318,21 @@ bool mark_capped(Db &db, const std::string &effect) {
   return true;
 }
 
-int64_t next_job_id(Db &db) {
+int64_t next_job_id(Db &db, CountDeltas *d) {
   auto st = db.prepare(kNextJobIdSql);
-  int64_t next = st->step() ? st->col_int(0) : 1;
+  int64_t next = 1;
+  if (st->step()) {
+    next = st->col_int(0);
+    if (d && !d->through_known) {
+      d->through_known = true;
+      d->through = st->col_null(1) ? INT64_MAX : st->col_int(1);
+    }
+  }
   // A row deleted earlier in this transaction (a completion in the same
   // batch as this insert) is not in the floor until flush_counts.
-  return std::max(next, db.deleted_job_id_max + 1);
+  next = std::max(next, db.deleted_job_id_max + 1);
+  if (d && (d->first_new == 0 || next < d->first_new)) d->first_new = next;
+  return next;
 }
 
 namespace {

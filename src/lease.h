@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <utility>
@@ -38,8 +39,18 @@ namespace lease {
 // wf_stats / wf_metrics never count wf_jobs. Every statement that inserts,
 // deletes or changes the state of wf_jobs rows adds its changes here; the
 // owner of the transaction writes them with flush_counts just before COMMIT
-// (one UPSERT per key touched, not one per row). Deltas of a savepoint that
-// is rolled back are dropped with it (WriteCtx::merge only on success).
+// (one row written per key touched, not one per row). Deltas of a savepoint
+// that is rolled back are dropped with it (WriteCtx::merge only on success).
+//
+// The watermark (schema version 13): wf_job_counts is exact for the rows
+// with id <= W (wf_meta 'counts_through'); a row above W is in no count,
+// whatever its state. Ids only rise (next_job_id), so every new row starts
+// above W. A transaction that only inserts new jobs (a synchronous
+// wf_enqueue) may leave its rows above W and write no count at all, while
+// the rows above W stay few (kCountTailMax); every other write transaction
+// first adds the rows above W to its deltas (count_catch_up), so that its
+// own changes to them are counted once, and moves W past every id at its
+// flush. Readers add the rows above W themselves (count_tail).
 struct CountDelta {
   int64_t pending = 0, running = 0;
   // Not stored: for the metrics (jobs inserted, attempts interrupted).
@@ -52,12 +63,28 @@ struct CountDeltas {
   // are max(max(id), floor) + 1, so that an id is never given twice although
   // wf_jobs has no AUTOINCREMENT (schema version 11, next_job_id).
   int64_t deleted_max = 0;
-  bool empty() const { return rows.empty() && deleted_max == 0; }
+  // The smallest id next_job_id gave in the transaction (0: none): the rows
+  // of the transaction's own inserts are those from here on.
+  int64_t first_new = 0;
+  // W as the transaction read it (INT64_MAX: the file has none), once
+  // through_known (read by next_job_id or count_catch_up).
+  bool through_known = false;
+  int64_t through = 0;
+  // Set by count_catch_up (the transaction's own context only): the rows
+  // above `through` are in `rows`.
+  bool caught_up = false;
+  bool empty() const { return rows.empty() && deleted_max == 0 && first_new == 0; }
   void clear() {
     rows.clear();
     deleted_max = 0;
+    first_new = 0;
+    through_known = false;
+    through = 0;
+    caught_up = false;
   }
 };
+// The most rows a transaction that only inserts leaves above W.
+constexpr int64_t kCountTailMax = 256;
 // Every DELETE FROM wf_jobs calls this with the ids it deletes (or may).
 inline void note_deleted(Db &db, CountDeltas &d, int64_t id) {
   d.deleted_max = std::max(d.deleted_max, id);
@@ -73,15 +100,29 @@ inline void count_add(CountDeltas &d, const std::string &effect, const std::stri
   c.interrupted += interrupted;
 }
 void count_merge(CountDeltas &into, const CountDeltas &from);
+// W (wf_meta 'counts_through'), as the caller's transaction sees it; a file
+// without it (a read-only engine on an older schema) has every row counted.
+int64_t counts_through(Db &db);
+// At the start of a write transaction that may change existing wf_jobs rows
+// (before any statement does): adds the rows above W to `d`.
+void count_catch_up(Db &db, CountDeltas &d);
 // Writes the deltas into wf_job_counts (in the caller's transaction) and
 // clears them; rows that reach zero are deleted. Raises the id floor to the
-// largest deleted id.
-void flush_counts(Db &db, CountDeltas &d);
+// largest deleted id, and W past every id. A transaction that did not catch
+// up has only inserted: with `may_defer` and no more than kCountTailMax rows
+// above W after it, it writes no count (its rows stay above W); otherwise it
+// adds the rows above W that are not its own first.
+void flush_counts(Db &db, CountDeltas &d, bool may_defer = false);
+// Calls fn(effect, tenant, state) for each row above W (in the caller's
+// transaction): what a reader of wf_job_counts adds.
+void count_tail(Db &db,
+                const std::function<void(const std::string &, const std::string &, int)> &fn);
 // The id for the next wf_jobs row, inside a write transaction: one more than
 // the largest id in the table or ever deleted from it (the floor). Ids are
 // given explicitly by every INSERT INTO wf_jobs (a row with its own id, as a
-// requeued dead letter, keeps it).
-int64_t next_job_id(Db &db);
+// requeued dead letter, keeps it). `d`, when given, records the first id of
+// the transaction (CountDeltas::first_new) and W.
+int64_t next_job_id(Db &db, CountDeltas *d = nullptr);
 
 // Schema 12: only the jobs of effects marked in wf_capped_effects (those
 // registered with a tenant_concurrency, ever) have capped = 1 and are in

@@ -103,7 +103,7 @@ void Engine::insert_job(WriteCtx &w, const NewJob &j, std::string *id, bool *exi
       if (*eff) (*eff)->insert_credit.fetch_add(1);
     }
   } guard{&claim_eff};
-  const int64_t rowid = lease::next_job_id(w.db);
+  const int64_t rowid = lease::next_job_id(w.db, &w.counts);
   auto st = w.db.prepare(
       "INSERT INTO wf_jobs(tenant, effect, key, payload, metadata, priority, run_at, "
       "max_attempts, created_at, origin, state, lease_owner, lease_until, attempts, started_at, "
@@ -210,7 +210,7 @@ class BatchInsert {
         return;
       }
     }
-    if (next_ == 0) next_ = lease::next_job_id(w_.db);
+    if (next_ == 0) next_ = lease::next_job_id(w_.db, &w_.counts);
     out_[i] = {next_++, false};
     // Claimed on insert when its effect has a slot (in order: the slots
     // go to the first ready jobs of the batch).
@@ -396,8 +396,8 @@ void check_writable(Engine &e) {
   e.check_own_tx("write");
 }
 
-int submit_or_raise(Engine &e, std::function<void(WriteCtx &)> fn) {
-  int rc = e.submit_wait(std::move(fn));
+int submit_or_raise(Engine &e, std::function<void(WriteCtx &)> fn, bool inserts_only) {
+  int rc = e.submit_wait(std::move(fn), true, inserts_only);
   if (rc != WF_OK) fail(rc, last_error());
   return rc;
 }
@@ -409,11 +409,14 @@ bool enqueue(Engine &e, const char *job_json, std::string *id) {
       parse_json(job_json, e.opt.limits, "job", e.opt.limits.max_payload_bytes + 65536 + 1024);
   NewJob j = decode_job(doc, e.opt, e.now(), "job");
   bool existing = false;
-  submit_or_raise(e, [&](WriteCtx &w) {
-    // The document's run_at was computed from the caller's clock reading;
-    // keep it. Dedupe uses the commit's clock.
-    e.insert_job(w, j, id, &existing);
-  });
+  submit_or_raise(
+      e,
+      [&](WriteCtx &w) {
+        // The document's run_at was computed from the caller's clock reading;
+        // keep it. Dedupe uses the commit's clock.
+        e.insert_job(w, j, id, &existing);
+      },
+      true);
   return existing;
 }
 
@@ -517,11 +520,14 @@ std::string enqueue_batch(Engine &e, const char *jobs_json) {
   std::string out;
   if (n < kPipelineMin) {
     for (size_t i = 0; i < n; ++i) jobs[i] = decode_item(e, items[i], i, t);
-    submit_or_raise(e, [&](WriteCtx &w) {
-      std::vector<std::pair<int64_t, bool>> ids;
-      e.insert_jobs(w, jobs, &ids);
-      out = batch_result(ids);
-    });
+    submit_or_raise(
+        e,
+        [&](WriteCtx &w) {
+          std::vector<std::pair<int64_t, bool>> ids;
+          e.insert_jobs(w, jobs, &ids);
+          out = batch_result(ids);
+        },
+        true);
     return out;
   }
   // Pipelined: the writer's transaction inserts job i once the caller has
@@ -541,6 +547,7 @@ std::string enqueue_batch(Engine &e, const char *jobs_json) {
   WriteReq r;
   r.durable = true;
   r.savepoint = true;  // as submit_wait: a failure stays this request's
+  r.inserts_only = true;
   r.fn = [&](WriteCtx &w) {
     std::vector<std::pair<int64_t, bool>> ids;
     BatchInsert b(e, w, &ids, n);
@@ -1097,14 +1104,19 @@ json stats(Engine &e, const char *filter_json, bool by_tenant) {
       // oldest ready job is the first of each priority on wf_jobs_claim. The
       // cost grows with the (effect, tenant) pairs, the jobs not yet due and
       // the distinct priorities, never with the ready backlog.
-      // Per effect, then (for by_tenant) per tenant, summed by SQLite from
-      // the counts; the jobs due in the future (few: delayed jobs, retries in
-      // backoff) are counted per effect and tenant to split pending.
+      // Per effect summed by SQLite (in the counts' key order: no sort);
+      // per tenant summed here in one pass over the counts (a GROUP BY
+      // tenant sorted them: 4.4 ms at 10,000 (effect, tenant) pairs). The
+      // rows above the counts watermark (lease.h: at most a few hundred
+      // jobs inserted since the last count) are added to both. The jobs due
+      // in the future (few: delayed jobs, retries in backoff) are counted
+      // per effect and tenant to split pending.
       using Sums = std::array<int64_t, 3>;  // ready, scheduled, running
+      using Pair = std::array<int64_t, 2>;  // pending, running
       Sums all{0, 0, 0};
       int64_t oldest = INT64_MAX;
-      std::unordered_map<std::string, int64_t> sched_by_tenant;
-      json &effs = outbox["by_effect"];
+      std::map<std::string, Pair> eff_counts;
+      std::unordered_map<std::string, Pair> ten_counts;
       {
         // (With an effect filter, a seek on the counts' key.)
         auto st = db.prepare(f.effect ? "SELECT effect, sum(pending), sum(running) FROM "
@@ -1115,41 +1127,57 @@ json stats(Engine &e, const char *filter_json, bool by_tenant) {
                                         "GROUP BY effect");
         if (f.tenant) st->bind(1, *f.tenant);
         if (f.effect) st->bind(2, *f.effect);
-        while (st->step()) {
-          std::string eff = st->col_text(0);
-          int64_t pending = st->col_int(1), running = st->col_int(2), sched = 0;
-          if (pending > 0) {
-            auto sc = db.prepare(
-                "SELECT tenant, count(*) FROM wf_jobs INDEXED BY wf_jobs_due WHERE state = 0 AND "
-                "effect = ?1 AND run_at > ?2 AND run_at > created_at AND (?3 IS NULL OR tenant = "
-                "?3) GROUP BY tenant");
-            sc->bind(1, eff).bind(2, t);
-            if (f.tenant) sc->bind(3, *f.tenant);
-            while (sc->step()) {
-              sched += sc->col_int(1);
-              if (by_tenant) sched_by_tenant[sc->col_text(0)] += sc->col_int(1);
-            }
-            oldest = std::min(oldest, oldest_ready(db, eff, f.tenant, t));
-          }
-          Sums v{pending - sched, sched, running};
-          for (int x = 0; x < 3; ++x) all[x] += v[x];
-          effs[eff] = json{{"ready", v[0]}, {"scheduled", v[1]}, {"running", v[2]}};
-        }
+        while (st->step()) eff_counts[st->col_text(0)] = {st->col_int(1), st->col_int(2)};
       }
       if (by_tenant) {
-        json &tens = outbox["by_tenant"];
-        // Summed over effects by SQLite, as by_effect sums over tenants.
-        auto st = db.prepare(
-            "SELECT tenant, sum(pending), sum(running) FROM wf_job_counts WHERE (?1 IS NULL OR "
-            "tenant = ?1) AND (?2 IS NULL OR effect = ?2) GROUP BY tenant");
+        auto st = db.prepare(f.effect ? "SELECT tenant, pending, running FROM wf_job_counts "
+                                        "WHERE effect = ?2 AND (?1 IS NULL OR tenant = ?1)"
+                                      : "SELECT tenant, pending, running FROM wf_job_counts "
+                                        "WHERE ?1 IS NULL OR tenant = ?1");
         if (f.tenant) st->bind(1, *f.tenant);
         if (f.effect) st->bind(2, *f.effect);
         while (st->step()) {
-          std::string ten = st->col_text(0);
+          Pair &c = ten_counts[st->col_text(0)];
+          c[0] += st->col_int(1);
+          c[1] += st->col_int(2);
+        }
+      }
+      lease::count_tail(db, [&](const std::string &eff, const std::string &ten, int state) {
+        if ((f.effect && eff != *f.effect) || (f.tenant && ten != *f.tenant)) return;
+        const int k = state == static_cast<int>(JobState::kRunning) ? 1 : 0;
+        eff_counts[eff][k] += 1;
+        if (by_tenant) ten_counts[ten][k] += 1;
+      });
+      std::unordered_map<std::string, int64_t> sched_by_tenant;
+      json &effs = outbox["by_effect"];
+      for (const auto &[eff, c] : eff_counts) {
+        const int64_t pending = c[0], running = c[1];
+        int64_t sched = 0;
+        if (pending == 0 && running == 0) continue;
+        if (pending > 0) {
+          auto sc = db.prepare(
+              "SELECT tenant, count(*) FROM wf_jobs INDEXED BY wf_jobs_due WHERE state = 0 AND "
+              "effect = ?1 AND run_at > ?2 AND run_at > created_at AND (?3 IS NULL OR tenant = "
+              "?3) GROUP BY tenant");
+          sc->bind(1, eff).bind(2, t);
+          if (f.tenant) sc->bind(3, *f.tenant);
+          while (sc->step()) {
+            sched += sc->col_int(1);
+            if (by_tenant) sched_by_tenant[sc->col_text(0)] += sc->col_int(1);
+          }
+          oldest = std::min(oldest, oldest_ready(db, eff, f.tenant, t));
+        }
+        Sums v{pending - sched, sched, running};
+        for (int x = 0; x < 3; ++x) all[x] += v[x];
+        effs[eff] = json{{"ready", v[0]}, {"scheduled", v[1]}, {"running", v[2]}};
+      }
+      if (by_tenant) {
+        json &tens = outbox["by_tenant"];
+        for (const auto &[ten, c] : ten_counts) {
+          if (c[0] == 0 && c[1] == 0) continue;
           auto it = sched_by_tenant.find(ten);
           int64_t sched = it == sched_by_tenant.end() ? 0 : it->second;
-          tens[ten] = json{
-              {"ready", st->col_int(1) - sched}, {"scheduled", sched}, {"running", st->col_int(2)}};
+          tens[ten] = json{{"ready", c[0] - sched}, {"scheduled", sched}, {"running", c[1]}};
         }
       }
       outbox["ready"] = all[0];

@@ -705,10 +705,12 @@ std::string check(Engine &e, const char *options_json) {
     }
     checks.push_back("job_counts");
     {
-      // wf_job_counts against the rows of wf_jobs (both directions).
+      // wf_job_counts against the rows of wf_jobs (both directions) up to
+      // the counts watermark; the rows above it are in no count (lease.h).
+      const int64_t through = lease::counts_through(db);
       auto st = db.prepare(
           "WITH actual AS (SELECT effect, tenant, sum(state = 0) AS p, sum(state = 1) AS r FROM "
-          "wf_jobs GROUP BY effect, tenant), "
+          "wf_jobs WHERE id <= ?1 GROUP BY effect, tenant), "
           "keys AS (SELECT effect, tenant FROM actual UNION SELECT effect, tenant FROM "
           "wf_job_counts) "
           "SELECT k.effect, k.tenant, coalesce(a.p, 0), coalesce(a.r, 0), coalesce(c.pending, 0), "
@@ -716,12 +718,22 @@ std::string check(Engine &e, const char *options_json) {
           "a.tenant = k.tenant LEFT JOIN wf_job_counts c ON c.effect = k.effect AND "
           "c.tenant = k.tenant WHERE coalesce(a.p, 0) <> coalesce(c.pending, 0) OR "
           "coalesce(a.r, 0) <> coalesce(c.running, 0)");
+      st->bind(1, through);
       while (st->step())
         problem("job_counts", "effect \"" + st->col_text(0) + "\" tenant \"" + st->col_text(1) +
                                   "\": wf_jobs has " + std::to_string(st->col_int(2)) +
                                   " pending and " + std::to_string(st->col_int(3)) +
                                   " running, wf_job_counts says " + std::to_string(st->col_int(4)) +
                                   " and " + std::to_string(st->col_int(5)));
+      if (through != INT64_MAX) {
+        auto tail = db.prepare("SELECT count(*) FROM wf_jobs WHERE id > ?1");
+        tail->bind(1, through);
+        const int64_t n = tail->step() ? tail->col_int(0) : 0;
+        if (n > lease::kCountTailMax)
+          problem("job_counts", std::to_string(n) + " jobs above counts_through " +
+                                    std::to_string(through) + " (at most " +
+                                    std::to_string(lease::kCountTailMax) + " are left uncounted)");
+      }
     }
     checks.push_back("leases");
     {

@@ -569,6 +569,18 @@ CREATE INDEX wf_jobs_tenant ON wf_jobs(effect, tenant, priority DESC, run_at, id
 )sql";
 // ---- end of version 12
 
+// Version 13: the counts watermark (lease.h): wf_job_counts is exact for the
+// rows with id <= counts_through and holds none above it, so that a
+// synchronous wf_enqueue may leave its row to be counted by a later
+// transaction instead of writing a counts page in its own commit. Every row
+// of the file is counted here: the watermark starts past every id given.
+static const char *kSchemaV13 = R"sql(
+INSERT OR REPLACE INTO wf_meta(k, v) SELECT 'counts_through',
+  max(coalesce((SELECT max(id) FROM wf_jobs), 0),
+      coalesce((SELECT CAST(v AS INTEGER) FROM wf_meta WHERE k = 'job_id_floor'), 0));
+)sql";
+// ---- end of version 13
+
 // wf_jobs as the migrations up to version 12 leave it, without AUTOINCREMENT
 // (the 12-step table change of SQLite's ALTER TABLE documentation, on an
 // empty table: nothing is copied). Columns and indexes must follow any later
@@ -651,6 +663,9 @@ void apply_migration(Db &db, int to) {
     case 12:
       db.exec(kSchemaV12);
       return;
+    case 13:
+      db.exec(kSchemaV13);
+      return;
     default:
       fail(WF_EINTERNAL, "no migration step to schema version " + std::to_string(to));
   }
@@ -707,6 +722,8 @@ const char *migration_sql(int to) {
       return kSchemaV11;
     case 12:
       return kSchemaV12;
+    case 13:
+      return kSchemaV13;
     default:
       return nullptr;
   }

@@ -121,7 +121,7 @@ int map_sqlite_error(int rc);
 // The engine's schema version, kept in wf_meta (k = 'schema_version'); the
 // host's PRAGMA user_version is never read or written for it (a file of a
 // release before version 3 has it reset to 0 once, when it is migrated).
-constexpr int kSchemaVersion = 12;
+constexpr int kSchemaVersion = 13;
 
 // Refuses paths that cannot be the engine's database file (":memory:", "",
 // URI filenames) before anything is created. Throws Error(WF_EINVAL).
