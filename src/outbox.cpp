@@ -1104,21 +1104,32 @@ json stats(Engine &e, const char *filter_json, bool by_tenant) {
       // oldest ready job is the first of each priority on wf_jobs_claim. The
       // cost grows with the (effect, tenant) pairs, the jobs not yet due and
       // the distinct priorities, never with the ready backlog.
-      // Per effect summed by SQLite (in the counts' key order: no sort);
-      // per tenant summed here in one pass over the counts (a GROUP BY
-      // tenant sorted them: 4.4 ms at 10,000 (effect, tenant) pairs). The
-      // rows above the counts watermark (lease.h: at most a few hundred
-      // jobs inserted since the last count) are added to both. The jobs due
-      // in the future (few: delayed jobs, retries in backoff) are counted
-      // per effect and tenant to split pending.
+      // Per effect and per tenant, summed here in one pass over the counts
+      // (in their key order: an effect's rows are consecutive; tenants are
+      // found by hash). A GROUP BY per effect and another per tenant read
+      // them twice and sorted them once: 4.4 ms at 10,000 (effect, tenant)
+      // pairs. The rows above the counts watermark (lease.h: at most a few
+      // hundred jobs inserted since the last count) are added to both. The
+      // jobs due in the future (few: delayed jobs, retries in backoff) are
+      // counted per effect and tenant to split pending.
       using Sums = std::array<int64_t, 3>;  // ready, scheduled, running
       using Pair = std::array<int64_t, 2>;  // pending, running
+      struct ViewHash {
+        using is_transparent = void;
+        size_t operator()(std::string_view v) const { return std::hash<std::string_view>{}(v); }
+      };
       Sums all{0, 0, 0};
       int64_t oldest = INT64_MAX;
       std::map<std::string, Pair> eff_counts;
-      std::unordered_map<std::string, Pair> ten_counts;
-      {
-        // (With an effect filter, a seek on the counts' key.)
+      std::unordered_map<std::string, Pair, ViewHash, std::equal_to<>> ten_counts;
+      auto add_tenant = [&](std::string_view ten, int64_t pending, int64_t running) {
+        auto it = ten_counts.find(ten);
+        if (it == ten_counts.end()) it = ten_counts.emplace(std::string(ten), Pair{0, 0}).first;
+        it->second[0] += pending;
+        it->second[1] += running;
+      };
+      if (!by_tenant) {
+        // Per effect only (wf_metrics): SQLite's aggregate is faster here.
         auto st = db.prepare(f.effect ? "SELECT effect, sum(pending), sum(running) FROM "
                                         "wf_job_counts WHERE effect = ?2 AND "
                                         "(?1 IS NULL OR tenant = ?1) GROUP BY effect"
@@ -1128,25 +1139,34 @@ json stats(Engine &e, const char *filter_json, bool by_tenant) {
         if (f.tenant) st->bind(1, *f.tenant);
         if (f.effect) st->bind(2, *f.effect);
         while (st->step()) eff_counts[st->col_text(0)] = {st->col_int(1), st->col_int(2)};
-      }
-      if (by_tenant) {
-        auto st = db.prepare(f.effect ? "SELECT tenant, pending, running FROM wf_job_counts "
-                                        "WHERE effect = ?2 AND (?1 IS NULL OR tenant = ?1)"
-                                      : "SELECT tenant, pending, running FROM wf_job_counts "
-                                        "WHERE ?1 IS NULL OR tenant = ?1");
+      } else {
+        // (With an effect filter, a seek on the counts' key.)
+        auto st = db.prepare(f.effect ? "SELECT effect, tenant, pending, running FROM "
+                                        "wf_job_counts WHERE effect = ?2 AND "
+                                        "(?1 IS NULL OR tenant = ?1)"
+                                      : "SELECT effect, tenant, pending, running FROM "
+                                        "wf_job_counts WHERE ?1 IS NULL OR tenant = ?1");
         if (f.tenant) st->bind(1, *f.tenant);
         if (f.effect) st->bind(2, *f.effect);
+        Pair *cur = nullptr;
+        std::string cur_name;
         while (st->step()) {
-          Pair &c = ten_counts[st->col_text(0)];
-          c[0] += st->col_int(1);
-          c[1] += st->col_int(2);
+          std::string_view eff = st->col_view(0);
+          if (!cur || eff != cur_name) {
+            cur_name.assign(eff);
+            cur = &eff_counts[cur_name];
+          }
+          const int64_t pending = st->col_int(2), running = st->col_int(3);
+          (*cur)[0] += pending;
+          (*cur)[1] += running;
+          add_tenant(st->col_view(1), pending, running);
         }
       }
       lease::count_tail(db, [&](const std::string &eff, const std::string &ten, int state) {
         if ((f.effect && eff != *f.effect) || (f.tenant && ten != *f.tenant)) return;
         const int k = state == static_cast<int>(JobState::kRunning) ? 1 : 0;
         eff_counts[eff][k] += 1;
-        if (by_tenant) ten_counts[ten][k] += 1;
+        if (by_tenant) add_tenant(ten, k == 0, k == 1);
       });
       std::unordered_map<std::string, int64_t> sched_by_tenant;
       json &effs = outbox["by_effect"];

@@ -100,6 +100,12 @@ std::string Stmt::col_text(int i) const {
   if (!t) return std::string();
   return std::string(reinterpret_cast<const char *>(t), sqlite3_column_bytes(s_, i));
 }
+std::string_view Stmt::col_view(int i) const {
+  const unsigned char *t = sqlite3_column_text(s_, i);
+  if (!t) return std::string_view();
+  return std::string_view(reinterpret_cast<const char *>(t),
+                          static_cast<size_t>(sqlite3_column_bytes(s_, i)));
+}
 bool Stmt::col_null(int i) const { return sqlite3_column_type(s_, i) == SQLITE_NULL; }
 int Stmt::col_type(int i) const { return sqlite3_column_type(s_, i); }
 int Stmt::columns() const { return sqlite3_column_count(s_); }

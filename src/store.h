@@ -47,6 +47,8 @@ class Stmt {
   int64_t col_int(int i) const;
   double col_double(int i) const;
   std::string col_text(int i) const;
+  // The same without a copy: valid until the next step or reset.
+  std::string_view col_view(int i) const;
   bool col_null(int i) const;
   int col_type(int i) const;
   int columns() const;
