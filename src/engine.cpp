@@ -1022,6 +1022,7 @@ void Engine::run_batch(std::vector<WriteReq> &batch) {
   for (int pass = 1;; ++pass) {
     WriteCtx w{db, t};
     w.may_claim = opt.claim_on_insert;
+    w.inserts_only = inserts_only;
     batch_rc = WF_OK;
     batch_err.clear();
     size_t culprit = batch.size();  // a bare request that failed on its own

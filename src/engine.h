@@ -289,6 +289,9 @@ struct WriteCtx {
   // their credit given back if it rolls back.
   bool may_claim = false;
   std::vector<InsertClaim> claimed = {};
+  // The transaction only inserts (WriteReq::inserts_only): a job due at once
+  // and not claimed may be left out of the claim indexes (state 2, lease.h).
+  bool inserts_only = false;
   // Effects of which this transaction inserted a ready job unclaimed: no
   // later job of theirs is claimed on insert (in this transaction, and,
   // once it committed, until a claim found none left: unclaimed_gen).
@@ -301,6 +304,7 @@ struct WriteCtx {
   // A savepoint's context starts from its transaction's.
   void start_sub(const WriteCtx &parent) {
     may_claim = parent.may_claim;
+    inserts_only = parent.inserts_only;
     unclaimed = parent.unclaimed;
   }
   void merge(WriteCtx &o) {
@@ -638,7 +642,7 @@ struct Engine {
   void add_insert_claim(WriteCtx &w, std::shared_ptr<EffectState> eff, int64_t id, const NewJob &j);
   // Binds (state, lease_owner, lease_until, attempts, started_at) from `pos`:
   // claimed by this engine now, or ready.
-  void bind_claim(Stmt &st, int pos, bool claimed, int64_t now);
+  void bind_claim(Stmt &st, int pos, bool claimed, int64_t now, bool unindexed = false);
   void deliver_claims(WriteCtx &w);  // after the commit
   void on_insert_claimed(std::vector<InsertClaim> &claims);
   void grant_credits();

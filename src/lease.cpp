@@ -125,6 +125,9 @@ const char *kFinishRetrySql =
 const char *kAnyDueSql =
     "SELECT run_at FROM wf_jobs INDEXED BY wf_jobs_claim WHERE state = 0 AND effect = ?2 AND "
     "run_at <= ?1 LIMIT 1";
+const char *kAnyUnindexedSql =
+    "SELECT 1 FROM wf_jobs WHERE id > (SELECT CAST(v AS INTEGER) FROM wf_meta WHERE k = "
+    "'counts_through') AND state = 2 LIMIT 1";
 const char *kNextDueSql =
     "SELECT run_at FROM wf_jobs INDEXED BY wf_jobs_due WHERE state = 0 AND effect = ?2 AND "
     "run_at > ?1 AND run_at > created_at ORDER BY run_at LIMIT 1";
@@ -149,8 +152,11 @@ const char *kRaiseIdFloorSql =
 // The counts watermark (schema version 13, lease.h).
 const char *kCountsThroughSql = "SELECT CAST(v AS INTEGER) FROM wf_meta WHERE k = 'counts_through'";
 const char *kSetCountsThroughSql = "UPDATE wf_meta SET v = ?1 WHERE k = 'counts_through'";
-const char *kTailSql = "SELECT effect, tenant, state FROM wf_jobs WHERE id > ?1";
-const char *kTailBeforeSql = "SELECT effect, tenant, state FROM wf_jobs WHERE id > ?1 AND id < ?2";
+const char *kTailSql = "SELECT effect, tenant, state, run_at FROM wf_jobs WHERE id > ?1";
+const char *kTailBeforeSql =
+    "SELECT effect, tenant, state, run_at FROM wf_jobs WHERE id > ?1 AND id < ?2";
+// Rows in state 2 (lease.h) into the claim indexes, once they are counted.
+const char *kIndexTailSql = "UPDATE wf_jobs SET state = 0 WHERE id > ?1 AND state = 2";
 const char *kNextJobIdSql =
     "SELECT max(coalesce((SELECT max(id) FROM wf_jobs), 0), "
     "coalesce((SELECT CAST(v AS INTEGER) FROM wf_meta WHERE k = 'job_id_floor'), 0)) + 1, "
@@ -195,12 +201,22 @@ int64_t counts_through(Db &db) {
 }
 
 namespace {
-// Adds each row of `st` (effect, tenant, state) to `d` as counted.
-void add_rows(Stmt &st, CountDeltas &d) {
+// Adds each row of `st` (effect, tenant, state, run_at) to `d` as counted;
+// returns whether one of them is in state 2.
+bool add_rows(Stmt &st, CountDeltas &d) {
+  bool unindexed = false;
   while (st.step()) {
-    const bool running = st.col_int(2) == static_cast<int>(JobState::kRunning);
+    const int state = static_cast<int>(st.col_int(2));
+    const bool running = state == static_cast<int>(JobState::kRunning);
+    unindexed |= state == static_cast<int>(JobState::kUnindexed);
     count_add(d, st.col_text(0), st.col_text(1), running ? 0 : 1, running ? 1 : 0);
   }
+  return unindexed;
+}
+
+void index_tail(Db &db, int64_t through) {
+  auto st = db.prepare(kIndexTailSql);
+  st->bind(1, through).exec();
 }
 }  // namespace
 
@@ -209,18 +225,23 @@ void count_catch_up(Db &db, CountDeltas &d) {
   d.through_known = true;
   d.caught_up = true;
   if (d.through == INT64_MAX) return;
-  auto st = db.prepare(kTailSql);
-  st->bind(1, d.through);
-  add_rows(*st, d);
+  bool unindexed = false;
+  {
+    auto st = db.prepare(kTailSql);
+    st->bind(1, d.through);
+    unindexed = add_rows(*st, d);
+  }
+  if (unindexed) index_tail(db, d.through);
 }
 
-void count_tail(Db &db,
-                const std::function<void(const std::string &, const std::string &, int)> &fn) {
+void count_tail(
+    Db &db, const std::function<void(const std::string &, const std::string &, int, int64_t)> &fn) {
   const int64_t w = counts_through(db);
   if (w == INT64_MAX) return;
   auto st = db.prepare(kTailSql);
   st->bind(1, w);
-  while (st->step()) fn(st->col_text(0), st->col_text(1), static_cast<int>(st->col_int(2)));
+  while (st->step())
+    fn(st->col_text(0), st->col_text(1), static_cast<int>(st->col_int(2)), st->col_int(3));
 }
 
 // Each counts row is read, then inserted, set or (at zero) deleted.
@@ -260,6 +281,9 @@ void flush_counts(Db &db, CountDeltas &d, bool may_defer) {
       st->bind(1, w);
       add_rows(*st, d);
     }
+    // Counted now: the rows in state 2 (earlier ones and this
+    // transaction's) go into the claim indexes.
+    index_tail(db, w);
   }
   for (const auto &[key, v] : d.rows) {
     if (v.pending == 0 && v.running == 0) continue;
@@ -384,6 +408,13 @@ bool finish_retry(Db &db, CountDeltas &cd, const std::string &boot, int64_t id, 
 }
 
 bool any_due(Db &db, int64_t now, const std::vector<std::string> &effects) {
+  if (effects.empty()) return false;
+  {
+    // Ready jobs not yet in wf_jobs_claim (state 2, above W): a claim
+    // indexes them first.
+    auto st = db.prepare(kAnyUnindexedSql);
+    if (st->step()) return true;
+  }
   for (const auto &e : effects) {
     auto st = db.prepare(kAnyDueSql);
     st->bind(1, now).bind(2, e);

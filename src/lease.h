@@ -20,8 +20,12 @@ namespace wf {
 
 // wf_jobs.state. The SQL of this module spells them as literals (0 ready,
 // 1 running: the partial indexes wf_jobs_claim / wf_jobs_due / wf_jobs_lease
-// need literals to be usable); this is the only file that does.
-enum class JobState : int { kReady = 0, kRunning = 1 };
+// need literals to be usable). 2 (schema version 13): ready, but not yet in
+// wf_jobs_claim / wf_jobs_tenant: a job due at once that a synchronous
+// wf_enqueue left above the counts watermark (see CountDeltas). Only rows
+// above W are ever in state 2; the transaction that counts them moves them
+// to 0 (count_catch_up, flush_counts), before any claim reads the index.
+enum class JobState : int { kReady = 0, kRunning = 1, kUnindexed = 2 };
 
 // The life of one attempt handed to a provider (JobCtx::state).
 enum class AttemptState : int {
@@ -84,7 +88,7 @@ struct CountDeltas {
   }
 };
 // The most rows a transaction that only inserts leaves above W.
-constexpr int64_t kCountTailMax = 256;
+constexpr int64_t kCountTailMax = 128;
 // Every DELETE FROM wf_jobs calls this with the ids it deletes (or may).
 inline void note_deleted(Db &db, CountDeltas &d, int64_t id) {
   d.deleted_max = std::max(d.deleted_max, id);
@@ -113,10 +117,17 @@ void count_catch_up(Db &db, CountDeltas &d);
 // above W after it, it writes no count (its rows stay above W); otherwise it
 // adds the rows above W that are not its own first.
 void flush_counts(Db &db, CountDeltas &d, bool may_defer = false);
-// Calls fn(effect, tenant, state) for each row above W (in the caller's
-// transaction): what a reader of wf_job_counts adds.
-void count_tail(Db &db,
-                const std::function<void(const std::string &, const std::string &, int)> &fn);
+// Calls fn(effect, tenant, state, run_at) for each row above W (in the
+// caller's transaction): what a reader of wf_job_counts adds (and a reader
+// of wf_jobs_claim, for the rows in state 2).
+void count_tail(
+    Db &db, const std::function<void(const std::string &, const std::string &, int, int64_t)> &fn);
+// Whether `id`, given by next_job_id in a transaction that may defer (see
+// flush_counts), may be inserted in state 2: it stays within kCountTailMax
+// of W.
+inline bool may_leave_unindexed(const CountDeltas &d, int64_t id) {
+  return d.through_known && d.through != INT64_MAX && id - d.through <= kCountTailMax;
+}
 // The id for the next wf_jobs row, inside a write transaction: one more than
 // the largest id in the table or ever deleted from it (the floor). Ids are
 // given explicitly by every INSERT INTO wf_jobs (a row with its own id, as a

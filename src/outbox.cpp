@@ -67,7 +67,7 @@ void Engine::add_insert_claim(WriteCtx &w, std::shared_ptr<EffectState> eff, int
   w.claimed.emplace_back(std::move(j), std::move(eff));
 }
 
-void Engine::bind_claim(Stmt &st, int pos, bool claimed, int64_t now) {
+void Engine::bind_claim(Stmt &st, int pos, bool claimed, int64_t now, bool unindexed) {
   if (claimed) {
     st.bind(pos, static_cast<int64_t>(JobState::kRunning))
         .bind_static(pos + 1, boot_id)
@@ -75,7 +75,7 @@ void Engine::bind_claim(Stmt &st, int pos, bool claimed, int64_t now) {
         .bind(pos + 3, 1)
         .bind(pos + 4, now);
   } else {
-    st.bind(pos, static_cast<int64_t>(JobState::kReady))
+    st.bind(pos, static_cast<int64_t>(unindexed ? JobState::kUnindexed : JobState::kReady))
         .bind_null(pos + 1)
         .bind_null(pos + 2)
         .bind(pos + 3, 0)
@@ -129,7 +129,12 @@ void Engine::insert_job(WriteCtx &w, const NewJob &j, std::string *id, bool *exi
     st->bind(10, j.origin);
   else
     st->bind_null(10);
-  bind_claim(*st, 11, claim_eff != nullptr, w.now);
+  // A job due at once that no claim takes now, in a transaction that only
+  // inserts: left out of the claim indexes (state 2) until the transaction
+  // that counts it (lease.h), one WAL page less in this commit.
+  const bool unindexed = !claim_eff && w.inserts_only && j.run_at <= w.now &&
+                         lease::may_leave_unindexed(w.counts, rowid);
+  bind_claim(*st, 11, claim_eff != nullptr, w.now, unindexed);
   st->bind(16, rowid).exec();
   *id = std::to_string(rowid);
   n_enqueued.fetch_add(1, std::memory_order_relaxed);
@@ -1162,12 +1167,17 @@ json stats(Engine &e, const char *filter_json, bool by_tenant) {
           add_tenant(st->col_view(1), pending, running);
         }
       }
-      lease::count_tail(db, [&](const std::string &eff, const std::string &ten, int state) {
-        if ((f.effect && eff != *f.effect) || (f.tenant && ten != *f.tenant)) return;
-        const int k = state == static_cast<int>(JobState::kRunning) ? 1 : 0;
-        eff_counts[eff][k] += 1;
-        if (by_tenant) add_tenant(ten, k == 0, k == 1);
-      });
+      // (A job in state 2 is ready and not on wf_jobs_claim, where
+      // oldest_ready looks: its run_at counts here.)
+      lease::count_tail(
+          db, [&](const std::string &eff, const std::string &ten, int state, int64_t run_at) {
+            if ((f.effect && eff != *f.effect) || (f.tenant && ten != *f.tenant)) return;
+            const int k = state == static_cast<int>(JobState::kRunning) ? 1 : 0;
+            eff_counts[eff][k] += 1;
+            if (by_tenant) add_tenant(ten, k == 0, k == 1);
+            if (state == static_cast<int>(JobState::kUnindexed) && run_at <= t)
+              oldest = std::min(oldest, run_at);
+          });
       std::unordered_map<std::string, int64_t> sched_by_tenant;
       json &effs = outbox["by_effect"];
       for (const auto &[eff, c] : eff_counts) {

@@ -23,7 +23,8 @@ Counts real_counts(const std::string &path) {
   wf::Db db(path, true, 5000);
   Counts out;
   auto st = db.prepare(
-      "SELECT effect, tenant, sum(state = 0), sum(state = 1) FROM wf_jobs GROUP BY effect, tenant");
+      "SELECT effect, tenant, sum(state <> 1), sum(state = 1) FROM wf_jobs GROUP BY effect, "
+      "tenant");
   while (st->step()) out[{st->col_text(0), st->col_text(1)}] = {st->col_int(2), st->col_int(3)};
   return out;
 }
@@ -36,10 +37,11 @@ Counts kept_counts(const std::string &path) {
   db.exec("BEGIN");
   auto st = db.prepare("SELECT effect, tenant, pending, running FROM wf_job_counts");
   while (st->step()) out[{st->col_text(0), st->col_text(1)}] = {st->col_int(2), st->col_int(3)};
-  wf::lease::count_tail(db, [&](const std::string &eff, const std::string &ten, int state) {
-    auto &c = out[{eff, ten}];
-    (state == 1 ? c.second : c.first) += 1;
-  });
+  wf::lease::count_tail(db,
+                        [&](const std::string &eff, const std::string &ten, int state, int64_t) {
+                          auto &c = out[{eff, ten}];
+                          (state == 1 ? c.second : c.first) += 1;
+                        });
   db.exec("COMMIT");
   return out;
 }
@@ -65,7 +67,7 @@ std::map<std::string, std::pair<int64_t, int64_t>> tenant_counts(const std::stri
   }
   wf::Db db(path, true, 5000);
   auto st =
-      db.prepare("SELECT tenant, sum(state = 0), sum(state = 1) FROM wf_jobs GROUP BY tenant");
+      db.prepare("SELECT tenant, sum(state <> 1), sum(state = 1) FROM wf_jobs GROUP BY tenant");
   while (st->step()) out[st->col_text(0)] = {st->col_int(1), st->col_int(2)};
   return out;
 }
@@ -306,7 +308,23 @@ TEST_F(ScaleTest, SynchronousEnqueueLeavesItsCountToALaterTransaction) {
   EXPECT_EQ(10, tail_rows(path));
   EXPECT_EQ(0, count_rows(path, "SELECT count(*) FROM wf_job_counts"));
   EXPECT_EQ(real_counts(path), kept_counts(path)) << dump(kept_counts(path));
+  // Nor are they on wf_jobs_claim yet (state 2): the read API and the stats
+  // still show them ready, the oldest one's age included.
+  EXPECT_EQ(10, count_rows(path, "SELECT count(*) FROM wf_jobs WHERE state = 2"));
+  EXPECT_EQ(0, count_rows(path,
+                          "SELECT count(*) FROM wf_jobs INDEXED BY wf_jobs_claim WHERE state = 0 "
+                          "AND effect = 'x'"));
+  char *list = nullptr;
+  ASSERT_EQ(WF_OK, wf_jobs_list(e, R"({"state":"ready"})", &list)) << wf_last_error();
+  EXPECT_EQ(10u, json::parse(list)["jobs"].size()) << list;
+  wf_free(list);
+  char *one = nullptr;
+  ASSERT_EQ(WF_OK, wf_job_get(e, "t0", ids[3].c_str(), &one)) << wf_last_error();
+  EXPECT_EQ("ready", json::parse(one)["state"]) << one;
+  wf_free(one);
+  clock.now += 50;
   json s = stats();
+  EXPECT_EQ(50, s["outbox"]["oldest_ready_age_ms"]);
   EXPECT_EQ(10, s["outbox"]["ready"]);
   EXPECT_EQ(10, s["outbox"]["by_effect"]["x"]["ready"]);
   EXPECT_EQ(4, s["outbox"]["by_tenant"]["t0"]["ready"]);
@@ -321,6 +339,10 @@ TEST_F(ScaleTest, SynchronousEnqueueLeavesItsCountToALaterTransaction) {
   // A cancel may change an uncounted row: the tail is counted first.
   ASSERT_EQ(WF_OK, wf_cancel(e, "t0", ids[0].c_str())) << wf_last_error();
   EXPECT_EQ(0, tail_rows(path));
+  EXPECT_EQ(0, count_rows(path, "SELECT count(*) FROM wf_jobs WHERE state = 2"));
+  EXPECT_EQ(9, count_rows(path,
+                          "SELECT count(*) FROM wf_jobs INDEXED BY wf_jobs_claim WHERE state = 0 "
+                          "AND effect = 'x'"));
   EXPECT_EQ(real_counts(path), kept_counts(path)) << dump(kept_counts(path));
   EXPECT_EQ(3, (kept_counts(path)[{"x", "t0"}].first));
 
@@ -383,6 +405,26 @@ TEST_F(ScaleTest, SynchronousEnqueueLeavesItsCountToALaterTransaction) {
   ASSERT_EQ(WF_OK, wf_check(e, nullptr, &out)) << wf_last_error();
   EXPECT_TRUE(json::parse(out)["ok"].get<bool>()) << out;
   wf_free(out);
+}
+
+// A job that another engine's synchronous wf_enqueue left out of the claim
+// index (state 2) is found by a running engine's relay, which indexes it
+// before it claims.
+TEST_F(ScaleTest, RunningEngineClaimsJobsAnotherEngineLeftUnindexed) {
+  open("{\"durability\":\"normal\",\"poll_ms\":20}", false);
+  Sink sink;
+  ASSERT_EQ(WF_OK, wf_effect_register(e, "x", nullptr, Sink::cb, &sink));
+  ASSERT_EQ(WF_OK, wf_start(e));
+  sync();
+  wf_engine *e2 = nullptr;
+  ASSERT_EQ(WF_OK, wf_open(path.c_str(), "{\"durability\":\"normal\"}", &e2)) << wf_last_error();
+  for (int i = 0; i < 3; ++i)
+    ASSERT_EQ(WF_OK, wf_enqueue(e2, R"({"effect":"x","tenant":"a"})", nullptr)) << wf_last_error();
+  ASSERT_TRUE(sink.wait([&] { return sink.handled >= 3; })) << sink.handled;
+  sync();
+  EXPECT_EQ(0, count_rows(path, "SELECT count(*) FROM wf_jobs"));
+  EXPECT_EQ(real_counts(path), kept_counts(path)) << dump(kept_counts(path));
+  ASSERT_EQ(WF_OK, wf_close(e2));
 }
 
 // The mark is in the file, not in the registering engine: another engine on
