@@ -152,8 +152,8 @@ const char *kRaiseIdFloorSql =
 // The counts watermark (schema version 13, lease.h).
 const char *kCountsThroughSql = "SELECT CAST(v AS INTEGER) FROM wf_meta WHERE k = 'counts_through'";
 const char *kSetCountsThroughSql = "UPDATE wf_meta SET v = ?1 WHERE k = 'counts_through'";
-const char *kTailSql = "SELECT effect, tenant, state, run_at FROM wf_jobs WHERE id > ?1";
-const char *kTailBeforeSql =
+// The rows above W (?1) and below ?2 (INT64_MAX: all of them).
+const char *kTailSql =
     "SELECT effect, tenant, state, run_at FROM wf_jobs WHERE id > ?1 AND id < ?2";
 // Rows in state 2 (lease.h) into the claim indexes, once they are counted.
 const char *kIndexTailSql = "UPDATE wf_jobs SET state = 0 WHERE id > ?1 AND state = 2";
@@ -201,11 +201,15 @@ int64_t counts_through(Db &db) {
 }
 
 namespace {
-// Adds each row of `st` (effect, tenant, state, run_at) to `d` as counted;
-// returns whether one of them is in state 2.
-bool add_rows(Stmt &st, CountDeltas &d) {
+// Adds the rows with W < id < below to `d` as counted; returns whether one
+// of them is in state 2 (and sets d.tail_seen when there is any).
+bool add_rows(Db &db, CountDeltas &d, int64_t w, int64_t below) {
+  auto stp = db.prepare(kTailSql);
+  Stmt &st = *stp;
+  st.bind(1, w).bind(2, below);
   bool unindexed = false;
   while (st.step()) {
+    d.tail_seen = true;
     const int state = static_cast<int>(st.col_int(2));
     const bool running = state == static_cast<int>(JobState::kRunning);
     unindexed |= state == static_cast<int>(JobState::kUnindexed);
@@ -225,13 +229,7 @@ void count_catch_up(Db &db, CountDeltas &d) {
   d.through_known = true;
   d.caught_up = true;
   if (d.through == INT64_MAX) return;
-  bool unindexed = false;
-  {
-    auto st = db.prepare(kTailSql);
-    st->bind(1, d.through);
-    unindexed = add_rows(*st, d);
-  }
-  if (unindexed) index_tail(db, d.through);
+  if (add_rows(db, d, d.through, INT64_MAX)) index_tail(db, d.through);
 }
 
 void count_tail(
@@ -239,7 +237,7 @@ void count_tail(
   const int64_t w = counts_through(db);
   if (w == INT64_MAX) return;
   auto st = db.prepare(kTailSql);
-  st->bind(1, w);
+  st->bind(1, w).bind(2, INT64_MAX);
   while (st->step())
     fn(st->col_text(0), st->col_text(1), static_cast<int>(st->col_int(2)), st->col_int(3));
 }
@@ -272,15 +270,7 @@ void flush_counts(Db &db, CountDeltas &d, bool may_defer) {
         return;
       }
     }
-    if (d.first_new != 0) {
-      auto st = db.prepare(kTailBeforeSql);
-      st->bind(1, w).bind(2, d.first_new);
-      add_rows(*st, d);
-    } else {
-      auto st = db.prepare(kTailSql);
-      st->bind(1, w);
-      add_rows(*st, d);
-    }
+    add_rows(db, d, w, d.first_new != 0 ? d.first_new : INT64_MAX);
     // Counted now: the rows in state 2 (earlier ones and this
     // transaction's) go into the claim indexes.
     index_tail(db, w);
@@ -310,11 +300,15 @@ void flush_counts(Db &db, CountDeltas &d, bool may_defer) {
     }
   }
   // Every row is counted now: W moves past the largest id given so far
-  // (rows rolled back included: an id is never given twice).
-  const int64_t through = next_job_id(db) - 1;
-  if (through > w) {
-    auto st = db.prepare(kSetCountsThroughSql);
-    st->bind(1, through).exec();
+  // (rows rolled back included: an id is never given twice). Only rows
+  // inserted here or found above W need it; a transaction with neither (a
+  // renewal, a claim of counted jobs) leaves W, and reads nothing more.
+  if (d.first_new != 0 || d.tail_seen) {
+    const int64_t through = next_job_id(db) - 1;
+    if (through > w) {
+      auto st = db.prepare(kSetCountsThroughSql);
+      st->bind(1, through).exec();
+    }
   }
   d.clear();
 }

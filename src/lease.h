@@ -75,8 +75,9 @@ struct CountDeltas {
   bool through_known = false;
   int64_t through = 0;
   // Set by count_catch_up (the transaction's own context only): the rows
-  // above `through` are in `rows`.
+  // above `through` are in `rows`; tail_seen: there were some.
   bool caught_up = false;
+  bool tail_seen = false;
   bool empty() const { return rows.empty() && deleted_max == 0 && first_new == 0; }
   void clear() {
     rows.clear();
@@ -85,6 +86,7 @@ struct CountDeltas {
     through_known = false;
     through = 0;
     caught_up = false;
+    tail_seen = false;
   }
 };
 // The most rows a transaction that only inserts leaves above W.

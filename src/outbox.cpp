@@ -1113,8 +1113,8 @@ json stats(Engine &e, const char *filter_json, bool by_tenant) {
       // (in their key order: an effect's rows are consecutive; tenants are
       // found by hash). A GROUP BY per effect and another per tenant read
       // them twice and sorted them once: 4.4 ms at 10,000 (effect, tenant)
-      // pairs. The rows above the counts watermark (lease.h: at most a few
-      // hundred jobs inserted since the last count) are added to both. The
+      // pairs. The rows above the counts watermark (lease.h: at most 128
+      // jobs inserted since the last count) are added to both. The
       // jobs due in the future (few: delayed jobs, retries in backoff) are
       // counted per effect and tenant to split pending.
       using Sums = std::array<int64_t, 3>;  // ready, scheduled, running
