@@ -132,8 +132,9 @@ void Engine::insert_job(WriteCtx &w, const NewJob &j, std::string *id, bool *exi
   // A job due at once that no claim takes now, in a transaction that only
   // inserts: left out of the claim indexes (state 2) until the transaction
   // that counts it (lease.h), one WAL page less in this commit.
+  const size_t bytes = j.payload.size() + j.metadata.size() + (j.key ? j.key->size() : 0);
   const bool unindexed = !claim_eff && w.inserts_only && j.run_at <= w.now &&
-                         lease::may_leave_unindexed(w.counts, rowid);
+                         lease::may_leave_unindexed(w.counts, rowid, bytes);
   bind_claim(*st, 11, claim_eff != nullptr, w.now, unindexed);
   st->bind(16, rowid).exec();
   *id = std::to_string(rowid);
@@ -1113,7 +1114,7 @@ json stats(Engine &e, const char *filter_json, bool by_tenant) {
       // (in their key order: an effect's rows are consecutive; tenants are
       // found by hash). A GROUP BY per effect and another per tenant read
       // them twice and sorted them once: 4.4 ms at 10,000 (effect, tenant)
-      // pairs. The rows above the counts watermark (lease.h: at most 128
+      // pairs. The rows above the counts watermark (lease.h: at most 256
       // jobs inserted since the last count) are added to both. The
       // jobs due in the future (few: delayed jobs, retries in backoff) are
       // counted per effect and tenant to split pending.
