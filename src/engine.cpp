@@ -874,7 +874,8 @@ struct Waiter {
 };
 }  // namespace
 
-int Engine::submit_wait(std::function<void(WriteCtx &)> fn, bool savepoint, bool inserts_only) {
+int Engine::submit_wait(std::function<void(WriteCtx &)> fn, bool savepoint, bool inserts_only,
+                        bool one_id) {
   if (opt.read_only) {
     set_last_error(kReadOnlyRefusal);
     return WF_ESTATE;
@@ -885,6 +886,7 @@ int Engine::submit_wait(std::function<void(WriteCtx &)> fn, bool savepoint, bool
   r.durable = true;
   r.savepoint = savepoint;
   r.inserts_only = inserts_only;
+  r.one_id = one_id;
   r.after = [&w](int rc, const std::string &err) {
     std::lock_guard<std::mutex> g(w.mu);
     w.rc = rc;
@@ -1019,6 +1021,8 @@ void Engine::run_batch(std::vector<WriteReq> &batch) {
   bool inserts_only = true;
   for (auto &r : batch)
     if (!r.inserts_only && !r.job) inserts_only = false;
+  // Db::ids may keep what this transaction's only next_job_id call noted.
+  const bool one_id = batch.size() == 1 && batch[0].one_id;
   for (int pass = 1;; ++pass) {
     WriteCtx w{db, t};
     w.may_claim = opt.claim_on_insert;
@@ -1034,6 +1038,7 @@ void Engine::run_batch(std::vector<WriteReq> &batch) {
       if (wal_restart_due.exchange(false, std::memory_order_relaxed)) restart_wal();
       // Cached statements: sqlite3_exec parses the text on every call (3%
       // of a synchronous wf_enqueue's CPU for the two).
+      db.ids_begin();
       db.prepare(kSqlBegin)->exec();
       // A batch that may change existing jobs counts the rows above the
       // counts watermark first (lease.h); one that only inserts may leave
@@ -1119,6 +1124,7 @@ void Engine::run_batch(std::vector<WriteReq> &batch) {
       lease::flush_counts(db, w.counts, inserts_only);
       int64_t c0 = mono_us();
       db.prepare(kSqlCommit)->exec();
+      db.ids_committed(one_id);
       metrics.commit_latency.observe(mono_us() - c0);
       metrics.batch_size.observe(static_cast<int64_t>(batch.size()));
       note_commit(w, tally);

@@ -339,6 +339,9 @@ struct WriteReq {
   // enqueue, `job`, is one too): a batch of such requests alone may leave
   // the counts to a later transaction (lease::flush_counts, may_defer).
   bool inserts_only = false;
+  // Gives at most one job id, from one lease::next_job_id call (wf_enqueue):
+  // after it commits alone, the ids it noted are the file's (Db::ids).
+  bool one_id = false;
   std::shared_ptr<struct HostTx> tx;
   // An asynchronous enqueue (wf_enqueue_async): consecutive ones in a batch
   // are inserted together, eight rows per statement (run_batch's first
@@ -498,10 +501,10 @@ struct Engine {
   void run_host_tx(WriteReq &req);
   // Queues a request; returns at once.
   void submit(WriteReq req);
-  // Queues a request and waits for its durable commit. `inserts_only`: see
-  // WriteReq.
+  // Queues a request and waits for its durable commit. `inserts_only`,
+  // `one_id`: see WriteReq.
   int submit_wait(std::function<void(WriteCtx &)> fn, bool savepoint = true,
-                  bool inserts_only = false);
+                  bool inserts_only = false, bool one_id = false);
 
   // --- background checkpointer: the writer never checkpoints (its commits
   // would wait for the database fsyncs); a hook on write_db wakes this thread

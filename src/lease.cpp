@@ -257,6 +257,7 @@ void flush_counts(Db &db, CountDeltas &d, bool may_defer) {
     // Only inserts since BEGIN: the rows above W are the earlier
     // transactions' (from W to first_new) and this one's.
     if (d.rows.empty() && d.first_new == 0 && d.deleted_max == 0) {
+      db.ids_tx_through = w;
       d.clear();
       return;
     }
@@ -266,6 +267,7 @@ void flush_counts(Db &db, CountDeltas &d, bool may_defer) {
       int64_t own = 0;
       for (const auto &[k, v] : d.rows) own += v.enqueued;
       if (d.first_new - 1 - w + own <= kCountTailMax) {
+        db.ids_tx_through = w;
         d.clear();
         return;
       }
@@ -303,11 +305,13 @@ void flush_counts(Db &db, CountDeltas &d, bool may_defer) {
   // (rows rolled back included: an id is never given twice). Only rows
   // inserted here or found above W need it; a transaction with neither (a
   // renewal, a claim of counted jobs) leaves W, and reads nothing more.
+  db.ids_tx_through = w;
   if (d.first_new != 0 || d.tail_seen) {
-    const int64_t through = next_job_id(db) - 1;
+    const int64_t through = next_job_id(db, nullptr, false) - 1;
     if (through > w) {
       auto st = db.prepare(kSetCountsThroughSql);
       st->bind(1, through).exec();
+      db.ids_tx_through = through;
     }
   }
   d.clear();
@@ -336,19 +340,30 @@ bool mark_capped(Db &db, const std::string &effect) {
   return true;
 }
 
-int64_t next_job_id(Db &db, CountDeltas *d) {
-  auto st = db.prepare(kNextJobIdSql);
-  int64_t next = 1;
-  if (st->step()) {
-    next = st->col_int(0);
-    if (d && !d->through_known) {
-      d->through_known = true;
-      d->through = st->col_null(1) ? INT64_MAX : st->col_int(1);
+int64_t next_job_id(Db &db, CountDeltas *d, bool give) {
+  int64_t next = 1, through = INT64_MAX;
+  uint32_t dv = 0;
+  // The cache (Db::ids): only before the transaction gave any id, and only
+  // while nothing changed the file since the commit that recorded it.
+  if (db.ids.valid && db.ids_tx_next == 0 && db.data_version(&dv) && dv == db.ids.data_version &&
+      db.total_changes() == db.ids.total_changes) {
+    next = db.ids.next;
+    through = db.ids.through;
+  } else {
+    auto st = db.prepare(kNextJobIdSql);
+    if (st->step()) {
+      next = st->col_int(0);
+      if (!st->col_null(1)) through = st->col_int(1);
     }
+  }
+  if (d && !d->through_known) {
+    d->through_known = true;
+    d->through = through;
   }
   // A row deleted earlier in this transaction (a completion in the same
   // batch as this insert) is not in the floor until flush_counts.
   next = std::max(next, db.deleted_job_id_max + 1);
+  db.ids_tx_next = std::max(db.ids_tx_next, give ? next + 1 : next);
   if (d && (d->first_new == 0 || next < d->first_new)) d->first_new = next;
   return next;
 }

@@ -143,8 +143,10 @@ inline bool may_leave_unindexed(const CountDeltas &d, int64_t id, size_t bytes) 
 // the largest id in the table or ever deleted from it (the floor). Ids are
 // given explicitly by every INSERT INTO wf_jobs (a row with its own id, as a
 // requeued dead letter, keeps it). `d`, when given, records the first id of
-// the transaction (CountDeltas::first_new) and W.
-int64_t next_job_id(Db &db, CountDeltas *d = nullptr);
+// the transaction (CountDeltas::first_new) and W. `give`: the caller uses the
+// id (false: it only wants the bound, as flush_counts does). Between the
+// engine's own commits it answers from Db::ids when nothing changed the file.
+int64_t next_job_id(Db &db, CountDeltas *d = nullptr, bool give = true);
 
 // Schema 12: only the jobs of effects marked in wf_capped_effects (those
 // registered with a tenant_concurrency, ever) have capped = 1 and are in

@@ -402,8 +402,8 @@ void check_writable(Engine &e) {
   e.check_own_tx("write");
 }
 
-int submit_or_raise(Engine &e, std::function<void(WriteCtx &)> fn, bool inserts_only) {
-  int rc = e.submit_wait(std::move(fn), true, inserts_only);
+int submit_or_raise(Engine &e, std::function<void(WriteCtx &)> fn, bool inserts_only, bool one_id) {
+  int rc = e.submit_wait(std::move(fn), true, inserts_only, one_id);
   if (rc != WF_OK) fail(rc, last_error());
   return rc;
 }
@@ -422,7 +422,7 @@ bool enqueue(Engine &e, const char *job_json, std::string *id) {
         // keep it. Dedupe uses the commit's clock.
         e.insert_job(w, j, id, &existing);
       },
-      true);
+      true, true);
   return existing;
 }
 

@@ -31,7 +31,8 @@ void tx_merge(HostTx *tx, const WriteCtx &w);
 // records the calling thread, and holds tx->mu for the call.
 std::unique_lock<std::mutex> tx_enter(HostTx *tx, const char *what);
 void check_writable(Engine &e);
-int submit_or_raise(Engine &e, std::function<void(WriteCtx &)> fn, bool inserts_only = false);
+int submit_or_raise(Engine &e, std::function<void(WriteCtx &)> fn, bool inserts_only = false,
+                    bool one_id = false);
 
 // Schedules (sched.cpp).
 void schedule(Engine &e, const char *schedule_json);

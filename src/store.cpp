@@ -247,6 +247,25 @@ int64_t Db::changes() const { return sqlite3_changes64(db_); }
 int64_t Db::last_rowid() const { return sqlite3_last_insert_rowid(db_); }
 bool Db::in_txn() const { return !sqlite3_get_autocommit(db_); }
 
+bool Db::data_version(uint32_t *v) const {
+  unsigned u = 0;
+  if (sqlite3_file_control(db_, "main", SQLITE_FCNTL_DATA_VERSION, &u) != SQLITE_OK) return false;
+  *v = u;
+  return true;
+}
+
+int64_t Db::total_changes() const { return sqlite3_total_changes64(db_); }
+
+void Db::ids_committed(bool exact) {
+  ids.valid = exact && ids_tx_next > 0 && ids_tx_through >= 0 && data_version(&ids.data_version);
+  if (ids.valid) {
+    ids.total_changes = total_changes();
+    ids.next = ids_tx_next;
+    ids.through = ids_tx_through;
+  }
+  ids_begin();
+}
+
 namespace {
 // SQLite itself refuses direct writes to its schema table (defensive mode);
 // CREATE TABLE and AUTOINCREMENT write sqlite_schema/sqlite_sequence

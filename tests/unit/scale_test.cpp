@@ -444,6 +444,66 @@ TEST_F(ScaleTest, RunningEngineClaimsJobsAnotherEngineLeftUnindexed) {
   ASSERT_EQ(WF_OK, wf_close(e2));
 }
 
+// A synchronous wf_enqueue takes its id and the watermark from the
+// engine's memory while nothing else changed the file since its last
+// commit (Db::ids). Another engine's inserts, cancels of the newest job
+// (which raise the id floor), batches and the engine's own other
+// transactions in between: every id is new and larger than all before it,
+// and the counts stay exact.
+TEST_F(ScaleTest, JobIdsRiseWhenOtherWritersCommitBetweenSynchronousCalls) {
+  open("{\"durability\":\"normal\",\"purge_interval_ms\":3600000}");
+  wf_engine *e2 = nullptr;
+  ASSERT_EQ(WF_OK, wf_open(path.c_str(), "{\"durability\":\"normal\"}", &e2)) << wf_last_error();
+  auto on = [](wf_engine *x, const char *doc) {
+    char *id = nullptr;
+    EXPECT_EQ(WF_OK, wf_enqueue(x, doc, &id)) << wf_last_error();
+    int64_t v = id ? std::stoll(id) : 0;
+    wf_free(id);
+    return v;
+  };
+  std::vector<int64_t> ids;
+  for (int i = 0; i < 600; ++i) {
+    ids.push_back(on(e, R"({"effect":"x","tenant":"a"})"));
+    ids.push_back(on(e, R"({"effect":"x","tenant":"b"})"));  // from the cache
+    switch (i % 4) {
+      case 0:
+        ids.push_back(on(e2, R"({"effect":"y","tenant":"a"})"));
+        break;
+      case 1: {
+        // The other engine's newest job, cancelled: its id is gone from
+        // wf_jobs, the floor keeps it from being given again.
+        int64_t v = on(e2, R"({"effect":"y","tenant":"c"})");
+        ids.push_back(v);
+        EXPECT_EQ(WF_OK, wf_cancel(e2, "c", std::to_string(v).c_str())) << wf_last_error();
+        break;
+      }
+      case 2: {
+        // This engine's own newest job, cancelled by itself.
+        int64_t v = on(e, R"({"effect":"x","tenant":"c"})");
+        ids.push_back(v);
+        EXPECT_EQ(WF_OK, wf_cancel(e, "c", std::to_string(v).c_str())) << wf_last_error();
+        break;
+      }
+      default: {
+        char *out = nullptr;
+        ASSERT_EQ(WF_OK, wf_enqueue_batch(e2, R"([{"effect":"y"},{"effect":"y"}])", &out))
+            << wf_last_error();
+        for (const auto &v : json::parse(out))
+          ids.push_back(std::stoll(v["id"].get<std::string>()));
+        wf_free(out);
+      }
+    }
+  }
+  for (size_t k = 1; k < ids.size(); ++k) ASSERT_LT(ids[k - 1], ids[k]) << "at " << k;
+  EXPECT_EQ(real_counts(path), kept_counts(path)) << dump(kept_counts(path));
+  EXPECT_LE(tail_rows(path), wf::lease::kCountTailMax);
+  char *out = nullptr;
+  ASSERT_EQ(WF_OK, wf_check(e, nullptr, &out)) << wf_last_error();
+  EXPECT_TRUE(json::parse(out)["ok"].get<bool>()) << out;
+  wf_free(out);
+  ASSERT_EQ(WF_OK, wf_close(e2));
+}
+
 // Two engines on one file, four threads each calling wf_enqueue (whose
 // commits leave counts and index entries to later transactions) while one
 // engine's relay claims, completes and fails jobs (whose transactions count
