@@ -253,11 +253,11 @@ void flush_counts(Db &db, CountDeltas &d, bool may_defer) {
     // No watermark in the file (cannot be written: every open migrates it).
     fail(WF_ECORRUPT, "wf_meta has no counts_through (schema version 13)");
   }
+  db.ids_tx_through = w;  // W as the transaction leaves it, unless raised below
   if (!d.caught_up) {
     // Only inserts since BEGIN: the rows above W are the earlier
     // transactions' (from W to first_new) and this one's.
     if (d.rows.empty() && d.first_new == 0 && d.deleted_max == 0) {
-      db.ids_tx_through = w;
       d.clear();
       return;
     }
@@ -267,7 +267,6 @@ void flush_counts(Db &db, CountDeltas &d, bool may_defer) {
       int64_t own = 0;
       for (const auto &[k, v] : d.rows) own += v.enqueued;
       if (d.first_new - 1 - w + own <= kCountTailMax) {
-        db.ids_tx_through = w;
         d.clear();
         return;
       }
@@ -305,7 +304,6 @@ void flush_counts(Db &db, CountDeltas &d, bool may_defer) {
   // (rows rolled back included: an id is never given twice). Only rows
   // inserted here or found above W need it; a transaction with neither (a
   // renewal, a claim of counted jobs) leaves W, and reads nothing more.
-  db.ids_tx_through = w;
   if (d.first_new != 0 || d.tail_seen) {
     const int64_t through = next_job_id(db, nullptr, false) - 1;
     if (through > w) {
